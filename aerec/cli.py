@@ -1,0 +1,50 @@
+"""The command line behind run.py: validate, run, print and write the results."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from aerec.config import validate
+from aerec.errors import AerecError
+from aerec.outputs import (
+    EpochLog,
+    format_table,
+    plot_learning_curve,
+    write_config,
+    write_json_atomic,
+)
+
+log = logging.getLogger("aerec")
+
+
+def run_task(cfg: Any, output_dir: Path) -> dict[str, Any]:
+    """Validate `cfg`, run its task, write config/metrics/results into `output_dir`."""
+    from aerec.experiment import run_experiment  # imports JAX: keep `--help` fast
+
+    validate(cfg)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_config(cfg, output_dir)
+    results = run_experiment(cfg, on_epoch=EpochLog(output_dir / "metrics.jsonl"))
+    history = results.pop("history")
+    write_json_atomic(output_dir / "results.json", results)
+    if history:
+        plot_learning_curve(history, output_dir / "learning_curve.png")
+    return results
+
+
+def main(cfg: Any, output_dir: Path) -> float:
+    """Entry point for Hydra: prints the results table; exits 1 with a message on user error.
+
+    Returns the test RMSE so that Hydra sweepers can minimise it.
+    """
+    try:
+        results = run_task(cfg, output_dir)
+    except AerecError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    print(format_table(results))
+    print(f"results written to {output_dir}")
+    return float(results["test_rmse"])

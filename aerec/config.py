@@ -1,0 +1,83 @@
+"""Validation of a composed configuration, before any work is done."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aerec.data.dataset import DATASET_NAMES
+from aerec.data.matrix import ORIENTATIONS
+from aerec.data.prepare import DUPLICATE_POLICIES
+from aerec.data.split import SPLIT_KINDS
+from aerec.errors import ConfigError
+from aerec.models.autoencoder import ACTIVATIONS
+from aerec.models.scaling import SCALINGS
+
+MODELS = ("autoencoder", "svd")
+TASKS = ("train",)
+LOSSES = ("masked", "all_cells")
+
+
+def _one_of(key: str, value: Any, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(valid)}")
+
+
+def _positive(key: str, value: Any) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        raise ConfigError(f"{key}={value!r} must be a positive number")
+
+
+def _fraction(key: str, value: Any) -> None:
+    if not isinstance(value, int | float) or not 0.0 <= value < 1.0:
+        raise ConfigError(f"{key}={value!r} must be in [0, 1)")
+
+
+def validate(cfg: Any) -> None:
+    """Raise ConfigError naming the first invalid key."""
+    _one_of("task", cfg.task, TASKS)
+    _one_of("dataset.name", cfg.dataset.name, DATASET_NAMES)
+    _one_of("model.name", cfg.model.name, MODELS)
+    _one_of("model.orientation", cfg.model.orientation, ORIENTATIONS)
+    _one_of("split.kind", cfg.split.kind, SPLIT_KINDS)
+    _one_of("prepare.duplicates", cfg.prepare.duplicates, DUPLICATE_POLICIES)
+    _one_of("train.data_path", cfg.train.data_path, ("auto", "resident", "streamed"))
+    for key in ("test_fraction", "valid_fraction", "fold_in_fraction"):
+        _fraction(f"split.{key}", cfg.split[key])
+    if cfg.split.test_fraction == 0.0:
+        raise ConfigError("split.test_fraction=0 leaves nothing to evaluate")
+    for key in ("epochs", "batch_size", "eval_chunk_rows"):
+        _positive(f"train.{key}", cfg.train[key])
+    if cfg.train.patience < 1:
+        raise ConfigError(f"train.patience={cfg.train.patience} must be at least 1")
+    for key in ("min_item_ratings", "min_user_ratings"):
+        if cfg.prepare[key] < 0:
+            raise ConfigError(f"prepare.{key}={cfg.prepare[key]} must be >= 0")
+    if cfg.model.name == "autoencoder":
+        _validate_autoencoder(cfg)
+    else:
+        if not isinstance(cfg.model.rank, int) or cfg.model.rank < 1:
+            raise ConfigError(f"model.rank={cfg.model.rank!r} must be an integer >= 1")
+        if cfg.model.bias_reg < 0:
+            raise ConfigError(f"model.bias_reg={cfg.model.bias_reg} must be >= 0")
+
+
+def _validate_autoencoder(cfg: Any) -> None:
+    model = cfg.model
+    if not isinstance(model.layers, int) or model.layers < 1:
+        raise ConfigError(f"model.layers={model.layers!r} must be an integer >= 1")
+    widths = [model.hidden] if isinstance(model.hidden, int) else list(model.hidden)
+    if not isinstance(model.hidden, int) and len(widths) != model.layers:
+        raise ConfigError(f"model.hidden lists {len(widths)} widths, model.layers={model.layers}")
+    for width in [*widths, model.latent]:
+        if not isinstance(width, int) or width < 1:
+            raise ConfigError(f"model.hidden / model.latent: widths must be integers >= 1, "
+                              f"got {width!r}")
+    _fraction("model.dropout", model.dropout)
+    _fraction("model.input_dropout", model.input_dropout)
+    _one_of("model.activation", model.activation, tuple(ACTIVATIONS))
+    _one_of("model.output_activation", model.output_activation, tuple(ACTIVATIONS))
+    _one_of("model.scaling", model.scaling, SCALINGS)
+    _one_of("model.loss", model.loss, LOSSES)
+    if model.l2 < 0:
+        raise ConfigError(f"model.l2={model.l2} must be >= 0")
+    _positive("optimizer.learning_rate", cfg.optimizer.learning_rate)

@@ -1,0 +1,108 @@
+"""The prepared dataset: contiguous indices, ratings, split roles and id maps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from aerec.data.locate import locate_file
+from aerec.data.parse import read_ratings
+from aerec.data.prepare import IdMap, build_id_maps, filter_min_counts, resolve_duplicates
+from aerec.data.sources import SOURCES, get_source
+from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID, split_roles
+from aerec.data.synthetic import synthetic_ratings
+from aerec.errors import ConfigError
+
+ROLE_NAMES = {TRAIN: "train", VALID: "valid", TEST: "test", FOLD_IN: "fold_in"}
+DATASET_NAMES = (*SOURCES, "custom", "synthetic")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Ratings as parallel arrays over contiguous indices, each with its split role."""
+
+    name: str
+    users: IdMap
+    items: IdMap
+    user_index: np.ndarray
+    item_index: np.ndarray
+    rating: np.ndarray
+    role: np.ndarray
+    rating_min: float
+    rating_max: float
+
+    @property
+    def n_users(self) -> int:
+        """Number of users after preparation."""
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        """Number of items after preparation."""
+        return len(self.items)
+
+    def count(self, role: int) -> int:
+        """Number of ratings with the given split role."""
+        return int(np.count_nonzero(self.role == role))
+
+    def train_mean(self) -> float:
+        """Mean training rating: the fallback prediction for unseen users and items."""
+        return float(self.rating[self.role == TRAIN].mean(dtype=np.float64))
+
+
+def read_raw_ratings(dataset_cfg: Any, data_dir: Path, *, progress: bool = True
+                     ) -> tuple[pd.DataFrame, tuple[float, float], str]:
+    """The raw ratings table named by `dataset_cfg`, its rating scale, and where it came from."""
+    name = dataset_cfg.name
+    if name in SOURCES:
+        source = get_source(name)
+        path = locate_file(source, data_dir, dataset_cfg.get("ratings_file") or source.ratings_file,
+                           allow_download=bool(dataset_cfg.get("download", True)),
+                           progress=progress)
+        scale = (source.rating_min, source.rating_max)
+        table = read_ratings(path, sep=source.sep, header=source.header, rating_range=scale)
+        return table, scale, str(path)
+    if name == "custom":
+        if not dataset_cfg.get("path"):
+            raise ConfigError("dataset.path is required for dataset=custom")
+        path = Path(dataset_cfg.path).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"dataset.path={path} does not exist")
+        low, high = dataset_cfg.get("rating_min"), dataset_cfg.get("rating_max")
+        scale_given = low is not None and high is not None
+        table = read_ratings(path, sep=dataset_cfg.sep, header=bool(dataset_cfg.header),
+                             columns=dataset_cfg.get("columns"),
+                             encoding=dataset_cfg.get("encoding", "utf-8"),
+                             rating_range=(float(low), float(high)) if scale_given else None)
+        if not scale_given:
+            low, high = float(table["rating"].min()), float(table["rating"].max())
+        return table, (float(low), float(high)), str(path)
+    if name == "synthetic":
+        table = synthetic_ratings(
+            dataset_cfg.n_users, dataset_cfg.n_items, dataset_cfg.n_ratings,
+            rank=dataset_cfg.rank, popularity_exponent=dataset_cfg.popularity_exponent,
+            activity_exponent=dataset_cfg.activity_exponent, noise=dataset_cfg.noise,
+            rating_min=dataset_cfg.rating_min, rating_max=dataset_cfg.rating_max,
+            rating_step=dataset_cfg.rating_step, seed=dataset_cfg.seed)
+        return table, (float(dataset_cfg.rating_min), float(dataset_cfg.rating_max)), "synthetic"
+    raise ConfigError(f"dataset.name={name!r} is unknown; valid: {', '.join(DATASET_NAMES)}")
+
+
+def load_dataset(dataset_cfg: Any, prepare_cfg: Any, split_cfg: Any, data_dir: Path, *,
+                 progress: bool = True) -> Dataset:
+    """Read, deduplicate, filter, index and split the dataset the configuration names."""
+    table, (low, high), origin = read_raw_ratings(dataset_cfg, data_dir, progress=progress)
+    table = resolve_duplicates(table, prepare_cfg.duplicates, origin)
+    table = filter_min_counts(table, prepare_cfg.min_item_ratings, prepare_cfg.min_user_ratings)
+    users, items, user_index, item_index = build_id_maps(table)
+    roles = split_roles(user_index, len(users), kind=split_cfg.kind,
+                        test_fraction=split_cfg.test_fraction,
+                        valid_fraction=split_cfg.valid_fraction,
+                        fold_in_fraction=split_cfg.fold_in_fraction, seed=split_cfg.seed)
+    return Dataset(name=dataset_cfg.name, users=users, items=items, user_index=user_index,
+                   item_index=item_index, rating=table["rating"].to_numpy(np.float32),
+                   role=roles, rating_min=low, rating_max=high)

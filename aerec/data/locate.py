@@ -1,0 +1,67 @@
+"""Find a MovieLens ratings file on disk: extracted, inside the official archive, or downloaded."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+from aerec.data.download import download, extract_member, verify_file
+from aerec.data.sources import Source
+from aerec.errors import DataError, DownloadError
+
+DATA_DIR_ENV = "AEREC_DATA_DIR"
+
+
+def default_data_dir() -> Path:
+    """`$AEREC_DATA_DIR` if set, else the per-user cache directory."""
+    configured = os.environ.get(DATA_DIR_ENV)
+    return Path(configured) if configured else Path(platformdirs.user_cache_dir("aerec")) / "data"
+
+
+def locate_file(source: Source, data_dir: Path, file_name: str, *, allow_download: bool,
+                progress: bool = True) -> Path:
+    """Path of `file_name` of `source`, extracting or downloading the official archive if needed.
+
+    Looks, in order, at `data_dir/<folder>/<file>` (the extracted release), then for the
+    official archive in `data_dir` or `data_dir/<folder>`, then downloads the archive when
+    allowed. An absolute `file_name` is used as it is.
+    """
+    requested = Path(file_name)
+    if requested.is_absolute():
+        if requested.is_file():
+            return requested
+        raise DataError(f"{source.name}: ratings file {requested} does not exist")
+    folder = data_dir / source.folder
+    extracted = folder / requested
+    if extracted.is_file():
+        return extracted
+    for archive in (data_dir / source.archive_name, folder / source.archive_name):
+        if archive.is_file():
+            verify_file(archive, source.sha256)
+            return _extract(source, archive, requested, extracted)
+    if allow_download:
+        archive = data_dir / source.archive_name
+        try:
+            download(source.url, archive, source.sha256, progress=progress)
+        except DownloadError as error:
+            raise DataError(f"{error}\n{_where_to_put(source, data_dir, requested)}") from error
+        return _extract(source, archive, requested, extracted)
+    raise DataError(
+        f"{source.name}: {extracted} not found and downloads are off (dataset.download=false).\n"
+        + _where_to_put(source, data_dir, requested)
+    )
+
+
+def _extract(source: Source, archive: Path, requested: Path, dest: Path) -> Path:
+    member = f"{source.folder}/{requested.as_posix()}"
+    return extract_member(archive, member, dest)
+
+
+def _where_to_put(source: Source, data_dir: Path, requested: Path) -> str:
+    return (
+        f"Put {requested} at {data_dir / source.folder / requested}, or the official archive "
+        f"{source.archive_name} ({source.url}) at {data_dir / source.archive_name}; "
+        f"or point paths.data_dir (env {DATA_DIR_ENV}) at a directory that holds them."
+    )

@@ -1,0 +1,65 @@
+"""Sparse rating matrices (CSR on the host) and their dense row blocks on the device."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse as sp
+
+from aerec.data.dataset import Dataset
+
+ORIENTATIONS = ("item", "user")
+BYTES_PER_CELL = 4
+
+
+def rating_matrix(dataset: Dataset, roles: tuple[int, ...], orientation: str) -> sp.csr_matrix:
+    """CSR matrix of the ratings with the given roles; rows are items or users (orientation).
+
+    Ratings are never 0 on MovieLens scales, so 0 marks a missing cell.
+    """
+    if orientation not in ORIENTATIONS:
+        raise ValueError(f"orientation must be one of {ORIENTATIONS}, got {orientation!r}")
+    chosen = np.isin(dataset.role, roles)
+    rows, cols = dataset.item_index, dataset.user_index
+    shape = (dataset.n_items, dataset.n_users)
+    if orientation == "user":
+        rows, cols, shape = cols, rows, shape[::-1]
+    matrix = sp.csr_matrix(
+        (dataset.rating[chosen], (rows[chosen], cols[chosen])), shape=shape, dtype=np.float32
+    )
+    matrix.sort_indices()
+    return matrix
+
+
+def dense_bytes(matrix: sp.csr_matrix) -> int:
+    """Bytes the matrix takes when dense (float32)."""
+    return int(matrix.shape[0]) * int(matrix.shape[1]) * BYTES_PER_CELL
+
+
+class DeviceRows:
+    """Dense row blocks of a CSR matrix on the device.
+
+    Resident: the whole dense matrix lives on the device and blocks are gathered there.
+    Streamed: each block is densified on the host from the CSR rows and transferred.
+    """
+
+    def __init__(self, matrix: sp.csr_matrix, resident: bool):
+        self.matrix = matrix
+        self.resident = resident
+        self.dense = jnp.asarray(matrix.toarray()) if resident else None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, columns) of the matrix."""
+        return self.matrix.shape
+
+    def gather(self, row_ids: np.ndarray) -> jax.Array:
+        """Dense rows `row_ids` (host int array) as a device array; ids < 0 give zero rows."""
+        safe = np.where(row_ids >= 0, row_ids, 0)
+        if self.resident:
+            block = self.dense[jnp.asarray(safe)]
+            return jnp.where(jnp.asarray(row_ids >= 0)[:, None], block, 0.0)
+        block = self.matrix[safe].toarray()
+        block[row_ids < 0] = 0.0
+        return jnp.asarray(block)

@@ -1,0 +1,147 @@
+"""Official and custom delimited formats -> a tidy ratings table (user, item, rating[, timestamp]).
+
+The fast path hands the whole file to pandas' C parser. Only when that fails, or the values do
+not validate, a slow line-by-line pass finds the first offending line so that the error names
+the file, the line and what was expected.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from aerec.errors import ConfigError, DataError
+
+FIELDS = ("user", "item", "rating", "timestamp")
+REQUIRED = ("user", "item", "rating")
+IGNORED = ("_", "skip")
+INTEGER_FIELDS = ("user", "item", "timestamp")
+
+
+def read_ratings(path: Path, *, sep: str, header: bool, columns: Sequence[str] | None = None,
+                 encoding: str = "utf-8", rating_range: tuple[float, float] | None = None
+                 ) -> pd.DataFrame:
+    """Parse a delimited ratings file into columns user, item (int64), rating (float32), ...
+
+    `columns` names each field in file order (`user`, `item`, `rating`, `timestamp`, or `_` to
+    ignore one); by default the fields are user, item, rating and an optional timestamp.
+    """
+    path = Path(path)
+    n_fields = _count_fields(path, sep, header, encoding)
+    names = _column_names(path, columns, n_fields)
+    wanted = [(position, name) for position, name in enumerate(names) if name not in IGNORED]
+    # "::" is not a single character, which would force pandas' slow Python engine. Splitting
+    # on ":" instead keeps the C engine: field k then sits at position 2k, with empty tokens
+    # between (ratings files hold only numbers, so no ":" inside a field).
+    stride, c_sep = (2, ":") if sep == "::" else (1, sep)
+    dtypes = {name: ("int64" if name in INTEGER_FIELDS else "float64") for _, name in wanted}
+    try:
+        table = pd.read_csv(
+            path,
+            sep=c_sep,
+            header=0 if header else None,
+            names=[f"field{k}" for k in range((n_fields - 1) * stride + 1)],
+            usecols=[position * stride for position, _ in wanted],
+            dtype={f"field{position * stride}": dtypes[name] for position, name in wanted},
+            engine="c",
+            encoding=encoding,
+            skip_blank_lines=True,
+        )
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        _diagnose(path, sep, header, names, encoding, rating_range)
+        raise DataError(f"{path}: could not parse ratings: {error}") from error
+    table.columns = [name for _, name in wanted]
+    if not _values_valid(table, rating_range):
+        _diagnose(path, sep, header, names, encoding, rating_range)
+        raise DataError(f"{path}: ratings are not finite or outside {rating_range}")
+    table["rating"] = table["rating"].astype(np.float32)
+    return table.reset_index(drop=True)
+
+
+def _count_fields(path: Path, sep: str, header: bool, encoding: str) -> int:
+    try:
+        with open(path, encoding=encoding) as handle:
+            if header and not handle.readline():
+                raise DataError(f"{path}: file is empty (a header line was expected)")
+            for line in handle:
+                if line.strip():
+                    return len(line.rstrip("\r\n").split(sep))
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not valid {encoding} text: {error}") from error
+    raise DataError(f"{path}: no ratings in the file (it is empty or holds only a header)")
+
+
+def _column_names(path: Path, columns: Sequence[str] | None, n_fields: int) -> list[str]:
+    if columns is None:
+        if n_fields not in (3, 4):
+            raise DataError(
+                f"{path}: expected 3 fields (user, item, rating) or 4 (with timestamp) per line, "
+                f"found {n_fields}; set dataset.columns to name each field"
+            )
+        return list(FIELDS[:n_fields])
+    names = list(columns)
+    unknown = [name for name in names if name not in FIELDS + IGNORED]
+    missing = [name for name in REQUIRED if name not in names]
+    if unknown or missing or len(set(n for n in names if n not in IGNORED)) != len(
+        [n for n in names if n not in IGNORED]
+    ):
+        raise ConfigError(
+            f"dataset.columns={names}: each of {REQUIRED} exactly once, optionally 'timestamp', "
+            f"'_' for a field to skip (unknown: {unknown}, missing: {missing})"
+        )
+    if len(names) != n_fields:
+        raise DataError(f"{path}: dataset.columns names {len(names)} fields, file has {n_fields}")
+    return names
+
+
+def _values_valid(table: pd.DataFrame, rating_range: tuple[float, float] | None) -> bool:
+    ratings = table["rating"].to_numpy()
+    if not np.isfinite(ratings).all():
+        return False
+    if rating_range is not None:
+        low, high = rating_range
+        return bool(((ratings >= low) & (ratings <= high)).all())
+    return True
+
+
+def _diagnose(path: Path, sep: str, header: bool, names: list[str], encoding: str,
+              rating_range: tuple[float, float] | None) -> None:
+    """Raise a DataError naming the first line that breaks the format (slow; error path only)."""
+    expected = sep.join(names)
+    with open(path, encoding=encoding, errors="replace") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            text = line.rstrip("\r\n")
+            if (header and line_number == 1) or not text.strip():
+                continue
+            fields = text.split(sep)
+            where = f"{path}, line {line_number}"
+            if len(fields) != len(names):
+                raise DataError(
+                    f"{where}: expected {len(names)} fields like {expected!r}, "
+                    f"got {len(fields)}: {text[:80]!r}"
+                )
+            for name, value in zip(names, fields, strict=True):
+                if name in INTEGER_FIELDS:
+                    try:
+                        int(value)
+                    except ValueError:
+                        raise DataError(
+                            f"{where}: {name} must be an integer, got {value!r}"
+                        ) from None
+                elif name == "rating":
+                    _check_rating(where, value, rating_range)
+
+
+def _check_rating(where: str, value: str, rating_range: tuple[float, float] | None) -> None:
+    try:
+        rating = float(value)
+    except ValueError:
+        raise DataError(f"{where}: rating must be a number, got {value!r}") from None
+    if not math.isfinite(rating):
+        raise DataError(f"{where}: rating must be finite, got {value!r}")
+    if rating_range is not None and not rating_range[0] <= rating <= rating_range[1]:
+        raise DataError(f"{where}: rating {value} outside the scale {rating_range}")

@@ -1,0 +1,87 @@
+"""Preparation: minimum-count filters and contiguous id maps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from aerec.errors import DataError
+
+
+@dataclass(frozen=True)
+class IdMap:
+    """Sorted raw ids; the position of a raw id is its contiguous index."""
+
+    raw: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.raw.size)
+
+    def index(self, raw_ids: np.ndarray | list[int]) -> np.ndarray:
+        """Contiguous indices of `raw_ids`; KeyError naming the first unknown id."""
+        raw_ids = np.asarray(raw_ids, dtype=self.raw.dtype)
+        positions = np.searchsorted(self.raw, raw_ids)
+        positions = np.minimum(positions, max(len(self) - 1, 0))
+        known = (len(self) > 0) & (self.raw[positions] == raw_ids)
+        if not np.all(known):
+            raise KeyError(f"unknown id {raw_ids[~known][0]}")
+        return positions.astype(np.int32)
+
+
+def filter_min_counts(ratings: pd.DataFrame, min_item_ratings: int, min_user_ratings: int
+                      ) -> pd.DataFrame:
+    """Drop items with fewer than `min_item_ratings` ratings, then users with too few left.
+
+    One pass each, items first: on ML-1M with 20 and 20 this gives the paper's 3043 items and
+    6022 users (a user dropped afterwards can leave an item under the threshold; the paper's
+    counts show it did not iterate).
+    """
+    kept = ratings
+    if min_item_ratings > 1:
+        counts = kept["item"].map(kept["item"].value_counts())
+        kept = kept[counts.to_numpy() >= min_item_ratings]
+    if min_user_ratings > 1:
+        counts = kept["user"].map(kept["user"].value_counts())
+        kept = kept[counts.to_numpy() >= min_user_ratings]
+    if kept.empty:
+        raise DataError(
+            f"no ratings left after removing items with < {min_item_ratings} ratings and users "
+            f"with < {min_user_ratings} (prepare.min_item_ratings / prepare.min_user_ratings)"
+        )
+    return kept.reset_index(drop=True)
+
+
+def build_id_maps(ratings: pd.DataFrame) -> tuple[IdMap, IdMap, np.ndarray, np.ndarray]:
+    """Id maps for users and items, and each rating's contiguous user and item index."""
+    user_raw, user_index = np.unique(ratings["user"].to_numpy(), return_inverse=True)
+    item_raw, item_index = np.unique(ratings["item"].to_numpy(), return_inverse=True)
+    return (IdMap(user_raw), IdMap(item_raw), user_index.astype(np.int32),
+            item_index.astype(np.int32))
+
+
+DUPLICATE_POLICIES = ("error", "last", "mean")
+
+
+def resolve_duplicates(ratings: pd.DataFrame, policy: str, source: str) -> pd.DataFrame:
+    """Apply the duplicate (user, item) policy: `error`, keep the `last` line, or the `mean`."""
+    if policy not in DUPLICATE_POLICIES:
+        raise DataError(f"prepare.duplicates={policy!r}; valid: {', '.join(DUPLICATE_POLICIES)}")
+    duplicated = ratings.duplicated(["user", "item"], keep=False).to_numpy()
+    if not duplicated.any():
+        return ratings
+    if policy == "error":
+        first = ratings[duplicated].iloc[0]
+        raise DataError(
+            f"{source}: {int(duplicated.sum())} ratings share a (user, item) pair, e.g. user "
+            f"{first['user']} item {first['item']}; set prepare.duplicates=last or mean"
+        )
+    if policy == "last":
+        return ratings.drop_duplicates(["user", "item"], keep="last").reset_index(drop=True)
+    merged = ratings.groupby(["user", "item"], as_index=False, sort=False).agg(
+        {column: "mean" if column == "rating" else "last" for column in ratings.columns
+         if column not in ("user", "item")}
+    )
+    merged["rating"] = merged["rating"].astype(np.float32)
+    return merged

@@ -1,0 +1,17 @@
+"""Exceptions whose message is meant for the user: the CLI prints them without a traceback."""
+
+
+class AerecError(Exception):
+    """Base class: a problem the user can fix, explained in the message."""
+
+
+class ConfigError(AerecError):
+    """A configuration value is invalid; the message names the key."""
+
+
+class DataError(AerecError):
+    """A data file is missing or malformed; the message names the file (and line)."""
+
+
+class DownloadError(AerecError):
+    """A download failed or did not verify; nothing partial is left in the cache."""

@@ -1,0 +1,192 @@
+"""One run end to end: data -> matrices -> model -> fit -> evaluation -> results."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+import scipy.sparse as sp
+from flax import nnx
+
+from aerec.data.dataset import Dataset, load_dataset
+from aerec.data.locate import default_data_dir
+from aerec.data.matrix import DeviceRows, dense_bytes, rating_matrix
+from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID
+from aerec.metrics import Evaluator
+from aerec.models.autoencoder import build_autoencoder
+from aerec.models.scaling import make_scaling
+from aerec.models.svd import fit_svd, predict_svd
+from aerec.train import FitResult, Objective, fit, init_state
+
+
+@dataclass
+class Matrices:
+    """The rating matrices a run needs, in the model's orientation."""
+
+    train: DeviceRows
+    valid: DeviceRows
+    eval_input: DeviceRows  # what a model may read at test time: train + fold-in ratings
+    test: DeviceRows
+    paper_input: DeviceRows  # the paper metric's input: held-out users' whole rows on `users`
+    everything: DeviceRows  # every rating: the paper metric's targets
+
+
+def data_dir_of(cfg: Any) -> Path:
+    """paths.data_dir, or $AEREC_DATA_DIR / the per-user cache when it is null."""
+    return Path(cfg.paths.data_dir).expanduser() if cfg.paths.data_dir else default_data_dir()
+
+
+def choose_resident(cfg_train: Any, train: sp.csr_matrix) -> bool:
+    """Keep train and validation matrices dense on the device when they fit the budget."""
+    if cfg_train.data_path in ("resident", "streamed"):
+        return cfg_train.data_path == "resident"
+    if cfg_train.data_path != "auto":
+        raise ValueError(f"train.data_path={cfg_train.data_path!r}; valid: auto, resident, "
+                         "streamed")
+    budget = float(cfg_train.resident_max_bytes)
+    stats = jax.devices()[0].memory_stats() or {}
+    if "bytes_limit" in stats:  # accelerators report their memory; leave room to compute
+        budget = min(budget, 0.5 * stats["bytes_limit"])
+    return 2 * dense_bytes(train) <= budget
+
+
+def build_matrices(dataset: Dataset, cfg: Any) -> Matrices:
+    """CSR matrices for every role the run reads; train/valid resident when they fit."""
+    orientation = cfg.model.orientation
+
+    def matrix(*roles: int) -> sp.csr_matrix:
+        return rating_matrix(dataset, roles, orientation)
+
+    train = matrix(TRAIN)
+    resident = choose_resident(cfg.train, train)
+    eval_input = matrix(TRAIN, FOLD_IN)
+    held_out_whole = cfg.split.kind == "users"
+    paper_input = matrix(TRAIN, FOLD_IN, TEST) if held_out_whole else train
+    return Matrices(
+        train=DeviceRows(train, resident),
+        valid=DeviceRows(matrix(VALID), resident),
+        eval_input=DeviceRows(eval_input, False),
+        test=DeviceRows(matrix(TEST), False),
+        paper_input=DeviceRows(paper_input, False),
+        everything=DeviceRows(matrix(TRAIN, VALID, TEST, FOLD_IN), False),
+    )
+
+
+def paper_weights(dataset: Dataset, orientation: str) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column weights selecting every cell of the users that have test ratings."""
+    evaluated = np.zeros(dataset.n_users, np.float32)
+    evaluated[dataset.user_index[dataset.role == TEST]] = 1.0
+    if orientation == "user":
+        return evaluated, np.ones(dataset.n_items, np.float32)
+    return np.ones(dataset.n_items, np.float32), evaluated
+
+
+def train_autoencoder(cfg: Any, matrices: Matrices, dataset: Dataset,
+                      validate_with: Callable[[Callable, Any], Callable[[Any], float]],
+                      on_epoch: Callable[[dict[str, float]], None] | None
+                      ) -> tuple[Callable, FitResult]:
+    """Build, fit and return (predict, fit result) for the autoencoder."""
+    model_cfg = cfg.model
+    n_inputs = matrices.train.shape[1]
+    model = build_autoencoder(model_cfg, n_inputs, cfg.seed)
+    graphdef, state = nnx.split(model)
+    params = nnx.to_pure_dict(state)
+    scaling = make_scaling(model_cfg.scaling, dataset.rating_min, dataset.rating_max,
+                           dataset.train_mean())
+    objective = Objective(graphdef, scaling, all_cells=model_cfg.loss == "all_cells",
+                          l2=float(model_cfg.l2))
+    opt = cfg.optimizer
+    optimizer = optax.adam(opt.learning_rate, b1=opt.b1, b2=opt.b2, eps=opt.eps)
+
+    def predict(params: Any, row_ids: jax.Array, inputs: jax.Array) -> jax.Array:
+        del row_ids
+        return scaling.decode(nnx.merge(graphdef, params)(scaling.encode(inputs)))
+
+    result = fit(objective, optimizer, init_state(params, optimizer, cfg.seed), matrices.train,
+                 validate_with(predict, matrices.train), epochs=cfg.train.epochs,
+                 batch_size=cfg.train.batch_size, patience=cfg.train.patience, seed=cfg.seed,
+                 on_epoch=on_epoch, progress=cfg.train.progress)
+    return predict, result
+
+
+def train_svd(cfg: Any, matrices: Matrices, validate_with: Callable
+              ) -> tuple[Callable, FitResult]:
+    """Fit the SVD baseline (one 'epoch') and return (predict, fit result)."""
+    started = time.perf_counter()
+    params = fit_svd(matrices.train.matrix, int(cfg.model.rank), bias_reg=cfg.model.bias_reg,
+                     seed=cfg.seed, power_iterations=int(cfg.model.power_iterations))
+    jax.block_until_ready(params)
+    seconds = time.perf_counter() - started
+    valid_rmse = validate_with(predict_svd, matrices.train)(params)
+    record = {"epoch": 1, "train_loss": float("nan"), "valid_rmse": valid_rmse,
+              "epoch_seconds": seconds}
+    return predict_svd, FitResult(params, 1, valid_rmse, 1, seconds, [record])
+
+
+def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None = None
+                   ) -> dict[str, Any]:
+    """Run the configured training and evaluation; returns the results dictionary."""
+    dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir_of(cfg),
+                           progress=cfg.train.progress)
+    matrices = build_matrices(dataset, cfg)
+    orientation = cfg.model.orientation
+    evaluator_of = partial(
+        Evaluator, rating_min=dataset.rating_min, rating_max=dataset.rating_max,
+        fallback=dataset.train_mean(),
+        col_known=np.diff(matrices.train.matrix.tocsc().indptr) > 0,
+        chunk_rows=int(cfg.train.eval_chunk_rows))
+
+    def validate_with(predict: Callable, inputs: DeviceRows) -> Callable[[Any], float]:
+        evaluator = evaluator_of(predict, row_known=np.diff(inputs.matrix.indptr) > 0)
+        return lambda params: evaluator.evaluate(params, inputs, matrices.valid)["rmse"]
+
+    if cfg.model.name == "autoencoder":
+        predict, result = train_autoencoder(cfg, matrices, dataset, validate_with, on_epoch)
+    elif cfg.model.name == "svd":
+        predict, result = train_svd(cfg, matrices, validate_with)
+        if on_epoch is not None:
+            on_epoch(result.history[0])
+    else:
+        raise ValueError(f"model.name={cfg.model.name!r}; valid: autoencoder, svd")
+
+    test_evaluator = evaluator_of(predict,
+                                  row_known=np.diff(matrices.eval_input.matrix.indptr) > 0)
+    test = test_evaluator.evaluate(result.best_params, matrices.eval_input, matrices.test)
+    paper_rows, paper_cols = paper_weights(dataset, orientation)
+    paper_evaluator = evaluator_of(predict,
+                                   row_known=np.diff(matrices.paper_input.matrix.indptr) > 0)
+    paper = paper_evaluator.evaluate(result.best_params, matrices.paper_input,
+                                     matrices.everything, paper_rows=paper_rows,
+                                     paper_cols=paper_cols)
+    return {
+        "dataset": cfg.dataset.name,
+        "model": cfg.model.name,
+        "layers": int(cfg.model.get("layers", 0)),
+        "orientation": orientation,
+        "split": cfg.split.kind,
+        "n_users": dataset.n_users,
+        "n_items": dataset.n_items,
+        "n_train": dataset.count(TRAIN),
+        "n_valid": dataset.count(VALID),
+        "n_test": dataset.count(TEST),
+        "n_fold_in": dataset.count(FOLD_IN),
+        "test_rmse": test["rmse"],
+        "test_mae": test["mae"],
+        "paper_rmse": paper["paper_rmse"],
+        "valid_rmse": result.best_valid_rmse,
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "train_seconds": result.train_seconds,
+        "resident": matrices.train.resident,
+        "seed": int(cfg.seed),
+        "split_seed": int(cfg.split.seed),
+        "device": jax.devices()[0].device_kind,
+        "history": result.history,
+    }

@@ -1,0 +1,81 @@
+"""The paper's autoencoder as a Flax NNX module: encoder layers, a latent layer, linear output."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+ACTIVATIONS = {
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+    "relu": jax.nn.relu,
+    "elu": jax.nn.elu,
+    "selu": jax.nn.selu,
+    "linear": lambda x: x,
+}
+
+
+def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    """Inverted dropout with an explicit key; identity when `key` is None (evaluation)."""
+    if key is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+class AutoEncoder(nnx.Module):
+    """x -> encoder layers -> latent -> [mirrored decoder layers] -> linear reconstruction.
+
+    Hidden layers use `activation` (the paper: Tanh for the encoder and the latent space), the
+    output layer `output_activation` (the paper: linear). Dropout acts on every hidden output in
+    training; `input_dropout` (a denoising option) on the input.
+    """
+
+    def __init__(self, n_inputs: int, hidden: Sequence[int], latent: int, *,
+                 activation: str = "tanh", output_activation: str = "linear",
+                 dropout: float = 0.1, input_dropout: float = 0.0,
+                 mirror_decoder: bool = False, rngs: nnx.Rngs):
+        for name in (activation, output_activation):
+            if name not in ACTIVATIONS:
+                raise ValueError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
+        widths = [*hidden, latent]
+        if mirror_decoder:
+            widths += list(reversed(hidden))
+        sizes = [n_inputs, *widths, n_inputs]
+        self.layers = nnx.List(
+            [nnx.Linear(a, b, rngs=rngs) for a, b in itertools.pairwise(sizes)]
+        )
+        self.activation = activation
+        self.output_activation = output_activation
+        self.dropout_rate = dropout
+        self.input_dropout = input_dropout
+
+    def __call__(self, x: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:
+        """Reconstruct `x` (batch, n_inputs); pass `dropout_key` only in training."""
+        keys = [None] * len(self.layers)
+        if dropout_key is not None:
+            keys = list(jax.random.split(dropout_key, len(self.layers)))
+        x = dropout(x, self.input_dropout, keys[-1])
+        hidden_activation = ACTIVATIONS[self.activation]
+        for layer, key in zip(self.layers[:-1], keys[:-1], strict=True):
+            x = dropout(hidden_activation(layer(x)), self.dropout_rate, key)
+        return ACTIVATIONS[self.output_activation](self.layers[-1](x))
+
+
+def build_autoencoder(model_cfg, n_inputs: int, seed: int) -> AutoEncoder:
+    """An AutoEncoder from the `model` config group (`layers`, `hidden`, `latent`, ...)."""
+    layers = int(model_cfg.layers)
+    hidden = model_cfg.hidden
+    widths = [int(hidden)] * layers if isinstance(hidden, int) else [int(h) for h in hidden]
+    if len(widths) != layers:
+        raise ValueError(f"model.hidden lists {len(widths)} widths but model.layers={layers}")
+    return AutoEncoder(
+        n_inputs, widths, int(model_cfg.latent),
+        activation=model_cfg.activation, output_activation=model_cfg.output_activation,
+        dropout=float(model_cfg.dropout), input_dropout=float(model_cfg.input_dropout),
+        mirror_decoder=bool(model_cfg.mirror_decoder), rngs=nnx.Rngs(seed),
+    )

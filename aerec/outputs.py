@@ -1,0 +1,77 @@
+"""What a run leaves in its output directory, and the table it prints."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+TABLE_KEYS = ("dataset", "model", "layers", "n_users", "n_items", "n_train", "n_test",
+              "test_rmse", "test_mae", "paper_rmse", "best_epoch", "epochs_run",
+              "train_seconds")
+
+
+def _plain(value: Any) -> Any:
+    # JSON has no NaN/inf: write null for them rather than produce an unparseable file.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON to a temporary sibling, then rename: readers never see half a file."""
+    partial = path.with_name(f".{path.name}.tmp")
+    partial.write_text(json.dumps({k: _plain(v) for k, v in payload.items()}, indent=2) + "\n")
+    os.replace(partial, path)
+
+
+class EpochLog:
+    """Appends one JSON object per epoch to metrics.jsonl, flushed as it goes."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.write_text("")
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        """Append one epoch's record."""
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps({k: _plain(v) for k, v in record.items()}) + "\n")
+
+
+def write_config(cfg: Any, output_dir: Path) -> None:
+    """The fully resolved configuration of the run, as YAML."""
+    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def plot_learning_curve(history: list[dict[str, Any]], path: Path) -> None:
+    """Training loss and validation RMSE per epoch, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [record["epoch"] for record in history]
+    figure, (loss_axis, rmse_axis) = plt.subplots(1, 2, figsize=(9, 3.5))
+    loss_axis.plot(epochs, [record["train_loss"] for record in history])
+    loss_axis.set(xlabel="epoch", ylabel="train loss", title="training loss")
+    rmse_axis.plot(epochs, [record["valid_rmse"] for record in history], color="tab:orange")
+    rmse_axis.set(xlabel="epoch", ylabel="RMSE", title="validation RMSE")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """A two-column text table of the headline results."""
+    rows = []
+    for key in TABLE_KEYS:
+        value = results.get(key)
+        text = f"{value:.4f}" if isinstance(value, float) else str(value)
+        rows.append((key, text))
+    width = max(len(key) for key, _ in rows)
+    rule = "-" * (width + 2 + max(len(text) for _, text in rows))
+    return "\n".join([rule, *(f"{key:<{width}}  {text}" for key, text in rows), rule])

@@ -1,0 +1,169 @@
+"""Training state, masked loss, the jit-compiled train step and epoch, and the fit loop."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from tqdm.auto import tqdm
+
+from aerec.data.matrix import DeviceRows
+from aerec.models.scaling import Scaling
+
+
+class TrainState(NamedTuple):
+    """Everything that changes during training: a pytree of arrays only."""
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+    rng: jax.Array
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What the loss needs besides arrays: the model's graph, the scaling, the loss options."""
+
+    graphdef: Any
+    scaling: Scaling
+    all_cells: bool = False
+    l2: float = 0.0
+
+
+def init_state(params: Any, optimizer: optax.GradientTransformation, seed: int) -> TrainState:
+    """A fresh training state; the RNG key is derived from `seed` alone."""
+    return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params),
+                      jax.random.key_data(jax.random.key(seed)))
+
+
+def l2_penalty(params: Any) -> jax.Array:
+    """Sum of squared weight-matrix entries (biases are not penalised)."""
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    kernels = [leaf for path, leaf in leaves if "kernel" in jax.tree_util.keystr(path)]
+    return sum(jnp.sum(kernel**2) for kernel in kernels)
+
+
+def loss_fn(objective: Objective, params: Any, rows: jax.Array, row_weight: jax.Array,
+            key: jax.Array | None) -> jax.Array:
+    """Masked MSE: squared error on observed cells / number of observed cells (+ L2).
+
+    With `objective.all_cells` every cell counts, missing ones as zero targets (the paper).
+    Rows with weight 0 (batch padding) never contribute.
+    """
+    model = nnx.merge(objective.graphdef, params)
+    targets = objective.scaling.encode(rows)
+    outputs = model(targets, dropout_key=key)
+    if objective.all_cells:
+        weight = jnp.broadcast_to(row_weight[:, None], rows.shape)
+    else:
+        weight = (rows > 0) * row_weight[:, None]
+    loss = jnp.sum(weight * (outputs - targets) ** 2) / jnp.maximum(jnp.sum(weight), 1.0)
+    if objective.l2:
+        loss = loss + objective.l2 * l2_penalty(params)
+    return loss
+
+
+def train_step(objective: Objective, optimizer: optax.GradientTransformation,
+               state: TrainState, rows: jax.Array, row_weight: jax.Array
+               ) -> tuple[TrainState, jax.Array]:
+    """One Adam step on a batch of dense rows; dropout key = fold_in(rng, step)."""
+    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    loss, grads = jax.value_and_grad(partial(loss_fn, objective))(
+        state.params, rows, row_weight, key)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    return TrainState(state.step + 1, params, opt_state, state.rng), loss
+
+
+def train_epoch_resident(objective: Objective, optimizer: optax.GradientTransformation,
+                         state: TrainState, matrix: jax.Array, batches: jax.Array
+                         ) -> tuple[TrainState, jax.Array]:
+    """All batches of an epoch in one compiled scan over a device-resident matrix."""
+
+    def body(state: TrainState, ids: jax.Array) -> tuple[TrainState, jax.Array]:
+        valid = ids >= 0
+        rows = jnp.where(valid[:, None], matrix[jnp.maximum(ids, 0)], 0.0)
+        return train_step(objective, optimizer, state, rows, valid.astype(rows.dtype))
+
+    return jax.lax.scan(body, state, batches)
+
+
+def epoch_batches(rows: np.ndarray, batch_size: int, seed: int, epoch: int) -> np.ndarray:
+    """The epoch's shuffled row ids as (n_batches, batch_size), padded with -1.
+
+    The order depends only on (seed, epoch), so a resumed run sees the same batches.
+    """
+    order = np.random.default_rng([seed, epoch]).permutation(rows)
+    n_batches = -(-order.size // batch_size)
+    padded = np.full(n_batches * batch_size, -1, dtype=np.int32)
+    padded[: order.size] = order
+    return padded.reshape(n_batches, batch_size)
+
+
+@dataclass
+class FitResult:
+    """Outcome of `fit`: the best parameters by validation RMSE and the per-epoch history."""
+
+    best_params: Any
+    best_epoch: int
+    best_valid_rmse: float
+    epochs_run: int
+    train_seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def fit(objective: Objective, optimizer: optax.GradientTransformation, state: TrainState,
+        train_rows: DeviceRows, validate: Callable[[Any], float], *, epochs: int,
+        batch_size: int, patience: int, seed: int,
+        on_epoch: Callable[[dict[str, float]], None] | None = None,
+        progress: bool = True) -> FitResult:
+    """Train up to `epochs` epochs with early stopping on validation RMSE (`patience` epochs)."""
+    rows_with_data = np.flatnonzero(np.diff(train_rows.matrix.indptr) > 0).astype(np.int32)
+    step = jax.jit(partial(train_step, objective, optimizer), donate_argnums=0)
+    resident_epoch = jax.jit(partial(train_epoch_resident, objective, optimizer),
+                             donate_argnums=0)
+    best = FitResult(state.params, 0, float("inf"), 0, 0.0)
+    waited = 0
+    started = time.perf_counter()
+    bar = tqdm(range(1, epochs + 1), desc="train", unit="epoch", disable=not progress)
+    for epoch in bar:
+        epoch_started = time.perf_counter()
+        batches = epoch_batches(rows_with_data, batch_size, seed, epoch)
+        if train_rows.resident:
+            state, losses = resident_epoch(state, train_rows.dense, jnp.asarray(batches))
+        else:
+            losses = []
+            for ids in batches:
+                state, loss = step(state, train_rows.gather(ids), jnp.asarray(ids >= 0, "f4"))
+                losses.append(loss)
+            losses = jnp.stack(losses)
+        train_loss = float(jnp.mean(losses))
+        valid_rmse = validate(state.params)
+        record = {"epoch": epoch, "train_loss": train_loss, "valid_rmse": valid_rmse,
+                  "epoch_seconds": time.perf_counter() - epoch_started}
+        best.history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+        bar.set_postfix(loss=f"{train_loss:.4f}", valid_rmse=f"{valid_rmse:.4f}")
+        if not np.isfinite(train_loss):
+            raise FloatingPointError(f"training loss is {train_loss} at epoch {epoch}")
+        # Without validation ratings (NaN) there is nothing to stop on: keep the last epoch.
+        if valid_rmse < best.best_valid_rmse or np.isnan(valid_rmse):
+            best.best_params = jax.tree.map(jnp.copy, state.params)
+            best.best_epoch, best.best_valid_rmse, waited = epoch, valid_rmse, 0
+        else:
+            waited += 1
+        best.epochs_run = epoch
+        if waited >= patience:
+            break
+    bar.close()
+    best.train_seconds = time.perf_counter() - started
+    return best

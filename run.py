@@ -1,0 +1,19 @@
+"""aerec entry point: `python run.py [key=value ...]`, or `python run.py -m ...` to sweep."""
+
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from aerec.cli import main
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="config")
+def run(cfg: DictConfig) -> float:
+    """Compose the configuration, then hand it to aerec.cli.main."""
+    return main(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+if __name__ == "__main__":
+    run()

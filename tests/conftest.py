@@ -1,0 +1,47 @@
+"""Shared fixtures: real Hydra composition of the project's configs, and the shared data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# Small and quick: a synthetic matrix and a narrow model, a few epochs, no progress bars.
+FAST = [
+    "dataset=synthetic",
+    "dataset.n_users=120",
+    "dataset.n_items=80",
+    "dataset.n_ratings=3000",
+    "model.hidden=16",
+    "model.latent=8",
+    "optimizer.learning_rate=0.01",
+    "train.epochs=3",
+    "train.batch_size=16",
+    "train.progress=false",
+]
+
+
+@pytest.fixture
+def compose_config() -> Callable[..., DictConfig]:
+    """compose_config(*overrides) -> the real composed config (FAST overrides first)."""
+
+    def _compose(*overrides: str, fast: bool = True) -> DictConfig:
+        with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+            return compose(config_name="config", overrides=[*(FAST if fast else []), *overrides])
+
+    return _compose
+
+
+@pytest.fixture
+def shared_ml1m() -> Path:
+    """The shared ML-1M copy; skips the test where it is not present."""
+    if not (SHARED_DATA / "ml-1m" / "ratings_notime.dat").is_file():
+        pytest.skip(f"shared ML-1M copy not found under {SHARED_DATA}")
+    return SHARED_DATA

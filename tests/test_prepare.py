@@ -1,0 +1,105 @@
+"""Preparation (filters, id maps, duplicates) and splits, with property tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aerec.data.parse import read_ratings
+from aerec.data.prepare import IdMap, build_id_maps, filter_min_counts, resolve_duplicates
+from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID, split_roles
+from aerec.errors import DataError
+
+
+def table(pairs: list[tuple[int, int]]) -> pd.DataFrame:
+    users, items = zip(*pairs, strict=True)
+    return pd.DataFrame({"user": users, "item": items,
+                         "rating": np.full(len(pairs), 3.0, np.float32)})
+
+
+def test_filter_items_first_then_users_once() -> None:
+    # item 10: 3 ratings (kept), item 20: 2 (dropped), item 30: 3 (kept) with min 3;
+    # then user 1 keeps 2 ratings (10, 30), user 2 keeps 2, user 3 keeps 1 -> dropped with min 2.
+    # Dropping user 3 leaves item 30 with 2 ratings: a single pass does not revisit items.
+    ratings = table([(1, 10), (1, 20), (1, 30), (2, 10), (2, 20), (2, 30), (3, 10), (3, 30),
+                     (4, 30)])
+    ratings = ratings[~((ratings.user == 3) & (ratings.item == 30))]
+    kept = filter_min_counts(ratings, min_item_ratings=3, min_user_ratings=2)
+    assert sorted(kept["item"].unique()) == [10, 30]
+    assert sorted(kept["user"].unique()) == [1, 2]
+    assert len(kept) == 4
+
+
+def test_filter_that_removes_everything_is_an_error() -> None:
+    with pytest.raises(DataError, match="min_item_ratings"):
+        filter_min_counts(table([(1, 1), (2, 2)]), min_item_ratings=5, min_user_ratings=1)
+
+
+def test_paper_counts_on_shared_ml1m(shared_ml1m) -> None:
+    ratings = read_ratings(shared_ml1m / "ml-1m" / "ratings_notime.dat", sep="::", header=False)
+    kept = filter_min_counts(ratings, min_item_ratings=20, min_user_ratings=20)
+    assert kept["item"].nunique() == 3043
+    assert kept["user"].nunique() == 6022
+    assert len(kept) == 995_154
+
+
+@given(st.lists(st.integers(-1000, 1000), min_size=1, max_size=200))
+def test_id_maps_are_invertible(raw: list[int]) -> None:
+    ratings = pd.DataFrame({"user": raw, "item": raw[::-1], "rating": 1.0})
+    users, items, user_index, item_index = build_id_maps(ratings)
+    np.testing.assert_array_equal(users.raw[user_index], raw)
+    np.testing.assert_array_equal(items.raw[item_index], raw[::-1])
+    np.testing.assert_array_equal(users.index(raw), user_index)
+    assert len(users) == len(set(raw))
+
+
+def test_unknown_id_is_named() -> None:
+    with pytest.raises(KeyError, match="unknown id 7"):
+        IdMap(np.array([1, 5, 9])).index([5, 7])
+
+
+def test_duplicate_policies() -> None:
+    ratings = pd.DataFrame({"user": [1, 1, 2], "item": [5, 5, 5],
+                            "rating": np.float32([2.0, 4.0, 1.0])})
+    with pytest.raises(DataError, match="prepare.duplicates"):
+        resolve_duplicates(ratings, "error", "f.csv")
+    last = resolve_duplicates(ratings, "last", "f.csv")
+    assert last.sort_values("user")["rating"].tolist() == [4.0, 1.0]
+    mean = resolve_duplicates(ratings, "mean", "f.csv")
+    assert mean.sort_values("user")["rating"].tolist() == [3.0, 1.0]
+
+
+users_strategy = st.lists(st.integers(0, 30), min_size=1, max_size=400)
+
+
+@settings(max_examples=60, deadline=None)
+@given(users=users_strategy, kind=st.sampled_from(["ratings", "per_user", "users"]),
+       test=st.floats(0.0, 0.5), valid=st.floats(0.0, 0.5), fold_in=st.floats(0.0, 0.9),
+       seed=st.integers(0, 2**31))
+def test_splits_are_complete_and_respect_their_kind(users: list[int], kind: str, test: float,
+                                                     valid: float, fold_in: float,
+                                                     seed: int) -> None:
+    user_index = np.asarray(users, np.int32)
+    n_users = int(user_index.max()) + 1
+    roles = split_roles(user_index, n_users, kind=kind, test_fraction=test,
+                        valid_fraction=valid, fold_in_fraction=fold_in, seed=seed)
+    assert roles.shape == user_index.shape
+    assert set(np.unique(roles)) <= {TRAIN, VALID, TEST, FOLD_IN}
+    again = split_roles(user_index, n_users, kind=kind, test_fraction=test,
+                        valid_fraction=valid, fold_in_fraction=fold_in, seed=seed)
+    np.testing.assert_array_equal(roles, again)  # seeded
+    n = user_index.size
+    if kind == "ratings":
+        assert np.count_nonzero(roles == TEST) == round(test * n)
+        assert not np.any(roles == FOLD_IN)
+    elif kind == "per_user":
+        for user in np.unique(user_index):
+            assert np.any(roles[user_index == user] == TRAIN)  # each user keeps one
+    else:
+        held_out = np.isin(roles, (TEST, FOLD_IN))
+        held_users = np.unique(user_index[held_out])
+        # a held-out user has no training or validation ratings at all
+        assert not np.any(np.isin(user_index[~held_out], held_users))

@@ -1,0 +1,128 @@
+"""The train step and the fit loop on small synthetic matrices."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import scipy.sparse as sp
+from flax import nnx
+
+from aerec.data.matrix import DeviceRows
+from aerec.models.autoencoder import AutoEncoder
+from aerec.models.scaling import Scaling
+from aerec.train import Objective, epoch_batches, fit, init_state, loss_fn, train_step
+
+N_COLS = 12
+
+
+def make(seed: int = 0, **model_options) -> tuple[Objective, dict]:
+    model = AutoEncoder(N_COLS, [8], 4, rngs=nnx.Rngs(seed), **model_options)
+    graphdef, state = nnx.split(model)
+    return Objective(graphdef, Scaling(2.5, 1.0)), nnx.to_pure_dict(state)
+
+
+def low_rank_matrix(n_rows: int = 40, density: float = 0.4, seed: int = 0) -> sp.csr_matrix:
+    rng = np.random.default_rng(seed)
+    scores = rng.normal(size=(n_rows, 2)) @ rng.normal(size=(2, N_COLS))
+    ratings = np.clip(np.round(3 + scores), 1, 5)
+    return sp.csr_matrix(np.where(rng.random(ratings.shape) < density, ratings, 0.0)
+                         .astype(np.float32))
+
+
+def test_masked_cells_get_zero_gradient() -> None:
+    objective, params = make(dropout=0.0)
+    rows = jnp.array([[5.0, 0.0, 3.0] + [0.0] * (N_COLS - 3),
+                      [1.0, 0.0, 0.0] + [0.0] * (N_COLS - 3)])
+    grads = jax.grad(loss_fn, argnums=1)(objective, params, rows, jnp.ones(2), None)
+    output = grads["layers"][len(grads["layers"]) - 1]
+    observed_cols = [0, 2]
+    missing_cols = [c for c in range(N_COLS) if c not in observed_cols]
+    # the output unit of a column never observed in the batch gets no gradient at all
+    assert np.all(np.asarray(output["bias"])[missing_cols] == 0.0)
+    assert np.all(np.asarray(output["kernel"])[:, missing_cols] == 0.0)
+    assert np.all(np.asarray(output["bias"])[observed_cols] != 0.0)
+    # ... whereas the paper's all-cells loss trains them towards zero
+    all_cells = Objective(objective.graphdef, objective.scaling, all_cells=True)
+    grads = jax.grad(loss_fn, argnums=1)(all_cells, params, rows, jnp.ones(2), None)
+    assert np.all(np.asarray(grads["layers"][len(grads["layers"]) - 1]["bias"]) != 0.0)
+
+
+def test_padding_rows_do_not_change_the_loss() -> None:
+    objective, params = make(dropout=0.0)
+    rows = jnp.asarray(low_rank_matrix(4).toarray())
+    padded = jnp.concatenate([rows, jnp.full((3, N_COLS), 4.0)])
+    weight = jnp.array([1.0] * 4 + [0.0] * 3)
+    expected = loss_fn(objective, params, rows, jnp.ones(4), None)
+    assert float(loss_fn(objective, params, padded, weight, None)) == pytest.approx(
+        float(expected))
+
+
+def test_train_step_lowers_the_loss() -> None:
+    objective, params = make()
+    optimizer = optax.adam(1e-2)
+    state = init_state(params, optimizer, seed=0)
+    rows = jnp.asarray(low_rank_matrix().toarray())
+    weight = jnp.ones(rows.shape[0])
+    step = jax.jit(lambda s: train_step(objective, optimizer, s, rows, weight))
+    before = float(loss_fn(objective, state.params, rows, weight, None))
+    for _ in range(100):
+        state, _ = step(state)
+    after = float(loss_fn(objective, state.params, rows, weight, None))
+    assert after < 0.5 * before
+    assert int(state.step) == 100
+
+
+def test_epoch_batches_cover_each_row_once_and_depend_on_seed_and_epoch() -> None:
+    rows = np.arange(3, 40, dtype=np.int32)
+    batches = epoch_batches(rows, 8, seed=1, epoch=2)
+    assert batches.shape == (5, 8)
+    assert sorted(batches[batches >= 0].tolist()) == rows.tolist()
+    np.testing.assert_array_equal(batches, epoch_batches(rows, 8, seed=1, epoch=2))
+    assert not np.array_equal(batches, epoch_batches(rows, 8, seed=1, epoch=3))
+
+
+def run_fit(resident: bool, seed: int = 0):
+    objective, params = make(seed)
+    optimizer = optax.adam(1e-2)
+    matrix = low_rank_matrix()
+    return fit(objective, optimizer, init_state(params, optimizer, seed),
+               DeviceRows(matrix, resident), lambda p: 1.0, epochs=4, batch_size=8,
+               patience=10, seed=seed, progress=False)
+
+
+def test_fit_is_deterministic_and_paths_agree() -> None:
+    first, second = run_fit(resident=True), run_fit(resident=True)
+    streamed = run_fit(resident=False)
+    losses = [record["train_loss"] for record in first.history]
+    assert losses == [record["train_loss"] for record in second.history]
+    assert losses[-1] < losses[0]
+    for a, b in zip(jax.tree.leaves(first.best_params), jax.tree.leaves(second.best_params),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(jax.tree.leaves(first.best_params), jax.tree.leaves(streamed.best_params),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_early_stopping_keeps_the_best_epoch() -> None:
+    objective, params = make()
+    optimizer = optax.adam(1e-2)
+    scores = iter([0.9, 0.8, 0.85, 0.86, 0.87, 0.5])
+    result = fit(objective, optimizer, init_state(params, optimizer, 0),
+                 DeviceRows(low_rank_matrix(), True), lambda p: next(scores), epochs=6,
+                 batch_size=8, patience=2, seed=0, progress=False)
+    assert result.best_epoch == 2
+    assert result.best_valid_rmse == 0.8
+    assert result.epochs_run == 4
+
+
+def test_non_finite_loss_stops_training() -> None:
+    objective, params = make()
+    optimizer = optax.adam(1e30)
+    with pytest.raises(FloatingPointError, match="training loss"):
+        fit(objective, optimizer, init_state(params, optimizer, 0),
+            DeviceRows(low_rank_matrix(), True), lambda p: 1.0, epochs=50, batch_size=8,
+            patience=100, seed=0, progress=False)
