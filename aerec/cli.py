@@ -17,7 +17,8 @@ from aerec.outputs import (
     write_json_atomic,
 )
 
-log = logging.getLogger("aerec")
+# Hydra's job logging shows INFO records; JAX's note that it found no TPU is not news to anyone.
+logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
 
 
 def run_task(cfg: Any, output_dir: Path) -> dict[str, Any]:

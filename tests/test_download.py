@@ -45,10 +45,10 @@ def test_checksum_pass(tmp_path: Path) -> None:
 
 
 def test_checksum_fail_leaves_nothing(tmp_path: Path) -> None:
-    with serve(Served(files={"/f.bin": b"tampered"})) as server:
-        with pytest.raises(DownloadError, match="checksum mismatch"):
-            download(f"{server.base_url}/f.bin", tmp_path / "f.bin", sha256(b"original"),
-                     progress=False)
+    with (serve(Served(files={"/f.bin": b"tampered"})) as server,
+          pytest.raises(DownloadError, match="checksum mismatch")):
+        download(f"{server.base_url}/f.bin", tmp_path / "f.bin", sha256(b"original"),
+                 progress=False)
     assert leftovers(tmp_path) == []
 
 
@@ -66,9 +66,8 @@ def test_interrupted_transfer_leaves_nothing_and_retry_works(tmp_path: Path) -> 
 
 
 def test_http_error_is_a_download_error(tmp_path: Path) -> None:
-    with serve(Served()) as server:
-        with pytest.raises(DownloadError, match="404"):
-            download(f"{server.base_url}/nope.zip", tmp_path / "nope.zip", None, progress=False)
+    with serve(Served()) as server, pytest.raises(DownloadError, match="404"):
+        download(f"{server.base_url}/nope.zip", tmp_path / "nope.zip", None, progress=False)
     assert leftovers(tmp_path) == []
 
 
@@ -112,7 +111,7 @@ def test_missing_offline_says_what_to_put_where(tmp_path: Path) -> None:
 def test_unreachable_server_says_what_to_put_where(tmp_path: Path) -> None:
     with serve(Served()) as server:
         source = dataclasses.replace(SOURCES["ml1m"], url=f"{server.base_url}/ml-1m.zip")
-        with pytest.raises(DataError, match="Put ratings.dat at"):
+        with pytest.raises(DataError, match=r"Put ratings\.dat at"):
             locate_file(source, tmp_path, "ratings.dat", allow_download=True, progress=False)
     assert leftovers(tmp_path) == []
 

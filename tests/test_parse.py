@@ -95,5 +95,5 @@ def test_header_only_file(tmp_path: Path) -> None:
 
 def test_invalid_columns_name_the_key(tmp_path: Path) -> None:
     path = write(tmp_path, "r.csv", "1,2,3\n")
-    with pytest.raises(ConfigError, match="dataset.columns"):
+    with pytest.raises(ConfigError, match=r"dataset\.columns"):
         read_ratings(path, sep=",", header=False, columns=["user", "user", "rating"])

@@ -64,7 +64,7 @@ def test_unknown_id_is_named() -> None:
 def test_duplicate_policies() -> None:
     ratings = pd.DataFrame({"user": [1, 1, 2], "item": [5, 5, 5],
                             "rating": np.float32([2.0, 4.0, 1.0])})
-    with pytest.raises(DataError, match="prepare.duplicates"):
+    with pytest.raises(DataError, match=r"prepare\.duplicates"):
         resolve_duplicates(ratings, "error", "f.csv")
     last = resolve_duplicates(ratings, "last", "f.csv")
     assert last.sort_values("user")["rating"].tolist() == [4.0, 1.0]

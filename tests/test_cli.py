@@ -1,0 +1,115 @@
+"""The whole program end to end: real Hydra composition, real files, real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from aerec.cli import run_task
+from aerec.errors import ConfigError
+from tests.conftest import FAST, FAST_DATA, ROOT
+
+REQUIRED_KEYS = {"dataset", "model", "layers", "n_users", "n_items", "n_train", "n_valid",
+                 "n_test", "test_rmse", "test_mae", "paper_rmse", "best_epoch", "epochs_run",
+                 "train_seconds"}
+
+
+def check_outputs(output_dir: Path, epochs: int) -> dict:
+    results = json.loads((output_dir / "results.json").read_text())
+    assert results.keys() >= REQUIRED_KEYS
+    for key in REQUIRED_KEYS - {"dataset", "model"}:
+        assert isinstance(results[key], int | float), key
+    lines = (output_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == list(range(1, epochs + 1))
+    resolved = OmegaConf.load(output_dir / "config.yaml")
+    assert resolved.model.name == results["model"]
+    return results
+
+
+@pytest.mark.parametrize("split", ["ratings", "per_user", "users"])
+@pytest.mark.parametrize("orientation", ["item", "user"])
+def test_autoencoder_run_writes_its_outputs(compose_config, tmp_path: Path, split: str,
+                                            orientation: str) -> None:
+    cfg = compose_config(f"split.kind={split}", f"model.orientation={orientation}")
+    results = run_task(cfg, tmp_path)
+    check_outputs(tmp_path, epochs=3)
+    assert (tmp_path / "learning_curve.png").stat().st_size > 0
+    assert results["n_train"] + results["n_valid"] + results["n_test"] + results[
+        "n_fold_in"] == 3000
+    assert 0.3 < results["test_rmse"] < 2.5
+    assert 0.0 < results["paper_rmse"] < 1.0
+
+
+def test_svd_run(compose_config, tmp_path: Path) -> None:
+    results = run_task(compose_config(*FAST_DATA, "model=svd", "model.rank=3", fast=False),
+                       tmp_path)
+    check_outputs(tmp_path, epochs=1)
+    assert results["layers"] == 0
+    assert results["test_rmse"] < 1.2
+
+
+def test_streamed_and_resident_paths_agree(compose_config, tmp_path: Path) -> None:
+    resident = run_task(compose_config("train.data_path=resident"), tmp_path / "a")
+    streamed = run_task(compose_config("train.data_path=streamed"), tmp_path / "b")
+    assert streamed["test_rmse"] == pytest.approx(resident["test_rmse"], rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [("model.layers=0", "model.layers"), ("model.dropout=1.0", "model.dropout"),
+     ("optimizer.learning_rate=-1", "optimizer.learning_rate"),
+     ("train.batch_size=0", "train.batch_size"), ("split.test_fraction=1.5", "split.test_fraction"),
+     ("model.orientation=diagonal", "model.orientation"), ("dataset.name=ml5m", "dataset.name")],
+)
+def test_invalid_config_names_the_key(compose_config, tmp_path: Path, override: str,
+                                      key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        run_task(compose_config(override), tmp_path)
+    assert not (tmp_path / "results.json").exists()
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_run_py_end_to_end(tmp_path: Path) -> None:
+    done = run_cli(*FAST, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "test_rmse" in done.stdout
+    check_outputs(tmp_path / "run", epochs=3)
+
+
+def test_multirun_sweeps_depth(tmp_path: Path) -> None:
+    done = run_cli("-m", *FAST, "train.epochs=1", "model.layers=1,2",
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    layers = [json.loads((tmp_path / "sweep" / str(n) / "results.json").read_text())["layers"]
+              for n in (0, 1)]
+    assert layers == [1, 2]
+
+
+def test_user_errors_print_a_message_not_a_traceback(tmp_path: Path) -> None:
+    done = run_cli("dataset=ml1m", f"paths.data_dir={tmp_path / 'empty'}",
+                   "dataset.download=false", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "error: ml1m:" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_shared_ml1m_three_field_file(shared_ml1m: Path, tmp_path: Path) -> None:
+    done = run_cli("dataset=ml1m", f"paths.data_dir={shared_ml1m}",
+                   "dataset.ratings_file=ratings_notime.dat", "train.epochs=2",
+                   "train.progress=false", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    results = check_outputs(tmp_path / "run", epochs=2)
+    assert (results["n_users"], results["n_items"]) == (6040, 3706)
+    assert results["n_test"] == 100_021
