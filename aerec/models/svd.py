@@ -12,7 +12,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import scipy.sparse as sp
 from jax.experimental import sparse
 
@@ -69,7 +68,3 @@ def predict_svd(params: dict[str, Any], row_ids: jax.Array, inputs: jax.Array) -
     return (params["mean"] + params["row_bias"][row_ids][:, None] + params["col_bias"][None, :]
             + params["row_factors"][row_ids] @ params["col_factors"].T)
 
-
-def svd_row_counts(train: sp.csr_matrix) -> np.ndarray:
-    """Number of training ratings per row."""
-    return np.diff(train.indptr)
