@@ -14,6 +14,7 @@ from aerec.outputs import (
     format_table,
     plot_learning_curve,
     write_config,
+    write_id_maps,
     write_json_atomic,
 )
 
@@ -28,8 +29,9 @@ def run_task(cfg: Any, output_dir: Path) -> dict[str, Any]:
     validate(cfg)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_config(cfg, output_dir)
-    results = run_experiment(cfg, on_epoch=EpochLog(output_dir / "metrics.jsonl"))
+    results, dataset = run_experiment(cfg, on_epoch=EpochLog(output_dir / "metrics.jsonl"))
     history = results.pop("history")
+    write_id_maps(dataset, output_dir / "id_maps.npz")
     write_json_atomic(output_dir / "results.json", results)
     if history:
         plot_learning_curve(history, output_dir / "learning_curve.png")

@@ -131,8 +131,8 @@ def train_svd(cfg: Any, matrices: Matrices, validate_with: Callable
 
 
 def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None = None
-                   ) -> dict[str, Any]:
-    """Run the configured training and evaluation; returns the results dictionary."""
+                   ) -> tuple[dict[str, Any], Dataset]:
+    """Run the configured training and evaluation; returns the results and the dataset."""
     dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir_of(cfg),
                            progress=cfg.train.progress)
     matrices = build_matrices(dataset, cfg)
@@ -165,7 +165,7 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
     paper = paper_evaluator.evaluate(result.best_params, matrices.paper_input,
                                      matrices.everything, paper_rows=paper_rows,
                                      paper_cols=paper_cols)
-    return {
+    results = {
         "dataset": cfg.dataset.name,
         "model": cfg.model.name,
         "layers": int(cfg.model.get("layers", 0)),
@@ -190,3 +190,4 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
         "device": jax.devices()[0].device_kind,
         "history": result.history,
     }
+    return results, dataset

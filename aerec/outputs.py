@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from omegaconf import OmegaConf
 
 TABLE_KEYS = ("dataset", "model", "layers", "n_users", "n_items", "n_train", "n_test",
@@ -40,6 +41,12 @@ class EpochLog:
         """Append one epoch's record."""
         with open(self.path, "a") as handle:
             handle.write(json.dumps({k: _plain(v) for k, v in record.items()}) + "\n")
+
+
+def write_id_maps(dataset: Any, path: Path) -> None:
+    """Raw MovieLens ids of the contiguous user and item indices (npz, no pickle)."""
+    with open(path, "wb") as handle:
+        np.savez(handle, users=dataset.users.raw, items=dataset.items.raw)
 
 
 def write_config(cfg: Any, output_dir: Path) -> None:

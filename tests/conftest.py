@@ -14,15 +14,9 @@ CONFIGS = ROOT / "configs"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 # Small and quick: a synthetic matrix and a narrow model, a few epochs, no progress bars.
-FAST_DATA = [
-    "dataset=synthetic",
-    "dataset.n_users=120",
-    "dataset.n_items=80",
-    "dataset.n_ratings=3000",
-    "train.epochs=3",
-    "train.batch_size=16",
-    "train.progress=false",
-]
+FAST_TRAIN = ["train.epochs=3", "train.batch_size=16", "train.progress=false"]
+FAST_DATA = ["dataset=synthetic", "dataset.n_users=120", "dataset.n_items=80",
+             "dataset.n_ratings=3000", *FAST_TRAIN]
 FAST_MODEL = ["model.hidden=16", "model.latent=8", "optimizer.learning_rate=0.01"]
 FAST = FAST_DATA + FAST_MODEL
 

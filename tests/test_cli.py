@@ -8,12 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
 from aerec.cli import run_task
 from aerec.errors import ConfigError
-from tests.conftest import FAST, FAST_DATA, ROOT
+from tests.conftest import FAST, FAST_DATA, FAST_MODEL, FAST_TRAIN, ROOT
 
 REQUIRED_KEYS = {"dataset", "model", "layers", "n_users", "n_items", "n_train", "n_valid",
                  "n_test", "test_rmse", "test_mae", "paper_rmse", "best_epoch", "epochs_run",
@@ -46,6 +47,37 @@ def test_autoencoder_run_writes_its_outputs(compose_config, tmp_path: Path, spli
     assert 0.0 < results["paper_rmse"] < 1.0
 
 
+def test_custom_csv_with_header_and_named_columns(compose_config, tmp_path: Path) -> None:
+    lines = ["movie;who;stars"] + [f"{item};{user};{1 + (user * item) % 5}"
+                                   for user in range(1, 31) for item in range(1, 21)
+                                   if (user + item) % 3]
+    path = tmp_path / "ratings.csv"
+    path.write_text("\n".join(lines) + "\n")
+    cfg = compose_config(*FAST_TRAIN, *FAST_MODEL, "dataset=custom", f"dataset.path={path}",
+                         "dataset.sep=';'", "dataset.header=true",
+                         "dataset.columns=[item,user,rating]", fast=False)
+    results = run_task(cfg, tmp_path / "run")
+    assert (results["n_users"], results["n_items"]) == (30, 20)
+    assert results["n_train"] + results["n_valid"] + results["n_test"] == len(lines) - 1
+
+
+def test_ml10m_layout_and_depth_three(compose_config, tmp_path: Path) -> None:
+    # The official ML-10M layout (folder ml-10M100K/, '::', half stars), already extracted.
+    folder = tmp_path / "data" / "ml-10M100K"
+    folder.mkdir(parents=True)
+    rows = [f"{user}::{item}::{0.5 * (1 + (user + 2 * item) % 10)}::{838985046 + user}"
+            for user in range(1, 41) for item in range(1, 31) if (user * item) % 4]
+    (folder / "ratings.dat").write_text("\n".join(rows) + "\n")
+    cfg = compose_config(*FAST_TRAIN, *FAST_MODEL, "dataset=ml10m",
+                         f"paths.data_dir={tmp_path / 'data'}", "dataset.download=false",
+                         "model.layers=3", "model.hidden=[16,12,8]", fast=False)
+    results = run_task(cfg, tmp_path / "run")
+    assert results["layers"] == 3
+    assert results["n_train"] + results["n_valid"] + results["n_test"] == len(rows)
+    maps = np.load(tmp_path / "run" / "id_maps.npz", allow_pickle=False)
+    assert maps["items"].tolist() == sorted({int(row.split("::")[1]) for row in rows})
+
+
 def test_svd_run(compose_config, tmp_path: Path) -> None:
     results = run_task(compose_config(*FAST_DATA, "model=svd", "model.rank=3", fast=False),
                        tmp_path)
@@ -75,7 +107,8 @@ def test_invalid_config_names_the_key(compose_config, tmp_path: Path, override: 
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    inherited = os.environ.get("PYTHONPATH")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), inherited]))}
     return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
 

@@ -55,8 +55,11 @@ def fit_svd(train: sp.csr_matrix, rank: int, *, bias_reg: float, seed: int,
     mean, row_bias, col_bias = fit_biases(rows, cols, ratings, train.shape, bias_reg)
     residual = ratings - mean - row_bias[rows] - col_bias[cols]
     matrix = sparse.BCOO((residual, jnp.stack([rows, cols], axis=1)), shape=train.shape)
-    u, s, vt = jax.jit(randomized_svd, static_argnames=("rank", "power_iterations"))(
-        matrix, rank=rank, key=jax.random.key(seed), power_iterations=power_iterations)
+    # Full float32 products: on GPUs the default matmul precision is TF32, whose 10-bit
+    # mantissa visibly perturbs the factorisation.
+    with jax.default_matmul_precision("highest"):
+        u, s, vt = jax.jit(randomized_svd, static_argnames=("rank", "power_iterations"))(
+            matrix, rank=rank, key=jax.random.key(seed), power_iterations=power_iterations)
     root = jnp.sqrt(s)
     return {"mean": mean, "row_bias": row_bias, "col_bias": col_bias,
             "row_factors": u * root, "col_factors": vt.T * root}
@@ -66,5 +69,6 @@ def predict_svd(params: dict[str, Any], row_ids: jax.Array, inputs: jax.Array) -
     """Predictions for whole rows; the baseline ignores `inputs` (it is not a fold-in model)."""
     del inputs
     return (params["mean"] + params["row_bias"][row_ids][:, None] + params["col_bias"][None, :]
-            + params["row_factors"][row_ids] @ params["col_factors"].T)
+            + jnp.matmul(params["row_factors"][row_ids], params["col_factors"].T,
+                         precision=jax.lax.Precision.HIGHEST))
 
