@@ -41,7 +41,8 @@ def run_task(cfg: Any, output_dir: Path) -> dict[str, Any]:
 def main(cfg: Any, output_dir: Path) -> float:
     """Entry point for Hydra: prints the results table; exits 1 with a message on user error.
 
-    Returns the test RMSE so that Hydra sweepers can minimise it.
+    Returns the validation RMSE, so that a Hydra sweeper tunes on validation ratings, never
+    on the test ratings (NaN without validation ratings).
     """
     try:
         results = run_task(cfg, output_dir)
@@ -50,4 +51,4 @@ def main(cfg: Any, output_dir: Path) -> float:
         sys.exit(1)
     print(format_table(results))
     print(f"results written to {output_dir}")
-    return float(results["test_rmse"])
+    return float(results["valid_rmse"])

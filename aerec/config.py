@@ -59,6 +59,7 @@ def validate(cfg: Any) -> None:
             raise ConfigError(f"model.rank={cfg.model.rank!r} must be an integer >= 1")
         if cfg.model.bias_reg < 0:
             raise ConfigError(f"model.bias_reg={cfg.model.bias_reg} must be >= 0")
+        _one_of("model.scaling", cfg.model.scaling, SCALINGS)
 
 
 def _validate_autoencoder(cfg: Any) -> None:

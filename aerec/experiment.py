@@ -116,18 +116,22 @@ def train_autoencoder(cfg: Any, matrices: Matrices, dataset: Dataset,
     return predict, result
 
 
-def train_svd(cfg: Any, matrices: Matrices, validate_with: Callable
+def train_svd(cfg: Any, matrices: Matrices, dataset: Dataset, validate_with: Callable
               ) -> tuple[Callable, FitResult]:
     """Fit the SVD baseline (one 'epoch') and return (predict, fit result)."""
     started = time.perf_counter()
+    scaling = make_scaling(cfg.model.scaling, dataset.rating_min, dataset.rating_max,
+                           dataset.train_mean())
     params = fit_svd(matrices.train.matrix, int(cfg.model.rank), bias_reg=cfg.model.bias_reg,
-                     seed=cfg.seed, power_iterations=int(cfg.model.power_iterations))
+                     seed=cfg.seed, scaling=scaling, center=bool(cfg.model.center),
+                     power_iterations=int(cfg.model.power_iterations))
     jax.block_until_ready(params)
     seconds = time.perf_counter() - started
-    valid_rmse = validate_with(predict_svd, matrices.train)(params)
+    predict = partial(predict_svd, scaling=scaling)
+    valid_rmse = validate_with(predict, matrices.train)(params)
     record = {"epoch": 1, "train_loss": float("nan"), "valid_rmse": valid_rmse,
               "epoch_seconds": seconds}
-    return predict_svd, FitResult(params, 1, valid_rmse, 1, seconds, [record])
+    return predict, FitResult(params, 1, valid_rmse, 1, seconds, [record])
 
 
 def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None = None
@@ -150,7 +154,7 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
     if cfg.model.name == "autoencoder":
         predict, result = train_autoencoder(cfg, matrices, dataset, validate_with, on_epoch)
     elif cfg.model.name == "svd":
-        predict, result = train_svd(cfg, matrices, validate_with)
+        predict, result = train_svd(cfg, matrices, dataset, validate_with)
         if on_epoch is not None:
             on_epoch(result.history[0])
     else:

@@ -8,6 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from jax.experimental import sparse
 
+from aerec.models.scaling import Scaling
 from aerec.models.svd import fit_biases, fit_svd, predict_svd, randomized_svd
 
 
@@ -30,9 +31,39 @@ def test_biases_without_regularisation_fit_an_additive_matrix() -> None:
     np.testing.assert_allclose(fitted, ratings, atol=1e-4)
 
 
+def low_rank(seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (3 + rng.normal(size=(30, 2)) @ rng.normal(size=(2, 20)) * 0.5).astype(np.float32)
+
+
 def test_fit_and_predict_recover_a_fully_observed_low_rank_matrix() -> None:
-    rng = np.random.default_rng(1)
-    dense = 3 + rng.normal(size=(30, 2)) @ rng.normal(size=(2, 20)) * 0.5
-    params = fit_svd(sp.csr_matrix(dense.astype(np.float32)), rank=3, bias_reg=0.0, seed=0)
-    predictions = predict_svd(params, jnp.arange(30), jnp.zeros((30, 20)))
+    dense = low_rank()
+    params = fit_svd(sp.csr_matrix(dense), rank=3, bias_reg=0.0, seed=0)
+    predictions = predict_svd(params, jnp.arange(30), jnp.asarray(dense))
     np.testing.assert_allclose(predictions, dense, atol=1e-3)
+
+
+def test_projection_equals_the_truncated_reconstruction() -> None:
+    # Without centring, (x V) V^T on the training rows is the rank-k SVD of the matrix itself.
+    dense = low_rank() * (np.random.default_rng(2).random((30, 20)) < 0.5)
+    params = fit_svd(sp.csr_matrix(dense), rank=4, bias_reg=0.0, seed=0, center=False)
+    u, s, vt = np.linalg.svd(dense.astype(np.float64), full_matrices=False)
+    expected = (u[:, :4] * s[:4]) @ vt[:4]
+    predictions = predict_svd(params, jnp.arange(30), jnp.asarray(dense))
+    np.testing.assert_allclose(predictions, expected, atol=2e-3)
+
+
+def test_a_new_row_is_folded_in() -> None:
+    dense = low_rank()
+    params = fit_svd(sp.csr_matrix(dense[:25]), rank=3, bias_reg=0.0, seed=0)
+    # rows 25..29 were never seen: their biases are 0, their factors come from the input
+    predictions = predict_svd(params, jnp.arange(25, 30), jnp.asarray(dense[25:]))
+    assert np.abs(np.asarray(predictions) - dense[25:]).mean() < 0.2
+
+
+def test_paper_scaling_round_trips() -> None:
+    dense = low_rank()
+    scaling = Scaling(0.5, 4.5)
+    params = fit_svd(sp.csr_matrix(dense), rank=3, bias_reg=0.0, seed=0, scaling=scaling)
+    predictions = predict_svd(params, jnp.arange(30), jnp.asarray(dense), scaling)
+    np.testing.assert_allclose(predictions, dense, atol=2e-3)

@@ -1,9 +1,14 @@
 """JAX truncated-SVD baseline: biases plus a randomized truncated SVD of the residuals.
 
-The training matrix is centred by a global mean and regularised row and column biases; the
-residuals of observed cells (missing cells are 0) are factorised by a randomized SVD (Halko,
-Martinsson & Tropp 2011) on a sparse BCOO matrix, so memory grows with the ratings, not with
-rows x columns.
+The training matrix is centred by a global mean and regularised row and column biases (or not
+at all: `center=False`, the paper's plain SVD of the zero-filled matrix); the residuals of
+observed cells (missing cells are 0) are factorised by a randomized SVD (Halko, Martinsson &
+Tropp 2011) on a sparse BCOO matrix, so memory grows with the ratings, not rows x columns.
+
+A row is predicted by projecting its input residuals on the top right singular vectors V:
+prediction = baseline + (x V) V^T. For a training row this equals its rank-k SVD
+reconstruction (A V = U S), and a row never seen in training (a held-out user) is folded in
+the same way: the baseline is a linear autoencoder with tied weights.
 """
 
 from __future__ import annotations
@@ -14,6 +19,11 @@ import jax
 import jax.numpy as jnp
 import scipy.sparse as sp
 from jax.experimental import sparse
+
+from aerec.models.scaling import Scaling
+
+HIGHEST = jax.lax.Precision.HIGHEST
+IDENTITY = Scaling(shift=0.0, scale=1.0)  # raw ratings
 
 
 def fit_biases(rows: jax.Array, cols: jax.Array, ratings: jax.Array, shape: tuple[int, int],
@@ -47,28 +57,32 @@ def randomized_svd(matrix: sparse.BCOO, rank: int, key: jax.Array, *, oversample
 
 
 def fit_svd(train: sp.csr_matrix, rank: int, *, bias_reg: float, seed: int,
+            scaling: Scaling = IDENTITY, center: bool = True,
             power_iterations: int = 4) -> dict[str, Any]:
-    """Fit the baseline on a CSR training matrix; returns its parameters as a pytree."""
+    """Fit the baseline on a CSR training matrix (raw ratings); its parameters as a pytree."""
     coo = train.tocoo()
     rows, cols = jnp.asarray(coo.row), jnp.asarray(coo.col)
-    ratings = jnp.asarray(coo.data, jnp.float32)
-    mean, row_bias, col_bias = fit_biases(rows, cols, ratings, train.shape, bias_reg)
-    residual = ratings - mean - row_bias[rows] - col_bias[cols]
+    values = scaling.encode(jnp.asarray(coo.data, jnp.float32))
+    if center:
+        mean, row_bias, col_bias = fit_biases(rows, cols, values, train.shape, bias_reg)
+    else:
+        mean, row_bias, col_bias = jnp.zeros(()), jnp.zeros(train.shape[0]), jnp.zeros(
+            train.shape[1])
+    residual = values - mean - row_bias[rows] - col_bias[cols]
     matrix = sparse.BCOO((residual, jnp.stack([rows, cols], axis=1)), shape=train.shape)
     # Full float32 products: on GPUs the default matmul precision is TF32, whose 10-bit
     # mantissa visibly perturbs the factorisation.
     with jax.default_matmul_precision("highest"):
-        u, s, vt = jax.jit(randomized_svd, static_argnames=("rank", "power_iterations"))(
+        _, _, vt = jax.jit(randomized_svd, static_argnames=("rank", "power_iterations"))(
             matrix, rank=rank, key=jax.random.key(seed), power_iterations=power_iterations)
-    root = jnp.sqrt(s)
-    return {"mean": mean, "row_bias": row_bias, "col_bias": col_bias,
-            "row_factors": u * root, "col_factors": vt.T * root}
+    return {"mean": mean, "row_bias": row_bias, "col_bias": col_bias, "basis": vt.T}
 
 
-def predict_svd(params: dict[str, Any], row_ids: jax.Array, inputs: jax.Array) -> jax.Array:
-    """Predictions for whole rows; the baseline ignores `inputs` (it is not a fold-in model)."""
-    del inputs
-    return (params["mean"] + params["row_bias"][row_ids][:, None] + params["col_bias"][None, :]
-            + jnp.matmul(params["row_factors"][row_ids], params["col_factors"].T,
-                         precision=jax.lax.Precision.HIGHEST))
-
+def predict_svd(params: dict[str, Any], row_ids: jax.Array, inputs: jax.Array,
+                scaling: Scaling = IDENTITY) -> jax.Array:
+    """Raw-scale predictions for whole rows from their input ratings (0 = missing)."""
+    baseline = (params["mean"] + params["row_bias"][row_ids][:, None]
+                + params["col_bias"][None, :])
+    residual = jnp.where(inputs > 0, scaling.encode(inputs) - baseline, 0.0)
+    code = jnp.matmul(residual, params["basis"], precision=HIGHEST)
+    return scaling.decode(baseline + jnp.matmul(code, params["basis"].T, precision=HIGHEST))

@@ -1,0 +1,154 @@
+"""Aggregate the runs of a (multi)run directory: `python -m aerec.report DIR [--out DIR]`.
+
+Writes `report.md` (the paper's tables beside ours, and every run ranked by validation RMSE)
+and `report.png` (our paper-metric figures beside the paper's), and prints the markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+# Tables 3 and 4 of Ferreira et al. 2020: RMSE by (model, encoder layers) and dataset.
+PAPER_RMSE: dict[tuple[str, int], dict[str, float]] = {
+    ("autoencoder", 1): {"ml1m": 0.029, "ml10m": 0.010},
+    ("autoencoder", 2): {"ml1m": 0.038, "ml10m": 0.012},
+    ("autoencoder", 3): {"ml1m": 0.050, "ml10m": 0.015},
+    ("svd", 0): {"ml1m": 0.184, "ml10m": 0.176},
+}
+DATASET_LABELS = {"ml1m": "ML-1M", "ml10m": "ML-10M"}
+
+
+def architecture(model: str, layers: int) -> str:
+    """The paper's row label for a model and depth."""
+    if model == "svd":
+        return "SVD"
+    return f"{layers} layer{'s' if layers > 1 else ''} + 1 latent space"
+
+
+def load_runs(directory: Path) -> list[dict[str, Any]]:
+    """Every results.json below `directory`, with the run's overrides when Hydra saved them."""
+    runs = []
+    for path in sorted(directory.rglob("results.json")):
+        result = json.loads(path.read_text())
+        overrides = path.parent / ".hydra" / "overrides.yaml"
+        result["overrides"] = (" ".join(OmegaConf.load(overrides)) if overrides.is_file()
+                               else "")
+        result["run_dir"] = str(path.parent.relative_to(directory))
+        runs.append(result)
+    return runs
+
+
+def _summary(values: list[float]) -> str:
+    values = [value for value in values if value is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} (n={len(values)})"
+
+
+def group(runs: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, list[dict]]]:
+    """Runs by (model, layers), then by dataset."""
+    grouped: dict[tuple[str, int], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        grouped[(run["model"], int(run["layers"]))][run["dataset"]].append(run)
+    return grouped
+
+
+def paper_table(runs: list[dict[str, Any]]) -> str:
+    """Rows: architecture; per dataset: the paper's RMSE, our paper_rmse and test_rmse."""
+    grouped = group(runs)
+    datasets = sorted({run["dataset"] for run in runs}, key=lambda name: (name != "ml1m", name))
+    header = ["architecture"]
+    for name in datasets:
+        label = DATASET_LABELS.get(name, name)
+        header += [f"{label} paper", f"{label} paper_rmse", f"{label} test_rmse"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for key in sorted(grouped, key=lambda k: (k[0] == "svd", k[1])):
+        cells = [architecture(*key)]
+        for name in datasets:
+            reported = PAPER_RMSE.get(key, {}).get(name)
+            found = grouped[key].get(name, [])
+            cells += [f"{reported:.3f}" if reported is not None else "-",
+                      _summary([run["paper_rmse"] for run in found]),
+                      _summary([run["test_rmse"] for run in found])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def runs_table(runs: list[dict[str, Any]]) -> str:
+    """Every run, best validation RMSE first (the only figure to tune on)."""
+    lines = ["| run | overrides | valid_rmse | test_rmse | paper_rmse | epochs | seconds |",
+             "|---|---|---|---|---|---|---|"]
+
+    def order(run: dict[str, Any]) -> float:
+        return run["valid_rmse"] if run.get("valid_rmse") is not None else float("inf")
+
+    for run in sorted(runs, key=order):
+        figures = [run.get(key) for key in ("valid_rmse", "test_rmse", "paper_rmse")]
+        text = [f"{value:.4f}" if value is not None else "-" for value in figures]
+        lines.append(f"| {run['run_dir']} | {run['overrides'] or '-'} | {' | '.join(text)} | "
+                     f"{run['epochs_run']} | {run['train_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def plot(runs: list[dict[str, Any]], path: Path) -> None:
+    """Bars: the paper's RMSE and our paper_rmse per architecture, one panel per dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grouped = group(runs)
+    datasets = sorted({run["dataset"] for run in runs}, key=lambda name: (name != "ml1m", name))
+    keys = sorted(grouped, key=lambda k: (k[0] == "svd", k[1]))
+    figure, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.8),
+                                squeeze=False)
+    for axis, name in zip(axes[0], datasets, strict=True):
+        positions = range(len(keys))
+        reported = [PAPER_RMSE.get(key, {}).get(name, float("nan")) for key in keys]
+        ours = [statistics.mean([run["paper_rmse"] for run in grouped[key].get(name, [])])
+                if grouped[key].get(name) else float("nan") for key in keys]
+        axis.bar([p - 0.2 for p in positions], reported, width=0.4, label="paper (reported)")
+        axis.bar([p + 0.2 for p in positions], ours, width=0.4, label="ours (paper_rmse)")
+        axis.set_xticks(list(positions), [architecture(*key) for key in keys], rotation=15,
+                        fontsize=8)
+        axis.set(title=DATASET_LABELS.get(name, name), ylabel="RMSE on the [0, 1] scale")
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def report(directory: Path, out: Path | None = None) -> str:
+    """Write report.md and report.png for the runs below `directory`; return the markdown."""
+    runs = load_runs(directory)
+    if not runs:
+        raise SystemExit(f"error: no results.json below {directory}")
+    out = out or directory
+    out.mkdir(parents=True, exist_ok=True)
+    markdown = (f"## Paper tables (runs below {directory})\n\n{paper_table(runs)}\n\n"
+                f"## Runs, best validation RMSE first\n\n{runs_table(runs)}\n")
+    (out / "report.md").write_text(markdown)
+    plot(runs, out / "report.png")
+    return markdown
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: python -m aerec.report DIR [--out DIR]."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("directory", type=Path, help="a run or multirun directory")
+    parser.add_argument("--out", type=Path, default=None, help="where to write (default DIR)")
+    arguments = parser.parse_args(argv)
+    print(report(arguments.directory, arguments.out))
+
+
+if __name__ == "__main__":
+    main()

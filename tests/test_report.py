@@ -1,0 +1,58 @@
+"""Aggregation of run directories into the paper's tables, and the paper configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from aerec.report import main, report
+
+
+def write_run(directory: Path, **fields: object) -> None:
+    directory.mkdir(parents=True)
+    (directory / ".hydra").mkdir()
+    (directory / ".hydra" / "overrides.yaml").write_text(
+        f"- model.layers={fields.get('layers', 0)}\n")
+    base = {"valid_rmse": 0.9, "epochs_run": 3, "train_seconds": 1.0}
+    (directory / "results.json").write_text(json.dumps({**base, **fields}))
+
+
+def test_paper_table_and_ranking(tmp_path: Path) -> None:
+    write_run(tmp_path / "0", dataset="ml1m", model="autoencoder", layers=1, paper_rmse=0.10,
+              test_rmse=0.90, valid_rmse=0.95)
+    write_run(tmp_path / "1", dataset="ml1m", model="autoencoder", layers=1, paper_rmse=0.12,
+              test_rmse=0.94, valid_rmse=0.85)
+    write_run(tmp_path / "2", dataset="ml1m", model="svd", layers=0, paper_rmse=0.20,
+              test_rmse=0.88)
+    markdown = report(tmp_path)
+    rows = {line.split(" | ")[0].strip("| "): line for line in markdown.splitlines()}
+    # two seeds of the same architecture: mean ± sample standard deviation
+    assert "| 0.029 | 0.1100 ± 0.0141 (n=2) | 0.9200 ± 0.0283 (n=2) |" in rows[
+        "1 layer + 1 latent space"]
+    assert "| 0.184 | 0.2000 | 0.8800 |" in rows["SVD"]
+    ranked = [line.split(" | ")[0].strip("| ") for line in markdown.splitlines()
+              if line.startswith("| ") and "model.layers" in line]
+    assert ranked == ["1", "2", "0"]  # by validation RMSE: 0.85, 0.9, 0.95
+    assert (tmp_path / "report.md").read_text() == markdown
+    assert (tmp_path / "report.png").stat().st_size > 1000
+
+
+def test_empty_directory_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"no results\.json"):
+        main([str(tmp_path)])
+
+
+@pytest.mark.parametrize("experiment", ["paper", "paper_standard"])
+def test_paper_experiments_specialise_each_model(compose_config, experiment: str) -> None:
+    autoencoder = compose_config(f"experiment={experiment}", fast=False)
+    assert (autoencoder.prepare.min_item_ratings, autoencoder.prepare.min_user_ratings) == (20,
+                                                                                            20)
+    assert autoencoder.model.loss == "all_cells"
+    assert autoencoder.model.scaling == "minmax"
+    assert autoencoder.model.activation == "tanh"
+    assert autoencoder.optimizer.learning_rate == 1e-4
+    assert autoencoder.split.kind == ("users" if experiment == "paper" else "ratings")
+    svd = compose_config(f"experiment={experiment}", "model=svd", "model.rank=5", fast=False)
+    assert (svd.model.center, svd.model.scaling, svd.model.rank) == (False, "minmax", 5)
