@@ -11,6 +11,7 @@ from aerec.data.split import SPLIT_KINDS
 from aerec.errors import ConfigError
 from aerec.models.autoencoder import ACTIVATIONS
 from aerec.models.scaling import SCALINGS
+from aerec.optim import SCHEDULES
 
 MODELS = ("autoencoder", "svd")
 TASKS = ("train",)
@@ -79,6 +80,9 @@ def _validate_autoencoder(cfg: Any) -> None:
     _one_of("model.output_activation", model.output_activation, tuple(ACTIVATIONS))
     _one_of("model.scaling", model.scaling, SCALINGS)
     _one_of("model.loss", model.loss, LOSSES)
+    if not isinstance(model.ensemble, int) or model.ensemble < 1:
+        raise ConfigError(f"model.ensemble={model.ensemble!r} must be an integer >= 1")
     if model.l2 < 0:
         raise ConfigError(f"model.l2={model.l2} must be >= 0")
     _positive("optimizer.learning_rate", cfg.optimizer.learning_rate)
+    _one_of("optimizer.schedule", cfg.optimizer.schedule, SCHEDULES)

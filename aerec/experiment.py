@@ -10,19 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
-import optax
 import scipy.sparse as sp
-from flax import nnx
 
 from aerec.data.dataset import Dataset, load_dataset
 from aerec.data.locate import default_data_dir
 from aerec.data.matrix import DeviceRows, dense_bytes, rating_matrix
 from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID
 from aerec.metrics import Evaluator
-from aerec.models.autoencoder import build_autoencoder
+from aerec.models.autoencoder import apply_members, init_members
 from aerec.models.scaling import make_scaling
 from aerec.models.svd import fit_svd, predict_svd
+from aerec.optim import build_optimizer
 from aerec.train import FitResult, Objective, fit, init_state
 
 
@@ -95,19 +95,19 @@ def train_autoencoder(cfg: Any, matrices: Matrices, dataset: Dataset,
     """Build, fit and return (predict, fit result) for the autoencoder."""
     model_cfg = cfg.model
     n_inputs = matrices.train.shape[1]
-    model = build_autoencoder(model_cfg, n_inputs, cfg.seed)
-    graphdef, state = nnx.split(model)
-    params = nnx.to_pure_dict(state)
+    graphdef, params = init_members(model_cfg, n_inputs, cfg.seed, int(model_cfg.ensemble))
     scaling = make_scaling(model_cfg.scaling, dataset.rating_min, dataset.rating_max,
                            dataset.train_mean())
     objective = Objective(graphdef, scaling, all_cells=model_cfg.loss == "all_cells",
                           l2=float(model_cfg.l2))
-    opt = cfg.optimizer
-    optimizer = optax.adam(opt.learning_rate, b1=opt.b1, b2=opt.b2, eps=opt.eps)
+    rows_with_data = int(np.count_nonzero(np.diff(matrices.train.matrix.indptr)))
+    steps_per_epoch = -(-rows_with_data // int(cfg.train.batch_size))
+    optimizer = build_optimizer(cfg.optimizer, steps_per_epoch * int(cfg.train.epochs))
 
     def predict(params: Any, row_ids: jax.Array, inputs: jax.Array) -> jax.Array:
-        del row_ids
-        return scaling.decode(nnx.merge(graphdef, params)(scaling.encode(inputs)))
+        del row_ids  # the autoencoder reads the row's ratings, not its identity
+        outputs = apply_members(graphdef, params, scaling.encode(inputs))
+        return jnp.mean(scaling.decode(outputs), axis=0)
 
     result = fit(objective, optimizer, init_state(params, optimizer, cfg.seed), matrices.train,
                  validate_with(predict, matrices.train), epochs=cfg.train.epochs,

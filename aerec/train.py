@@ -12,10 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
 from tqdm.auto import tqdm
 
 from aerec.data.matrix import DeviceRows
+from aerec.models.autoencoder import apply_members
 from aerec.models.scaling import Scaling
 
 
@@ -56,16 +56,17 @@ def loss_fn(objective: Objective, params: Any, rows: jax.Array, row_weight: jax.
     """Masked MSE: squared error on observed cells / number of observed cells (+ L2).
 
     With `objective.all_cells` every cell counts, missing ones as zero targets (the paper).
-    Rows with weight 0 (batch padding) never contribute.
+    Rows with weight 0 (batch padding) never contribute. With several ensemble members the
+    loss is their mean; each member's gradient comes from its own error only.
     """
-    model = nnx.merge(objective.graphdef, params)
     targets = objective.scaling.encode(rows)
-    outputs = model(targets, dropout_key=key)
+    outputs = apply_members(objective.graphdef, params, targets, key)
     if objective.all_cells:
         weight = jnp.broadcast_to(row_weight[:, None], rows.shape)
     else:
         weight = (rows > 0) * row_weight[:, None]
-    loss = jnp.sum(weight * (outputs - targets) ** 2) / jnp.maximum(jnp.sum(weight), 1.0)
+    squared = jnp.sum(weight * (outputs - targets) ** 2, axis=(1, 2))
+    loss = jnp.mean(squared) / jnp.maximum(jnp.sum(weight), 1.0)
     if objective.l2:
         loss = loss + objective.l2 * l2_penalty(params)
     return loss

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -66,7 +67,7 @@ class AutoEncoder(nnx.Module):
         return ACTIVATIONS[self.output_activation](self.layers[-1](x))
 
 
-def build_autoencoder(model_cfg, n_inputs: int, seed: int) -> AutoEncoder:
+def build_autoencoder(model_cfg: Any, n_inputs: int, seed: int) -> AutoEncoder:
     """An AutoEncoder from the `model` config group (`layers`, `hidden`, `latent`, ...)."""
     layers = int(model_cfg.layers)
     hidden = model_cfg.hidden
@@ -79,3 +80,28 @@ def build_autoencoder(model_cfg, n_inputs: int, seed: int) -> AutoEncoder:
         dropout=float(model_cfg.dropout), input_dropout=float(model_cfg.input_dropout),
         mirror_decoder=bool(model_cfg.mirror_decoder), rngs=nnx.Rngs(seed),
     )
+
+
+def init_members(model_cfg: Any, n_inputs: int, seed: int, members: int
+                 ) -> tuple[nnx.GraphDef, Any]:
+    """The module's graph and the parameters of `members` models (seeds seed, seed+1, ...).
+
+    Parameters are stacked on a leading member axis, also for a single model, so that one code
+    path trains an ensemble: members share batches but not weights, and Adam's element-wise
+    updates keep their training independent.
+    """
+    states = []
+    for member in range(members):
+        graphdef, state = nnx.split(build_autoencoder(model_cfg, n_inputs, seed + member))
+        states.append(nnx.to_pure_dict(state))
+    return graphdef, jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
+
+
+def apply_members(graphdef: nnx.GraphDef, params: Any, x: jax.Array,
+                  dropout_key: jax.Array | None = None) -> jax.Array:
+    """Outputs of every member for input `x`: shape (members, batch, n_inputs)."""
+    members = jax.tree.leaves(params)[0].shape[0]
+    if dropout_key is None:
+        return jax.vmap(lambda p: nnx.merge(graphdef, p)(x))(params)
+    keys = jax.random.split(dropout_key, members)
+    return jax.vmap(lambda p, k: nnx.merge(graphdef, p)(x, dropout_key=k))(params, keys)
