@@ -173,6 +173,7 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
         "dataset": cfg.dataset.name,
         "model": cfg.model.name,
         "layers": int(cfg.model.get("layers", 0)),
+        "ensemble": int(cfg.model.get("ensemble", 1)),
         "orientation": orientation,
         "split": cfg.split.kind,
         "n_users": dataset.n_users,

@@ -1,6 +1,7 @@
 """Aggregate the runs of a (multi)run directory: `python -m aerec.report DIR [--out DIR]`.
 
-Writes `report.md` (the paper's tables beside ours, and every run ranked by validation RMSE)
+Writes `report.md` (the paper's tables beside ours, configurations that differ only in their
+seeds as mean ± std, and every run ranked by validation RMSE)
 and `report.png` (our paper-metric figures beside the paper's), and prints the markdown.
 """
 
@@ -99,6 +100,26 @@ def runs_table(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+SEED_KEYS = ("seed=", "split.seed=")
+
+
+def seeds_table(runs: list[dict[str, Any]]) -> str:
+    """Runs that differ only in their seeds, summarised as mean ± standard deviation."""
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        kept = [token for token in run["overrides"].split() if not token.startswith(SEED_KEYS)]
+        grouped[" ".join(kept) or "-"].append(run)
+    lines = ["| configuration | runs | test_rmse | test_mae | valid_rmse | train seconds |",
+             "|---|---|---|---|---|---|"]
+    for configuration, members in sorted(grouped.items()):
+        figures = [_summary([run[key] for run in members]).split(" (n=")[0]
+                   for key in ("test_rmse", "test_mae", "valid_rmse")]
+        seconds = statistics.mean(run["train_seconds"] for run in members)
+        lines.append(f"| {configuration} | {len(members)} | {' | '.join(figures)} | "
+                     f"{seconds:.0f} |")
+    return "\n".join(lines)
+
+
 def plot(runs: list[dict[str, Any]], path: Path) -> None:
     """Bars: the paper's RMSE and our paper_rmse per architecture, one panel per dataset."""
     import matplotlib
@@ -135,6 +156,7 @@ def report(directory: Path, out: Path | None = None) -> str:
     out = out or directory
     out.mkdir(parents=True, exist_ok=True)
     markdown = (f"## Paper tables (runs below {directory})\n\n{paper_table(runs)}\n\n"
+                f"## Mean ± standard deviation over seeds\n\n{seeds_table(runs)}\n\n"
                 f"## Runs, best validation RMSE first\n\n{runs_table(runs)}\n")
     (out / "report.md").write_text(markdown)
     plot(runs, out / "report.png")

@@ -10,12 +10,13 @@ import pytest
 from aerec.report import main, report
 
 
-def write_run(directory: Path, **fields: object) -> None:
+def write_run(directory: Path, overrides: str | None = None, **fields: object) -> None:
     directory.mkdir(parents=True)
     (directory / ".hydra").mkdir()
+    overrides = overrides or f"model.layers={fields.get('layers', 0)}"
     (directory / ".hydra" / "overrides.yaml").write_text(
-        f"- model.layers={fields.get('layers', 0)}\n")
-    base = {"valid_rmse": 0.9, "epochs_run": 3, "train_seconds": 1.0}
+        "".join(f"- {token}\n" for token in overrides.split()))
+    base = {"valid_rmse": 0.9, "epochs_run": 3, "train_seconds": 1.0, "test_mae": 0.7}
     (directory / "results.json").write_text(json.dumps({**base, **fields}))
 
 
@@ -32,7 +33,8 @@ def test_paper_table_and_ranking(tmp_path: Path) -> None:
     assert "| 0.029 | 0.1100 ± 0.0141 (n=2) | 0.9200 ± 0.0283 (n=2) |" in rows[
         "1 layer + 1 latent space"]
     assert "| 0.184 | 0.2000 | 0.8800 |" in rows["SVD"]
-    ranked = [line.split(" | ")[0].strip("| ") for line in markdown.splitlines()
+    runs_section = markdown.split("## Runs")[1]
+    ranked = [line.split(" | ")[0].strip("| ") for line in runs_section.splitlines()
               if line.startswith("| ") and "model.layers" in line]
     assert ranked == ["1", "2", "0"]  # by validation RMSE: 0.85, 0.9, 0.95
     assert (tmp_path / "report.md").read_text() == markdown
@@ -56,3 +58,13 @@ def test_paper_experiments_specialise_each_model(compose_config, experiment: str
     assert autoencoder.split.kind == ("users" if experiment == "paper" else "ratings")
     svd = compose_config(f"experiment={experiment}", "model=svd", "model.rank=5", fast=False)
     assert (svd.model.center, svd.model.scaling, svd.model.rank) == (False, "minmax", 5)
+
+
+def test_seeds_are_summarised_per_configuration(tmp_path: Path) -> None:
+    for index, (ensemble, seed, test) in enumerate([(1, 0, 0.83), (1, 1, 0.85), (3, 0, 0.82),
+                                                    (3, 1, 0.82)]):
+        write_run(tmp_path / str(index), f"seed={seed} split.seed={seed} model.ensemble={ensemble}",
+                  dataset="ml1m", model="autoencoder", layers=1, paper_rmse=0.5, test_rmse=test)
+    markdown = report(tmp_path)
+    assert "| model.ensemble=1 | 2 | 0.8400 ± 0.0141 | 0.7000 ± 0.0000 |" in markdown
+    assert "| model.ensemble=3 | 2 | 0.8200 ± 0.0000 |" in markdown
