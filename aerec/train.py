@@ -68,7 +68,9 @@ def loss_fn(objective: Objective, params: Any, rows: jax.Array, row_weight: jax.
     squared = jnp.sum(weight * (outputs - targets) ** 2, axis=(1, 2))
     loss = jnp.mean(squared) / jnp.maximum(jnp.sum(weight), 1.0)
     if objective.l2:
-        loss = loss + objective.l2 * l2_penalty(params)
+        # Averaged over members like the error, so each member sees the same balance of
+        # error and penalty as a model trained alone.
+        loss = loss + objective.l2 * l2_penalty(params) / outputs.shape[0]
     return loss
 
 

@@ -129,11 +129,13 @@ def test_non_finite_loss_stops_training() -> None:
             patience=100, seed=0, progress=False)
 
 
-def test_ensemble_members_train_like_independent_models() -> None:
+@pytest.mark.parametrize("l2", [0.0, 1e-2])
+def test_ensemble_members_train_like_independent_models(l2: float) -> None:
     # Stacked members share batches but not weights; Adam's element-wise, scale-free update
     # makes each member's trajectory that of a model trained alone (dropout off here, since
-    # members draw their own dropout keys).
+    # members draw their own dropout keys), with or without the L2 penalty.
     objective, first = make(0, dropout=0.0)
+    objective = Objective(objective.graphdef, objective.scaling, l2=l2)
     _, second = make(1, dropout=0.0)
     optimizer = optax.adam(1e-2)
     rows = jnp.asarray(low_rank_matrix().toarray())
