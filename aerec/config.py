@@ -48,6 +48,11 @@ def validate(cfg: Any) -> None:
         raise ConfigError("split.test_fraction=0 leaves nothing to evaluate")
     for key in ("epochs", "batch_size", "eval_chunk_rows"):
         _positive(f"train.{key}", cfg.train[key])
+    if cfg.train.resume not in ("auto", True, False):
+        raise ConfigError(f"train.resume={cfg.train.resume!r} must be auto, true or false")
+    for key in ("every_epochs", "keep"):
+        if not isinstance(cfg.checkpoint[key], int) or cfg.checkpoint[key] < 1:
+            raise ConfigError(f"checkpoint.{key}={cfg.checkpoint[key]!r} must be an integer >= 1")
     if cfg.train.patience < 1:
         raise ConfigError(f"train.patience={cfg.train.patience} must be at least 1")
     for key in ("min_item_ratings", "min_user_ratings"):

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
+from aerec.checkpoint import open_checkpoint
 from aerec.data.dataset import Dataset, load_dataset
 from aerec.data.locate import default_data_dir
 from aerec.data.matrix import DeviceRows, dense_bytes, rating_matrix
@@ -109,10 +110,18 @@ def train_autoencoder(cfg: Any, matrices: Matrices, dataset: Dataset,
         outputs = apply_members(graphdef, params, scaling.encode(inputs))
         return jnp.mean(scaling.decode(outputs), axis=0)
 
-    result = fit(objective, optimizer, init_state(params, optimizer, cfg.seed), matrices.train,
-                 validate_with(predict, matrices.train), epochs=cfg.train.epochs,
-                 batch_size=cfg.train.batch_size, patience=cfg.train.patience, seed=cfg.seed,
-                 on_epoch=on_epoch, progress=cfg.train.progress)
+    state = init_state(params, optimizer, cfg.seed)
+    checkpointer, resumed = open_checkpoint(cfg, {"train": state, "best_params": params})
+    try:
+        result = fit(objective, optimizer, state, matrices.train,
+                     validate_with(predict, matrices.train), epochs=cfg.train.epochs,
+                     batch_size=cfg.train.batch_size, patience=cfg.train.patience,
+                     seed=cfg.seed, on_epoch=on_epoch, progress=cfg.train.progress,
+                     checkpointer=checkpointer, resumed=resumed)
+    finally:
+        if checkpointer is not None:
+            checkpointer.close()
+    result.resumed_from_epoch = resumed.epoch if resumed is not None else 0
     return predict, result
 
 
@@ -189,6 +198,7 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
         "train_seconds": result.train_seconds,
+        "resumed_from_epoch": result.resumed_from_epoch,
         "resident": matrices.train.resident,
         "seed": int(cfg.seed),
         "split_seed": int(cfg.split.seed),

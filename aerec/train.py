@@ -14,6 +14,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from aerec.checkpoint import Checkpointer, Resumed
 from aerec.data.matrix import DeviceRows
 from aerec.models.autoencoder import apply_members
 from aerec.models.scaling import Scaling
@@ -121,22 +122,39 @@ class FitResult:
     epochs_run: int
     train_seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
+    resumed_from_epoch: int = 0
 
 
 def fit(objective: Objective, optimizer: optax.GradientTransformation, state: TrainState,
         train_rows: DeviceRows, validate: Callable[[Any], float], *, epochs: int,
         batch_size: int, patience: int, seed: int,
         on_epoch: Callable[[dict[str, float]], None] | None = None,
-        progress: bool = True) -> FitResult:
-    """Train up to `epochs` epochs with early stopping on validation RMSE (`patience` epochs)."""
+        progress: bool = True, checkpointer: Checkpointer | None = None,
+        resumed: Resumed | None = None) -> FitResult:
+    """Train up to `epochs` epochs with early stopping on validation RMSE (`patience` epochs).
+
+    With a `checkpointer`, the full training state is saved every few epochs and at the end;
+    `resumed` (a restored checkpoint) continues a run exactly where it stopped.
+    """
     rows_with_data = np.flatnonzero(np.diff(train_rows.matrix.indptr) > 0).astype(np.int32)
     step = jax.jit(partial(train_step, objective, optimizer), donate_argnums=0)
     resident_epoch = jax.jit(partial(train_epoch_resident, objective, optimizer),
                              donate_argnums=0)
     best = FitResult(state.params, 0, float("inf"), 0, 0.0)
-    waited = 0
+    waited, first_epoch, finished, seconds_before = 0, 1, False, 0.0
+    if resumed is not None:
+        state, best.best_params = resumed.arrays["train"], resumed.arrays["best_params"]
+        meta = resumed.meta
+        best.best_epoch, best.best_valid_rmse = meta["best_epoch"], meta["best_valid_rmse"]
+        best.history, best.epochs_run = list(meta["history"]), resumed.epoch
+        waited, finished, seconds_before = meta["waited"], meta["finished"], meta["seconds"]
+        first_epoch = resumed.epoch + 1
+        for record in best.history:  # the new run's metrics.jsonl holds the whole history
+            if on_epoch is not None:
+                on_epoch(record)
     started = time.perf_counter()
-    bar = tqdm(range(1, epochs + 1), desc="train", unit="epoch", disable=not progress)
+    epoch_range = range(first_epoch, epochs + 1) if not finished else range(0)
+    bar = tqdm(epoch_range, desc="train", unit="epoch", disable=not progress)
     for epoch in bar:
         epoch_started = time.perf_counter()
         batches = epoch_batches(rows_with_data, batch_size, seed, epoch)
@@ -165,8 +183,15 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
         else:
             waited += 1
         best.epochs_run = epoch
-        if waited >= patience:
+        finished = waited >= patience or epoch == epochs
+        if checkpointer is not None and checkpointer.should_save(epoch, finished):
+            meta = {"best_epoch": best.best_epoch, "best_valid_rmse": best.best_valid_rmse,
+                    "waited": waited, "finished": finished, "history": best.history,
+                    "seconds": seconds_before + time.perf_counter() - started}
+            checkpointer.save(epoch, {"train": state, "best_params": best.best_params}, meta,
+                              valid_rmse)
+        if finished:
             break
     bar.close()
-    best.train_seconds = time.perf_counter() - started
+    best.train_seconds = seconds_before + time.perf_counter() - started
     return best

@@ -21,6 +21,15 @@ FAST_MODEL = ["model.hidden=16", "model.latent=8", "optimizer.learning_rate=0.01
 FAST = FAST_DATA + FAST_MODEL
 
 
+@pytest.fixture(autouse=True)
+def isolated_checkpoints(tmp_path_factory: pytest.TempPathFactory,
+                         monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test (and its subprocesses) checkpoints into its own temporary directory."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    monkeypatch.setenv("AEREC_CHECKPOINT_DIR", str(root))
+    return root
+
+
 @pytest.fixture
 def compose_config() -> Callable[..., DictConfig]:
     """compose_config(*overrides) -> the real composed config (FAST overrides first)."""

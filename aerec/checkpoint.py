@@ -1,0 +1,184 @@
+"""Training checkpoints with orbax: save every few epochs, resume exactly, refuse mismatches.
+
+A checkpoint holds every array that training changes (the TrainState, the best parameters so
+far and the early-stopping counters) and, as JSON, the run's identity (the configuration keys
+that define what is trained) and the per-epoch history. The batch order is a function of
+(seed, epoch), so restoring these is enough for a resumed run to end exactly where an
+uninterrupted one would. Orbax writes each checkpoint into a temporary directory and renames
+it when complete, so a run killed while saving leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import platformdirs
+from omegaconf import OmegaConf
+from orbax.checkpoint import checkpoint_managers
+
+from aerec.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR_ENV = "AEREC_CHECKPOINT_DIR"
+# Keys that do not change what is trained: where files live, how progress is shown, how often
+# checkpoints are written, and the data path (resident and streamed give the same results).
+NOT_IDENTITY = ("paths.", "checkpoint.", "hydra.", "task", "train.progress", "train.resume",
+                "train.data_path", "train.resident_max_bytes", "train.eval_chunk_rows")
+RESUME_MODES = ("auto", "true", "false")
+
+
+def run_identity(cfg: Any) -> dict[str, Any]:
+    """The flattened configuration keys that define what a run trains."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            flat[prefix[:-1]] = node
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return {key: value for key, value in sorted(flat.items())
+            if not key.startswith(NOT_IDENTITY)}
+
+
+def default_checkpoint_root() -> Path:
+    """`$AEREC_CHECKPOINT_DIR` if set, else the per-user cache's checkpoints directory."""
+    configured = os.environ.get(CHECKPOINT_DIR_ENV)
+    return Path(configured) if configured else Path(
+        platformdirs.user_cache_dir("aerec")) / "checkpoints"
+
+
+def checkpoint_dir_of(cfg: Any) -> Path:
+    """checkpoint.dir, else <paths.checkpoint_dir>/<dataset>-<model>-<hash of the identity>."""
+    if cfg.checkpoint.get("dir"):
+        return Path(cfg.checkpoint.dir).expanduser().absolute()
+    root = (Path(cfg.paths.checkpoint_dir).expanduser() if cfg.paths.get("checkpoint_dir")
+            else default_checkpoint_root())
+    digest = hashlib.sha256(json.dumps(run_identity(cfg), default=str).encode()).hexdigest()
+    return (root / f"{cfg.dataset.name}-{cfg.model.name}-{digest[:12]}").absolute()
+
+
+def identity_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Keys whose values differ between two identities, as 'key: saved -> current'."""
+    keys = sorted(set(saved) | set(current))
+    return [f"{key}: {saved.get(key, '<absent>')!r} -> {current.get(key, '<absent>')!r}"
+            for key in keys if saved.get(key) != current.get(key)]
+
+
+@dataclass
+class Resumed:
+    """What a restored checkpoint gives back to the fit loop."""
+
+    epoch: int
+    arrays: Any
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Checkpointer:
+    """An orbax CheckpointManager for one run directory: the latest `keep` and the best one."""
+
+    def __init__(self, directory: Path, identity: dict[str, Any], *, every_epochs: int = 1,
+                 keep: int = 2):
+        self.directory = directory
+        self.identity = identity
+        self.every_epochs = every_epochs
+        policy = checkpoint_managers.AnyPreservationPolicy([
+            checkpoint_managers.LatestN(keep),
+            checkpoint_managers.BestN(get_metric_fn=lambda metrics: metrics["valid_rmse"],
+                                      reverse=True, n=1),
+        ])
+        self.manager = ocp.CheckpointManager(
+            directory, item_names=("state", "meta"),
+            options=ocp.CheckpointManagerOptions(preservation_policy=policy))
+
+    def should_save(self, epoch: int, last_epoch: bool) -> bool:
+        """Every `every_epochs` epochs, and always at the end of training."""
+        return last_epoch or epoch % self.every_epochs == 0
+
+    def save(self, epoch: int, arrays: Any, meta: dict[str, Any], valid_rmse: float) -> None:
+        """Save the arrays and JSON `meta` of `epoch` (asynchronously; see `close`).
+
+        Scalars go into the JSON, which keeps Python floats exact (a float32 array would not).
+        """
+        meta = {**meta, "epoch": epoch, "identity": self.identity}
+        metric = valid_rmse if np.isfinite(valid_rmse) else float("inf")
+        self.manager.save(epoch, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)),
+            metrics={"valid_rmse": metric})
+
+    def restore_latest(self, like: Any) -> Resumed | None:
+        """The newest checkpoint that restores cleanly (older ones on failure), or None.
+
+        Raises ConfigError, naming the differing keys, if it was written by another config.
+        """
+        abstract = jax.eval_shape(lambda: like)
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            # The identity first: a checkpoint of another configuration is refused by name
+            # rather than failing on mismatched array shapes.
+            meta = self._restore_item(step, "meta", ocp.args.JsonRestore())
+            if meta is None:
+                continue
+            differences = identity_differences(meta["identity"], self.identity)
+            if differences:
+                raise ConfigError(
+                    f"the checkpoint in {self.directory} was written by another configuration "
+                    f"({'; '.join(differences)}); use checkpoint.dir=... for a new run or "
+                    "train.resume=false to start over")
+            arrays = self._restore_item(step, "state", ocp.args.StandardRestore(abstract))
+            if arrays is not None:
+                return Resumed(int(meta["epoch"]), arrays, dict(meta))
+        return None
+
+    def _restore_item(self, step: int, name: str, args: Any) -> Any | None:
+        """One item of checkpoint `step`, or None (with a warning) if it cannot be read."""
+        try:
+            return self.manager.restore(step, args=ocp.args.Composite(**{name: args}))[name]
+        except Exception as error:  # any unreadable checkpoint: the caller tries an older one
+            log.warning("checkpoint %s of %s is unreadable (%s); trying an older one",
+                        step, self.directory, error)
+            return None
+
+    def close(self) -> None:
+        """Wait for pending saves to finish."""
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def open_checkpoint(cfg: Any, like: Any) -> tuple[Checkpointer | None, Resumed | None]:
+    """The run's Checkpointer and, per `train.resume`, the checkpoint to continue from.
+
+    `auto` resumes when a checkpoint exists; `true` requires one; `false` starts over,
+    moving an existing checkpoint directory aside (never deleting it).
+    """
+    if not cfg.checkpoint.enabled:
+        return None, None
+    directory = checkpoint_dir_of(cfg)
+    resume = cfg.train.resume
+    if resume is False and directory.is_dir() and any(directory.iterdir()):
+        aside = directory.with_name(f"{directory.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+        directory.rename(aside)
+        print(f"train.resume=false: starting over; the previous checkpoints are in {aside}")
+    checkpointer = Checkpointer(directory, run_identity(cfg),
+                                every_epochs=int(cfg.checkpoint.every_epochs),
+                                keep=int(cfg.checkpoint.keep))
+    resumed = checkpointer.restore_latest(like) if resume in ("auto", True) else None
+    if resume is True and resumed is None:
+        checkpointer.close()
+        raise ConfigError(f"train.resume=true but there is no checkpoint in {directory}")
+    if resumed is not None:
+        state = "finished" if resumed.meta.get("finished") else "continuing"
+        print(f"resumed from epoch {resumed.epoch} ({state}) of {directory}")
+    return checkpointer, resumed

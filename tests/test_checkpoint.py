@@ -1,0 +1,172 @@
+"""Checkpoints: exact resume (also after SIGKILL), mismatches refused, resume modes, fallback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from aerec.checkpoint import Checkpointer, checkpoint_dir_of, run_identity
+from aerec.cli import run_task
+from aerec.errors import ConfigError
+from tests.conftest import FAST, ROOT
+
+COMPARED = ("test_rmse", "test_mae", "paper_rmse", "valid_rmse", "best_epoch", "epochs_run")
+
+
+def final_arrays(directory: Path):
+    """The arrays of the newest checkpoint in `directory`, as numpy."""
+    checkpointer = Checkpointer(directory, {})
+    step = checkpointer.manager.latest_step()
+    restored = checkpointer.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+    checkpointer.close()
+    return step, jax.tree.map(np.asarray, restored["state"])
+
+
+def assert_same_arrays(first, second) -> None:
+    leaves_a, leaves_b = jax.tree.leaves(first), jax.tree.leaves(second)
+    assert len(leaves_a) == len(leaves_b)
+    for a, b in zip(leaves_a, leaves_b, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+class InterruptError(Exception):
+    pass
+
+
+def test_resume_in_process_equals_an_uninterrupted_run(compose_config, tmp_path: Path) -> None:
+    overrides = ("train.epochs=6", "train.patience=100")
+    full = run_task(compose_config(*overrides, f"checkpoint.dir={tmp_path / 'full'}"),
+                    tmp_path / "out_full")
+    cfg = compose_config(*overrides, f"checkpoint.dir={tmp_path / 'cut'}")
+
+    from aerec.experiment import run_experiment
+
+    def stop_after_three(record: dict) -> None:
+        if record["epoch"] == 3:
+            raise InterruptError
+
+    with pytest.raises(InterruptError):
+        run_experiment(cfg, on_epoch=stop_after_three)
+    resumed = run_task(cfg, tmp_path / "out_cut")
+    # interrupted while logging epoch 3, before its checkpoint: epoch 3 is trained again
+    assert resumed["resumed_from_epoch"] == 2
+    assert {key: resumed[key] for key in COMPARED} == {key: full[key] for key in COMPARED}
+    lines = (tmp_path / "out_cut" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4, 5, 6]
+    step_full, arrays_full = final_arrays(tmp_path / "full")
+    step_cut, arrays_cut = final_arrays(tmp_path / "cut")
+    assert step_full == step_cut == 6
+    assert_same_arrays(arrays_full, arrays_cut)
+
+
+def test_a_finished_run_is_not_trained_again(compose_config, tmp_path: Path) -> None:
+    cfg = compose_config(f"checkpoint.dir={tmp_path / 'ckpt'}")
+    first = run_task(cfg, tmp_path / "a")
+    again = run_task(cfg, tmp_path / "b")
+    assert again["resumed_from_epoch"] == first["epochs_run"]
+    assert {key: again[key] for key in COMPARED} == {key: first[key] for key in COMPARED}
+
+
+def test_mismatched_configuration_is_refused(compose_config, tmp_path: Path) -> None:
+    directory = f"checkpoint.dir={tmp_path / 'ckpt'}"
+    run_task(compose_config(directory), tmp_path / "a")
+    for override, key in (("model.layers=2", "model.layers"), ("split.seed=7", "split.seed"),
+                          ("dataset.n_users=121", "dataset.n_users")):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            run_task(compose_config(directory, override), tmp_path / "b")
+
+
+def test_resume_modes(compose_config, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    directory = tmp_path / "ckpt"
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        run_task(compose_config(f"checkpoint.dir={directory}", "train.resume=true"), tmp_path)
+    run_task(compose_config(f"checkpoint.dir={directory}"), tmp_path / "a")
+    fresh = run_task(compose_config(f"checkpoint.dir={directory}", "train.resume=false"),
+                     tmp_path / "b")
+    assert fresh["resumed_from_epoch"] == 0
+    kept_aside = [path for path in tmp_path.iterdir() if path.name.startswith("ckpt.replaced-")]
+    assert len(kept_aside) == 1 and any(kept_aside[0].iterdir())  # moved, not deleted
+    assert "starting over" in capsys.readouterr().out
+
+
+def test_corrupt_latest_checkpoint_falls_back(compose_config, tmp_path: Path,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    directory = tmp_path / "ckpt"
+    cfg = compose_config(f"checkpoint.dir={directory}", "train.epochs=4", "train.patience=100")
+    run_task(cfg, tmp_path / "a")
+    latest = directory / "4"
+    for path in latest.rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"garbage")  # every file of the newest checkpoint is damaged
+    resumed = run_task(cfg, tmp_path / "b")
+    assert resumed["resumed_from_epoch"] == 3
+    assert "unreadable" in caplog.text
+
+
+def test_default_directory_depends_on_the_identity_only(compose_config) -> None:
+    base = compose_config()
+    assert checkpoint_dir_of(base) == checkpoint_dir_of(compose_config("train.progress=true"))
+    assert checkpoint_dir_of(base) != checkpoint_dir_of(compose_config("seed=1"))
+    assert "train.progress" not in run_identity(base)
+
+
+def run_cli(*args: str, cwd: Path, log: Path) -> subprocess.Popen:
+    """Start run.py; its output goes to `log` (a pipe could fill up and block the child)."""
+    inherited = os.environ.get("PYTHONPATH")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), inherited]))}
+    with open(log, "w") as output:
+        return subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd,
+                                env=env, stdout=output, stderr=subprocess.STDOUT)
+
+
+def kill_when(process: subprocess.Popen, metrics: Path, epochs_logged: int,
+              delay: float) -> None:
+    """SIGKILL the process `delay` s after metrics.jsonl reaches `epochs_logged` lines."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= epochs_logged:
+            time.sleep(delay)
+            break
+        time.sleep(0.005)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def test_sigkill_and_resume_gives_the_uninterrupted_result(tmp_path: Path) -> None:
+    # A bigger synthetic matrix so that epochs and saves take long enough to be hit.
+    args = [*FAST, "dataset.n_users=600", "dataset.n_items=400", "dataset.n_ratings=40000",
+            "model.hidden=256", "model.latent=256", "train.epochs=12", "train.patience=100"]
+    full = run_cli(*args, f"checkpoint.dir={tmp_path / 'full'}",
+                   f"hydra.run.dir={tmp_path / 'full_run'}", cwd=tmp_path,
+                   log=tmp_path / "full.log")
+    assert full.wait() == 0, (tmp_path / "full.log").read_text()
+    cut_args = [*args, f"checkpoint.dir={tmp_path / 'cut'}"]
+    # First kill: in the middle of epoch 3's training. Second kill: right after an epoch is
+    # logged, while that epoch's checkpoint is being written.
+    for attempt, (epochs_logged, delay) in enumerate(((2, 0.02), (7, 0.0))):
+        run_dir = tmp_path / f"cut_run{attempt}"
+        process = run_cli(*cut_args, f"hydra.run.dir={run_dir}", cwd=tmp_path,
+                          log=tmp_path / f"cut{attempt}.log")
+        kill_when(process, run_dir / "metrics.jsonl", epochs_logged, delay)
+    final_log = tmp_path / "final.log"
+    final = run_cli(*cut_args, f"hydra.run.dir={tmp_path / 'cut_final'}", cwd=tmp_path,
+                    log=final_log)
+    assert final.wait() == 0, final_log.read_text()
+    assert "resumed from epoch" in final_log.read_text()
+    expected = json.loads((tmp_path / "full_run" / "results.json").read_text())
+    got = json.loads((tmp_path / "cut_final" / "results.json").read_text())
+    assert got["resumed_from_epoch"] > 0
+    assert {key: got[key] for key in COMPARED} == {key: expected[key] for key in COMPARED}
+    assert_same_arrays(final_arrays(tmp_path / "full")[1], final_arrays(tmp_path / "cut")[1])
