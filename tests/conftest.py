@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,12 @@ FAST_DATA = ["dataset=synthetic", "dataset.n_users=120", "dataset.n_items=80",
              "dataset.n_ratings=3000", *FAST_TRAIN]
 FAST_MODEL = ["model.hidden=16", "model.latent=8", "optimizer.learning_rate=0.01"]
 FAST = FAST_DATA + FAST_MODEL
+
+
+def cli_env() -> dict[str, str]:
+    """Environment for a `run.py` subprocess: this checkout first on the import path."""
+    inherited = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), inherited]))}
 
 
 @pytest.fixture(autouse=True)

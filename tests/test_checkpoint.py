@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import pytest
 from aerec.checkpoint import Checkpointer, checkpoint_dir_of, run_identity
 from aerec.cli import run_task
 from aerec.errors import ConfigError
-from tests.conftest import FAST, ROOT
+from tests.conftest import FAST, ROOT, cli_env
 
 COMPARED = ("test_rmse", "test_mae", "paper_rmse", "valid_rmse", "best_epoch", "epochs_run")
 
@@ -123,11 +122,9 @@ def test_default_directory_depends_on_the_identity_only(compose_config) -> None:
 
 def run_cli(*args: str, cwd: Path, log: Path) -> subprocess.Popen:
     """Start run.py; its output goes to `log` (a pipe could fill up and block the child)."""
-    inherited = os.environ.get("PYTHONPATH")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), inherited]))}
     with open(log, "w") as output:
         return subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd,
-                                env=env, stdout=output, stderr=subprocess.STDOUT)
+                                env=cli_env(), stdout=output, stderr=subprocess.STDOUT)
 
 
 def kill_when(process: subprocess.Popen, metrics: Path, epochs_logged: int,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from omegaconf import OmegaConf
 
 from aerec.cli import run_task
 from aerec.errors import ConfigError
-from tests.conftest import FAST, FAST_DATA, FAST_MODEL, FAST_TRAIN, ROOT
+from tests.conftest import FAST, FAST_DATA, FAST_MODEL, FAST_TRAIN, ROOT, cli_env
 
 REQUIRED_KEYS = {"dataset", "model", "layers", "n_users", "n_items", "n_train", "n_valid",
                  "n_test", "test_rmse", "test_mae", "paper_rmse", "best_epoch", "epochs_run",
@@ -111,9 +110,7 @@ def test_invalid_config_names_the_key(compose_config, tmp_path: Path, override: 
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    inherited = os.environ.get("PYTHONPATH")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), inherited]))}
-    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=cli_env(),
                           capture_output=True, text=True, timeout=600)
 
 

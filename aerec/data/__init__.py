@@ -1,0 +1,1 @@
+"""Everything from bytes on disk to index arrays: sources, download, parse, prepare, split."""

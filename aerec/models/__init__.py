@@ -1,0 +1,1 @@
+"""Models: the Flax autoencoder, the JAX truncated-SVD baseline, rating scaling."""
