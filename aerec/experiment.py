@@ -101,7 +101,7 @@ def train_autoencoder(cfg: Any, matrices: Matrices, dataset: Dataset,
                            dataset.train_mean())
     objective = Objective(graphdef, scaling, all_cells=model_cfg.loss == "all_cells",
                           l2=float(model_cfg.l2))
-    rows_with_data = int(np.count_nonzero(np.diff(matrices.train.matrix.indptr)))
+    rows_with_data = int(np.count_nonzero(matrices.train.nonempty_rows()))
     steps_per_epoch = -(-rows_with_data // int(cfg.train.batch_size))
     optimizer = build_optimizer(cfg.optimizer, steps_per_epoch * int(cfg.train.epochs))
 
@@ -157,7 +157,7 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
         chunk_rows=int(cfg.train.eval_chunk_rows))
 
     def validate_with(predict: Callable, inputs: DeviceRows) -> Callable[[Any], float]:
-        evaluator = evaluator_of(predict, row_known=np.diff(inputs.matrix.indptr) > 0)
+        evaluator = evaluator_of(predict, row_known=inputs.nonempty_rows())
         return lambda params: evaluator.evaluate(params, inputs, matrices.valid)["rmse"]
 
     if cfg.model.name == "autoencoder":
@@ -170,11 +170,11 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
         raise ValueError(f"model.name={cfg.model.name!r}; valid: autoencoder, svd")
 
     test_evaluator = evaluator_of(predict,
-                                  row_known=np.diff(matrices.eval_input.matrix.indptr) > 0)
+                                  row_known=matrices.eval_input.nonempty_rows())
     test = test_evaluator.evaluate(result.best_params, matrices.eval_input, matrices.test)
     paper_rows, paper_cols = paper_weights(dataset, orientation)
     paper_evaluator = evaluator_of(predict,
-                                   row_known=np.diff(matrices.paper_input.matrix.indptr) > 0)
+                                   row_known=matrices.paper_input.nonempty_rows())
     paper = paper_evaluator.evaluate(result.best_params, matrices.paper_input,
                                      matrices.everything, paper_rows=paper_rows,
                                      paper_cols=paper_cols)

@@ -76,7 +76,7 @@ class Evaluator:
         paper_cols = jnp.asarray(np.asarray(paper_cols, np.float32) if with_paper
                                  else np.zeros(n_cols, np.float32))
         # Only rows that hold a target or a paper cell need a forward pass.
-        rows = np.flatnonzero((np.diff(targets.matrix.indptr) > 0) | (paper_rows > 0))
+        rows = np.flatnonzero(targets.nonempty_rows() | (paper_rows > 0))
         totals = dict.fromkeys(("sse", "sae", "count", "paper_sse", "paper_count"), 0.0)
         for start in range(0, rows.size, self.chunk_rows):
             ids = np.full(self.chunk_rows, -1, np.int32)

@@ -136,7 +136,7 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
     With a `checkpointer`, the full training state is saved every few epochs and at the end;
     `resumed` (a restored checkpoint) continues a run exactly where it stopped.
     """
-    rows_with_data = np.flatnonzero(np.diff(train_rows.matrix.indptr) > 0).astype(np.int32)
+    rows_with_data = np.flatnonzero(train_rows.nonempty_rows()).astype(np.int32)
     step = jax.jit(partial(train_step, objective, optimizer), donate_argnums=0)
     resident_epoch = jax.jit(partial(train_epoch_resident, objective, optimizer),
                              donate_argnums=0)

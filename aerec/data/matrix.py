@@ -49,6 +49,10 @@ class DeviceRows:
         self.resident = resident
         self.dense = jnp.asarray(matrix.toarray()) if resident else None
 
+    def nonempty_rows(self) -> np.ndarray:
+        """Boolean mask of the rows that hold at least one rating."""
+        return np.diff(self.matrix.indptr) > 0
+
     @property
     def shape(self) -> tuple[int, int]:
         """(rows, columns) of the matrix."""
