@@ -15,3 +15,7 @@ class DataError(AerecError):
 
 class DownloadError(AerecError):
     """A download failed or did not verify; nothing partial is left in the cache."""
+
+
+class TrainingDivergedError(AerecError):
+    """The training loss became NaN or infinite; the last good checkpoint stays intact."""

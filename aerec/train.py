@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from aerec.checkpoint import Checkpointer, Resumed
 from aerec.data.matrix import DeviceRows
+from aerec.errors import TrainingDivergedError
 from aerec.models.autoencoder import apply_members
 from aerec.models.scaling import Scaling
 
@@ -175,7 +176,9 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
             on_epoch(record)
         bar.set_postfix(loss=f"{train_loss:.4f}", valid_rmse=f"{valid_rmse:.4f}")
         if not np.isfinite(train_loss):
-            raise FloatingPointError(f"training loss is {train_loss} at epoch {epoch}")
+            raise TrainingDivergedError(
+                f"training loss is {train_loss} at epoch {epoch}: lower optimizer.learning_rate "
+                "or add regularisation (model.l2); no checkpoint was written for this epoch")
         # Without validation ratings (NaN) there is nothing to stop on: keep the last epoch.
         if valid_rmse < best.best_valid_rmse or np.isnan(valid_rmse):
             best.best_params = jax.tree.map(jnp.copy, state.params)

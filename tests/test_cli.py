@@ -147,3 +147,11 @@ def test_shared_ml1m_three_field_file(shared_ml1m: Path, tmp_path: Path) -> None
     results = check_outputs(tmp_path / "run", epochs=2)
     assert (results["n_users"], results["n_items"]) == (6040, 3706)
     assert results["n_test"] == 100_021
+
+
+def test_diverging_training_exits_with_a_message(tmp_path: Path) -> None:
+    done = run_cli(*FAST, "optimizer.learning_rate=1e30", f"hydra.run.dir={tmp_path / 'run'}",
+                   cwd=tmp_path)
+    assert done.returncode == 1
+    assert "error: training loss is nan" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from flax import nnx
 
 from aerec.data.matrix import DeviceRows
+from aerec.errors import TrainingDivergedError
 from aerec.models.autoencoder import AutoEncoder
 from aerec.models.scaling import Scaling
 from aerec.train import Objective, epoch_batches, fit, init_state, loss_fn, train_step
@@ -123,7 +124,7 @@ def test_early_stopping_keeps_the_best_epoch() -> None:
 def test_non_finite_loss_stops_training() -> None:
     objective, params = make()
     optimizer = optax.adam(1e30)
-    with pytest.raises(FloatingPointError, match="training loss"):
+    with pytest.raises(TrainingDivergedError, match="training loss"):
         fit(objective, optimizer, init_state(params, optimizer, 0),
             DeviceRows(low_rank_matrix(), True), lambda p: 1.0, epochs=50, batch_size=8,
             patience=100, seed=0, progress=False)
