@@ -1,3 +1,18 @@
 """aerec: an autoencoder recommender in JAX/Flax (Ferreira et al. 2020, and beyond)."""
 
+from __future__ import annotations
+
+from os import PathLike
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the real import is deferred: importing JAX makes `run.py --help` slow
+    from aerec.artifact import TrainedModel
+
 __version__ = "0.1.0"
+
+
+def load(path: str | PathLike[str]) -> TrainedModel:
+    """Load a trained model directory (a run's `model/`); see aerec.artifact.load."""
+    from aerec.artifact import load as load_artifact  # imports JAX only when needed
+
+    return load_artifact(path)

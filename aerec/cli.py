@@ -29,7 +29,8 @@ def run_task(cfg: Any, output_dir: Path) -> dict[str, Any]:
     validate(cfg)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_config(cfg, output_dir)
-    results, dataset = run_experiment(cfg, on_epoch=EpochLog(output_dir / "metrics.jsonl"))
+    results, dataset = run_experiment(cfg, on_epoch=EpochLog(output_dir / "metrics.jsonl"),
+                                      artifact_dir=output_dir / "model")
     history = results.pop("history")
     write_id_maps(dataset, output_dir / "id_maps.npz")
     write_json_atomic(output_dir / "results.json", results)

@@ -10,17 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
+from aerec.artifact import save_artifact
 from aerec.checkpoint import open_checkpoint
 from aerec.data.dataset import Dataset, load_dataset
 from aerec.data.locate import default_data_dir
 from aerec.data.matrix import DeviceRows, dense_bytes, rating_matrix
 from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID
 from aerec.metrics import Evaluator
-from aerec.models.autoencoder import apply_members, init_members
+from aerec.models.autoencoder import init_members, predict_ratings
 from aerec.models.scaling import make_scaling
 from aerec.models.svd import fit_svd, predict_svd
 from aerec.optim import build_optimizer
@@ -105,11 +105,7 @@ def train_autoencoder(cfg: Any, matrices: Matrices, dataset: Dataset,
     steps_per_epoch = -(-rows_with_data // int(cfg.train.batch_size))
     optimizer = build_optimizer(cfg.optimizer, steps_per_epoch * int(cfg.train.epochs))
 
-    def predict(params: Any, row_ids: jax.Array, inputs: jax.Array) -> jax.Array:
-        del row_ids  # the autoencoder reads the row's ratings, not its identity
-        outputs = apply_members(graphdef, params, scaling.encode(inputs))
-        return jnp.mean(scaling.decode(outputs), axis=0)
-
+    predict = partial(predict_ratings, graphdef, scaling)
     state = init_state(params, optimizer, cfg.seed)
     checkpointer, resumed = open_checkpoint(cfg, {"train": state, "best_params": params})
     try:
@@ -143,9 +139,12 @@ def train_svd(cfg: Any, matrices: Matrices, dataset: Dataset, validate_with: Cal
     return predict, FitResult(params, 1, valid_rmse, 1, seconds, [record])
 
 
-def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None = None
-                   ) -> tuple[dict[str, Any], Dataset]:
-    """Run the configured training and evaluation; returns the results and the dataset."""
+def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None = None,
+                   artifact_dir: Path | None = None) -> tuple[dict[str, Any], Dataset]:
+    """Run the configured training and evaluation; returns the results and the dataset.
+
+    With `artifact_dir`, the trained model is saved there for `aerec.load`.
+    """
     dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir_of(cfg),
                            progress=cfg.train.progress)
     matrices = build_matrices(dataset, cfg)
@@ -178,6 +177,13 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
     paper = paper_evaluator.evaluate(result.best_params, matrices.paper_input,
                                      matrices.everything, paper_rows=paper_rows,
                                      paper_cols=paper_cols)
+    if artifact_dir is not None:
+        save_artifact(artifact_dir, result.best_params, model_cfg=cfg.model,
+                      scaling=make_scaling(cfg.model.scaling, dataset.rating_min,
+                                           dataset.rating_max, dataset.train_mean()),
+                      rating_range=(dataset.rating_min, dataset.rating_max),
+                      fallback=dataset.train_mean(), users=dataset.users, items=dataset.items,
+                      inputs=matrices.eval_input.matrix)
     results = {
         "dataset": cfg.dataset.name,
         "model": cfg.model.name,

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from aerec.models.scaling import Scaling
+
 ACTIVATIONS = {
     "tanh": jnp.tanh,
     "sigmoid": jax.nn.sigmoid,
@@ -105,3 +107,11 @@ def apply_members(graphdef: nnx.GraphDef, params: Any, x: jax.Array,
         return jax.vmap(lambda p: nnx.merge(graphdef, p)(x))(params)
     keys = jax.random.split(dropout_key, members)
     return jax.vmap(lambda p, k: nnx.merge(graphdef, p)(x, dropout_key=k))(params, keys)
+
+
+def predict_ratings(graphdef: nnx.GraphDef, scaling: Scaling, params: Any, row_ids: jax.Array,
+                    inputs: jax.Array) -> jax.Array:
+    """Raw-scale predictions for whole rows: the members' reconstructions, averaged."""
+    del row_ids  # the autoencoder reads the row's ratings, not its identity
+    outputs = apply_members(graphdef, params, scaling.encode(inputs))
+    return jnp.mean(scaling.decode(outputs), axis=0)

@@ -1,0 +1,49 @@
+"""Trained-model artifacts: save at the end of a run, load in a fresh process, same predictions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import aerec
+from aerec.cli import run_task
+from aerec.errors import DataError
+from tests.conftest import FAST_DATA, cli_env
+
+PAIRS = {"users": [1, 5, 17, 42, 99], "items": [3, 3, 10, 7, 50]}
+
+
+@pytest.mark.parametrize("model", ["autoencoder", "svd"])
+@pytest.mark.parametrize("orientation", ["item", "user"])
+def test_round_trip_in_a_fresh_process(compose_config, tmp_path: Path, model: str,
+                                       orientation: str) -> None:
+    overrides = ["model.rank=3"] if model == "svd" else ["model.hidden=16", "model.latent=8",
+                                                         "model.ensemble=2"]
+    cfg = compose_config(*FAST_DATA, f"model={model}", f"model.orientation={orientation}",
+                         *overrides, fast=False)
+    run_task(cfg, tmp_path / "run")
+    here = aerec.load(tmp_path / "run" / "model").predict(PAIRS["users"], PAIRS["items"])
+    assert here.shape == (5,)
+    assert np.all((here >= 1.0) & (here <= 5.0))
+    script = ("import json, sys, aerec; m = aerec.load(sys.argv[1]); "
+              "print(json.dumps(m.predict(json.loads(sys.argv[2]), json.loads(sys.argv[3]))"
+              ".tolist()))")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "run" / "model"),
+                           json.dumps(PAIRS["users"]), json.dumps(PAIRS["items"])],
+                          env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_array_equal(np.float32(json.loads(done.stdout)), here)
+
+
+def test_unknown_ids_and_bad_paths(compose_config, tmp_path: Path) -> None:
+    run_task(compose_config(), tmp_path / "run")
+    model = aerec.load(tmp_path / "run" / "model")
+    with pytest.raises(KeyError, match="unknown id 999999"):
+        model.predict([999999], [1])
+    with pytest.raises(DataError, match="not an aerec model"):
+        aerec.load(tmp_path)
