@@ -1,7 +1,7 @@
 """A trained model as a self-contained directory: `aerec.load(path)` needs nothing else.
 
-The directory holds the parameters (orbax), `model.json` (model config, scaling, rating range,
-fallback, orientation) and `data.npz` (raw user and item ids, and the training ratings the
+The directory holds the parameters (orbax), `model.json` (the run's resolved config, scaling,
+rating range, fallback) and `data.npz` (raw user and item ids, and the training ratings the
 model reads as input, as CSR arrays; numpy without pickle). Predictions do not depend on the
 original files or their line order.
 """
@@ -29,7 +29,7 @@ from aerec.models.scaling import Scaling
 from aerec.models.svd import predict_svd
 
 
-def save_artifact(directory: Path, params: Any, *, model_cfg: Any, scaling: Scaling,
+def save_artifact(directory: Path, params: Any, *, config: Any, scaling: Scaling,
                   rating_range: tuple[float, float], fallback: float, users: IdMap,
                   items: IdMap, inputs: sp.csr_matrix) -> Path:
     """Write the artifact into `directory`, which must not exist yet.
@@ -46,7 +46,8 @@ def save_artifact(directory: Path, params: Any, *, model_cfg: Any, scaling: Scal
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(directory / "params", params)
     checkpointer.wait_until_finished()
-    description = {"model": OmegaConf.to_container(model_cfg, resolve=True),
+    resolved = OmegaConf.to_container(config, resolve=True)
+    description = {"model": resolved["model"], "config": resolved,
                    "scaling": [scaling.shift, scaling.scale], "rating_range": list(rating_range),
                    "fallback": fallback, "n_inputs": int(inputs.shape[1])}
     (directory / "model.json").write_text(json.dumps(description, indent=2) + "\n")

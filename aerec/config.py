@@ -14,7 +14,7 @@ from aerec.models.scaling import SCALINGS
 from aerec.optim import SCHEDULES
 
 MODELS = ("autoencoder", "svd")
-TASKS = ("train",)
+TASKS = ("train", "evaluate")
 LOSSES = ("masked", "all_cells")
 
 
@@ -36,6 +36,8 @@ def _fraction(key: str, value: Any) -> None:
 def validate(cfg: Any) -> None:
     """Raise ConfigError naming the first invalid key."""
     _one_of("task", cfg.task, TASKS)
+    if cfg.task == "evaluate" and not cfg.checkpoint.get("path"):
+        raise ConfigError("task=evaluate needs checkpoint.path=<a run's model/ directory>")
     _one_of("dataset.name", cfg.dataset.name, DATASET_NAMES)
     _one_of("model.name", cfg.model.name, MODELS)
     _one_of("model.orientation", cfg.model.orientation, ORIENTATIONS)

@@ -12,13 +12,15 @@ from typing import Any
 import jax
 import numpy as np
 import scipy.sparse as sp
+from omegaconf import OmegaConf
 
-from aerec.artifact import save_artifact
+from aerec.artifact import load, save_artifact
 from aerec.checkpoint import open_checkpoint
 from aerec.data.dataset import Dataset, load_dataset
 from aerec.data.locate import default_data_dir
 from aerec.data.matrix import DeviceRows, dense_bytes, rating_matrix
 from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID
+from aerec.errors import DataError
 from aerec.metrics import Evaluator
 from aerec.models.autoencoder import init_members, predict_ratings
 from aerec.models.scaling import make_scaling
@@ -139,6 +141,52 @@ def train_svd(cfg: Any, matrices: Matrices, dataset: Dataset, validate_with: Cal
     return predict, FitResult(params, 1, valid_rmse, 1, seconds, [record])
 
 
+def evaluator_factory(dataset: Dataset, matrices: Matrices, chunk_rows: int) -> Callable:
+    """evaluator_of(predict, row_known=...) -> an Evaluator bound to this dataset."""
+    return partial(Evaluator, rating_min=dataset.rating_min, rating_max=dataset.rating_max,
+                   fallback=dataset.train_mean(),
+                   col_known=np.diff(matrices.train.matrix.tocsc().indptr) > 0,
+                   chunk_rows=chunk_rows)
+
+
+def evaluate_held_out(evaluator_of: Callable, predict: Callable, params: Any, dataset: Dataset,
+                      matrices: Matrices, orientation: str
+                      ) -> tuple[dict[str, float], dict[str, float]]:
+    """The test figures (observed test ratings) and the paper-metric figures."""
+    test_evaluator = evaluator_of(predict, row_known=matrices.eval_input.nonempty_rows())
+    test = test_evaluator.evaluate(params, matrices.eval_input, matrices.test)
+    paper_rows, paper_cols = paper_weights(dataset, orientation)
+    paper_evaluator = evaluator_of(predict, row_known=matrices.paper_input.nonempty_rows())
+    paper = paper_evaluator.evaluate(params, matrices.paper_input, matrices.everything,
+                                     paper_rows=paper_rows, paper_cols=paper_cols)
+    return test, paper
+
+
+def evaluate_artifact(cfg: Any) -> dict[str, Any]:
+    """task=evaluate: the test figures of a saved model (checkpoint.path) on its own split.
+
+    The dataset, preparation and split come from the configuration saved with the model; only
+    paths come from `cfg`, so the figures are those of the run that trained it.
+    """
+    model = load(cfg.checkpoint.path)
+    run_cfg = OmegaConf.create(model.description["config"])
+    run_cfg.paths = cfg.paths
+    dataset = load_dataset(run_cfg.dataset, run_cfg.prepare, run_cfg.split, data_dir_of(cfg),
+                           progress=cfg.train.progress)
+    if not (np.array_equal(dataset.users.raw, model.users.raw)
+            and np.array_equal(dataset.items.raw, model.items.raw)):
+        raise DataError(f"the ratings under {data_dir_of(cfg)} do not give the users and items "
+                        f"the model in {cfg.checkpoint.path} was trained on")
+    matrices = build_matrices(dataset, run_cfg)
+    evaluator_of = evaluator_factory(dataset, matrices, int(cfg.train.eval_chunk_rows))
+    test, paper = evaluate_held_out(evaluator_of, model.predict_rows, model.params, dataset,
+                                    matrices, run_cfg.model.orientation)
+    return {"dataset": run_cfg.dataset.name, "model": run_cfg.model.name,
+            "layers": int(run_cfg.model.get("layers", 0)), "checkpoint_path": str(
+                cfg.checkpoint.path), "n_test": dataset.count(TEST), "test_rmse": test["rmse"],
+            "test_mae": test["mae"], "paper_rmse": paper["paper_rmse"]}
+
+
 def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None = None,
                    artifact_dir: Path | None = None) -> tuple[dict[str, Any], Dataset]:
     """Run the configured training and evaluation; returns the results and the dataset.
@@ -149,11 +197,7 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
                            progress=cfg.train.progress)
     matrices = build_matrices(dataset, cfg)
     orientation = cfg.model.orientation
-    evaluator_of = partial(
-        Evaluator, rating_min=dataset.rating_min, rating_max=dataset.rating_max,
-        fallback=dataset.train_mean(),
-        col_known=np.diff(matrices.train.matrix.tocsc().indptr) > 0,
-        chunk_rows=int(cfg.train.eval_chunk_rows))
+    evaluator_of = evaluator_factory(dataset, matrices, int(cfg.train.eval_chunk_rows))
 
     def validate_with(predict: Callable, inputs: DeviceRows) -> Callable[[Any], float]:
         evaluator = evaluator_of(predict, row_known=inputs.nonempty_rows())
@@ -168,17 +212,10 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
     else:
         raise ValueError(f"model.name={cfg.model.name!r}; valid: autoencoder, svd")
 
-    test_evaluator = evaluator_of(predict,
-                                  row_known=matrices.eval_input.nonempty_rows())
-    test = test_evaluator.evaluate(result.best_params, matrices.eval_input, matrices.test)
-    paper_rows, paper_cols = paper_weights(dataset, orientation)
-    paper_evaluator = evaluator_of(predict,
-                                   row_known=matrices.paper_input.nonempty_rows())
-    paper = paper_evaluator.evaluate(result.best_params, matrices.paper_input,
-                                     matrices.everything, paper_rows=paper_rows,
-                                     paper_cols=paper_cols)
+    test, paper = evaluate_held_out(evaluator_of, predict, result.best_params, dataset,
+                                    matrices, orientation)
     if artifact_dir is not None:
-        save_artifact(artifact_dir, result.best_params, model_cfg=cfg.model,
+        save_artifact(artifact_dir, result.best_params, config=cfg,
                       scaling=make_scaling(cfg.model.scaling, dataset.rating_min,
                                            dataset.rating_max, dataset.train_mean()),
                       rating_range=(dataset.rating_min, dataset.rating_max),

@@ -12,7 +12,7 @@ import pytest
 
 import aerec
 from aerec.cli import run_task
-from aerec.errors import DataError
+from aerec.errors import ConfigError, DataError
 from tests.conftest import FAST_DATA, cli_env
 
 PAIRS = {"users": [1, 5, 17, 42, 99], "items": [3, 3, 10, 7, 50]}
@@ -47,3 +47,19 @@ def test_unknown_ids_and_bad_paths(compose_config, tmp_path: Path) -> None:
         model.predict([999999], [1])
     with pytest.raises(DataError, match="not an aerec model"):
         aerec.load(tmp_path)
+
+
+def test_task_evaluate_reproduces_the_training_runs_figures(compose_config,
+                                                             tmp_path: Path) -> None:
+    trained = run_task(compose_config(), tmp_path / "run")
+    cfg = compose_config("task=evaluate", f"checkpoint.path={tmp_path / 'run' / 'model'}")
+    evaluated = run_task(cfg, tmp_path / "evaluate")
+    for key in ("test_rmse", "test_mae", "paper_rmse", "n_test"):
+        assert evaluated[key] == pytest.approx(trained[key], rel=1e-6), key
+    assert json.loads((tmp_path / "evaluate" / "results.json").read_text())["test_rmse"] == (
+        pytest.approx(trained["test_rmse"], rel=1e-6))
+
+
+def test_task_evaluate_needs_a_path(compose_config, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"checkpoint\.path"):
+        run_task(compose_config("task=evaluate"), tmp_path)
