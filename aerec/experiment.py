@@ -23,7 +23,7 @@ from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID
 from aerec.errors import DataError
 from aerec.metrics import Evaluator
 from aerec.models.autoencoder import init_members, predict_ratings
-from aerec.models.scaling import make_scaling
+from aerec.models.scaling import Scaling, make_scaling
 from aerec.models.svd import fit_svd, predict_svd
 from aerec.optim import build_optimizer
 from aerec.train import FitResult, Objective, fit, init_state
@@ -91,7 +91,7 @@ def paper_weights(dataset: Dataset, orientation: str) -> tuple[np.ndarray, np.nd
     return np.ones(dataset.n_items, np.float32), evaluated
 
 
-def train_autoencoder(cfg: Any, matrices: Matrices, dataset: Dataset,
+def train_autoencoder(cfg: Any, matrices: Matrices, scaling: Scaling,
                       validate_with: Callable[[Callable, Any], Callable[[Any], float]],
                       on_epoch: Callable[[dict[str, float]], None] | None
                       ) -> tuple[Callable, FitResult]:
@@ -99,8 +99,6 @@ def train_autoencoder(cfg: Any, matrices: Matrices, dataset: Dataset,
     model_cfg = cfg.model
     n_inputs = matrices.train.shape[1]
     graphdef, params = init_members(model_cfg, n_inputs, cfg.seed, int(model_cfg.ensemble))
-    scaling = make_scaling(model_cfg.scaling, dataset.rating_min, dataset.rating_max,
-                           dataset.train_mean())
     objective = Objective(graphdef, scaling, all_cells=model_cfg.loss == "all_cells",
                           l2=float(model_cfg.l2))
     rows_with_data = int(np.count_nonzero(matrices.train.nonempty_rows()))
@@ -123,12 +121,10 @@ def train_autoencoder(cfg: Any, matrices: Matrices, dataset: Dataset,
     return predict, result
 
 
-def train_svd(cfg: Any, matrices: Matrices, dataset: Dataset, validate_with: Callable
+def train_svd(cfg: Any, matrices: Matrices, scaling: Scaling, validate_with: Callable
               ) -> tuple[Callable, FitResult]:
     """Fit the SVD baseline (one 'epoch') and return (predict, fit result)."""
     started = time.perf_counter()
-    scaling = make_scaling(cfg.model.scaling, dataset.rating_min, dataset.rating_max,
-                           dataset.train_mean())
     params = fit_svd(matrices.train.matrix, int(cfg.model.rank), bias_reg=cfg.model.bias_reg,
                      seed=cfg.seed, scaling=scaling, center=bool(cfg.model.center),
                      power_iterations=int(cfg.model.power_iterations))
@@ -203,10 +199,13 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
         evaluator = evaluator_of(predict, row_known=inputs.nonempty_rows())
         return lambda params: evaluator.evaluate(params, inputs, matrices.valid)["rmse"]
 
+    # One scaling for training, prediction and the saved model (both models read model.scaling).
+    scaling = make_scaling(cfg.model.scaling, dataset.rating_min, dataset.rating_max,
+                           dataset.train_mean())
     if cfg.model.name == "autoencoder":
-        predict, result = train_autoencoder(cfg, matrices, dataset, validate_with, on_epoch)
+        predict, result = train_autoencoder(cfg, matrices, scaling, validate_with, on_epoch)
     elif cfg.model.name == "svd":
-        predict, result = train_svd(cfg, matrices, dataset, validate_with)
+        predict, result = train_svd(cfg, matrices, scaling, validate_with)
         if on_epoch is not None:
             on_epoch(result.history[0])
     else:
@@ -216,8 +215,7 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
                                     matrices, orientation)
     if artifact_dir is not None:
         save_artifact(artifact_dir, result.best_params, config=cfg,
-                      scaling=make_scaling(cfg.model.scaling, dataset.rating_min,
-                                           dataset.rating_max, dataset.train_mean()),
+                      scaling=scaling,
                       rating_range=(dataset.rating_min, dataset.rating_max),
                       fallback=dataset.train_mean(), users=dataset.users, items=dataset.items,
                       inputs=matrices.eval_input.matrix)
