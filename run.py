@@ -1,12 +1,13 @@
 """aerec entry point: `python run.py [key=value ...]`, or `python run.py -m ...` to sweep."""
 
+import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from aerec.cli import main
+from aerec.cli import main, quote_ratings_argument
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="config")
@@ -16,4 +17,5 @@ def run(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = quote_ratings_argument(sys.argv[1:])
     run()

@@ -1,17 +1,19 @@
 """A trained model as a self-contained directory: `aerec.load(path)` needs nothing else.
 
 The directory holds the parameters (orbax), `model.json` (the run's resolved config, scaling,
-rating range, fallback) and `data.npz` (raw user and item ids, and the training ratings the
-model reads as input, as CSR arrays; numpy without pickle). Predictions do not depend on the
-original files or their line order.
+rating range, fallback) and `data.npz` (numpy without pickle: raw user and item ids; the
+ratings the model reads as input, as CSR arrays; which items each user has rated; the items'
+titles, years and genres where the dataset has them). Predictions and recommendations do not
+depend on the original files or their line order.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
-from functools import partial
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -19,23 +21,30 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+import pandas as pd
 import scipy.sparse as sp
 from omegaconf import OmegaConf
 
+from aerec.data.matrix import DeviceRows
 from aerec.data.prepare import IdMap
-from aerec.errors import DataError
-from aerec.models.autoencoder import init_members, predict_ratings
+from aerec.errors import DataError, UnknownIdError
+from aerec.models.autoencoder import graphdef_of, init_members, predict_ratings
+from aerec.models.popularity import predict_popularity
 from aerec.models.scaling import Scaling
 from aerec.models.svd import predict_svd
+from aerec.scoring import Ranker, build_ranker
 
 
 def save_artifact(directory: Path, params: Any, *, config: Any, scaling: Scaling,
                   rating_range: tuple[float, float], fallback: float, users: IdMap,
-                  items: IdMap, inputs: sp.csr_matrix) -> Path:
+                  items: IdMap, inputs: sp.csr_matrix, seen: sp.csr_matrix,
+                  catalog: dict[str, np.ndarray]) -> Path:
     """Write the artifact into `directory`, which must not exist yet.
 
-    Everything is written into a temporary sibling that is renamed at the end, so a reader
-    never sees a partial model.
+    `inputs`: the ratings the model reads (model orientation); `seen`: every rating of each
+    user (users x items), excluded from their recommendations; `catalog`: titles, years and
+    genres aligned with `items`. Everything is written into a temporary sibling that is
+    renamed at the end, so a reader never sees a partial model.
     """
     directory = directory.absolute()
     if directory.exists():
@@ -53,14 +62,16 @@ def save_artifact(directory: Path, params: Any, *, config: Any, scaling: Scaling
     (directory / "model.json").write_text(json.dumps(description, indent=2) + "\n")
     with open(directory / "data.npz", "wb") as handle:
         np.savez(handle, users=users.raw, items=items.raw, indptr=inputs.indptr,
-                 indices=inputs.indices, data=inputs.data)
+                 indices=inputs.indices, data=inputs.data, seen_indptr=seen.indptr,
+                 seen_indices=seen.indices, titles=catalog["titles"],
+                 genres=catalog["genres"], years=catalog["years"])
     directory.rename(final)
     return final
 
 
 @dataclass
 class TrainedModel:
-    """A loaded model: predictions for (MovieLens user id, item id) pairs."""
+    """A loaded model: predictions and recommendations for MovieLens user and item ids."""
 
     description: dict[str, Any]
     params: Any
@@ -68,17 +79,84 @@ class TrainedModel:
     items: IdMap
     inputs: sp.csr_matrix
     predict_rows: Any
+    seen: sp.csr_matrix  # users x items: every rating each user gave
+    catalog: dict[str, np.ndarray] = field(repr=False)
+
+    @property
+    def by_user(self) -> bool:
+        """True when the model's rows are users (user orientation)."""
+        return self.description["model"]["orientation"] == "user"
 
     def predict(self, user_ids: Any, item_ids: Any) -> np.ndarray:
-        """Predicted ratings, clipped to the rating scale; KeyError for an unknown id."""
-        users, items = self.users.index(user_ids), self.items.index(item_ids)
-        by_user = self.description["model"]["orientation"] == "user"
-        rows, cols = (users, items) if by_user else (items, users)
+        """Predicted ratings, clipped to the rating scale; UnknownIdError (a KeyError) for an
+        id the model does not know."""
+        users, items = self.users.index(user_ids, "user"), self.items.index(item_ids, "item")
+        rows, cols = (users, items) if self.by_user else (items, users)
         unique_rows, position = np.unique(rows, return_inverse=True)
         block = jnp.asarray(self.inputs[unique_rows].toarray())
         predictions = np.asarray(self.predict_rows(self.params, jnp.asarray(unique_rows), block))
         low, high = self.description["rating_range"]
         return np.clip(predictions[position, cols], low, high)
+
+    @cached_property
+    def ranker(self) -> Ranker:
+        """Scores of every item for a user (built once: item codes for item orientation)."""
+        scaling = Scaling(*self.description["scaling"])
+        model_cfg = OmegaConf.create(self.description["model"])
+        graphdef = (graphdef_of(model_cfg, self.description["n_inputs"])
+                    if model_cfg.name == "autoencoder" else None)
+        return build_ranker(model_cfg, self.params, DeviceRows(self.inputs, False),
+                            scaling=scaling, graphdef=graphdef)
+
+    def recommend(self, user_id: int, k: int = 10) -> pd.DataFrame:
+        """The user's top `k` items they have not rated, best first (see `_top_items`)."""
+        try:
+            user = int(self.users.index([user_id], "user")[0])
+        except UnknownIdError:
+            raise UnknownIdError(
+                f"user {user_id} is not known to this model ({len(self.users)} users, ids "
+                f"{self.users.raw[0]}..{self.users.raw[-1]}); recommend from a rating history "
+                "instead (recommend_for_history, or ratings=... on the command line)") from None
+        scores = np.asarray(self.ranker.user_scores(np.array([user], np.int32)))[0]
+        rated = self.seen.indices[self.seen.indptr[user]:self.seen.indptr[user + 1]]
+        return self._top_items(scores, rated, k)
+
+    def recommend_for_history(self, history: Mapping[int, float], k: int = 10
+                              ) -> pd.DataFrame:
+        """Top `k` items for a new user known only by `history` ({item id: rating}), by a
+        forward pass (no retraining); the history's items are not recommended again."""
+        item_ids = np.asarray(list(history), np.int64)
+        ratings = np.asarray(list(history.values()), np.float32)
+        low, high = self.description["rating_range"]
+        outside = (ratings < low) | (ratings > high) | ~np.isfinite(ratings)
+        if outside.any():
+            raise DataError(f"rating {ratings[outside][0]} of item {item_ids[outside][0]} is "
+                            f"outside the model's rating scale [{low}, {high}]")
+        items = self.items.index(item_ids, "item")
+        scores = self.ranker.history_scores(items, ratings)
+        return self._top_items(np.asarray(scores), items, k)
+
+    def _top_items(self, scores: np.ndarray, rated: np.ndarray, k: int) -> pd.DataFrame:
+        """Columns rank, item, predicted_rating, title, year, genres: the `k` best-scored
+        items outside `rated`; equal scores rank the lower item index first, like the
+        ranking evaluation. For the popularity model the order is by rating count and
+        predicted_rating is the item's damped mean rating."""
+        if k < 1:
+            raise DataError(f"k={k} must be at least 1")
+        candidates = np.ones(scores.size, bool)
+        candidates[rated] = False
+        order = np.flatnonzero(candidates)[np.argsort(-scores[candidates], kind="stable")][:k]
+        predicted = (scores[order] if self.ranker.scores_are_ratings
+                     else np.asarray(self.params["mean"])[order])
+        low, high = self.description["rating_range"]
+        return pd.DataFrame({
+            "rank": np.arange(1, order.size + 1),
+            "item": self.items.raw[order],
+            "predicted_rating": np.clip(predicted, low, high).astype(np.float64),
+            "title": self.catalog["titles"][order] if self.catalog["titles"].size else "",
+            "year": self.catalog["years"][order] if self.catalog["years"].size else 0,
+            "genres": self.catalog["genres"][order] if self.catalog["genres"].size else "",
+        })
 
 
 def load(path: str | Path) -> TrainedModel:
@@ -90,6 +168,11 @@ def load(path: str | Path) -> TrainedModel:
     arrays = np.load(directory / "data.npz", allow_pickle=False)
     inputs = sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]),
                            shape=(len(arrays["indptr"]) - 1, description["n_inputs"]))
+    users, items = IdMap(arrays["users"]), IdMap(arrays["items"])
+    seen = sp.csr_matrix((np.ones(arrays["seen_indices"].size, np.float32),
+                          arrays["seen_indices"], arrays["seen_indptr"]),
+                         shape=(len(users), len(items)))
+    catalog = {key: arrays[key] for key in ("titles", "genres", "years")}
     scaling = Scaling(*description["scaling"])
     model_cfg = OmegaConf.create(description["model"])
     checkpointer = ocp.StandardCheckpointer()
@@ -98,8 +181,10 @@ def load(path: str | Path) -> TrainedModel:
                                       int(model_cfg.ensemble))
         params = checkpointer.restore(directory / "params", jax.eval_shape(lambda: like))
         predict_rows = jax.jit(partial(predict_ratings, graphdef, scaling))
-    else:
+    elif model_cfg.name == "svd":
         params = checkpointer.restore(directory / "params")
         predict_rows = jax.jit(partial(predict_svd, scaling=scaling))
-    return TrainedModel(description, params, IdMap(arrays["users"]), IdMap(arrays["items"]),
-                        inputs, predict_rows)
+    else:
+        params = checkpointer.restore(directory / "params")
+        predict_rows = jax.jit(partial(predict_popularity, orientation=model_cfg.orientation))
+    return TrainedModel(description, params, users, items, inputs, predict_rows, seen, catalog)

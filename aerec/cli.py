@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -17,9 +18,24 @@ from aerec.outputs import (
     write_id_maps,
     write_json_atomic,
 )
+from aerec.recommend import format_recommendations, recommend
 
 # Hydra's job logging shows INFO records; JAX's note that it found no TPU is not news to anyone.
 logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+# orbax reports every step of every save through absl at INFO level: progress, not news.
+logging.getLogger("absl").setLevel(logging.WARNING)
+
+
+def quote_ratings_argument(argv: list[str]) -> list[str]:
+    """Quote a `ratings=1193:5,661:3` override, which Hydra would otherwise read as a sweep
+    over three values; the shell has already removed any quotes the user typed."""
+    quoted = []
+    for argument in argv:
+        key, _, value = argument.partition("=")
+        if key == "ratings" and "," in value and value[:1] not in ("'", '"', "["):
+            argument = f"ratings='{value}'"
+        quoted.append(argument)
+    return quoted
 
 
 def run_task(cfg: Any, output_dir: Path) -> dict[str, Any]:
@@ -33,6 +49,10 @@ def run_task(cfg: Any, output_dir: Path) -> dict[str, Any]:
         results = evaluate_artifact(cfg)
         write_json_atomic(output_dir / "results.json", results)
         return results
+    if cfg.task == "recommend":
+        payload = recommend(cfg)
+        write_json_atomic(output_dir / "recommendations.json", payload)
+        return payload
     results, dataset = run_experiment(cfg, on_epoch=EpochLog(output_dir / "metrics.jsonl"),
                                       artifact_dir=output_dir / "model")
     history = results.pop("history")
@@ -54,6 +74,12 @@ def main(cfg: Any, output_dir: Path) -> float:
     except AerecError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    if cfg.task == "recommend":
+        # JSON goes alone to stdout so that scripts can parse it; notes go to stderr.
+        print(json.dumps(results, indent=2) if cfg.format == "json"
+              else format_recommendations(results), flush=True)
+        print(f"recommendations written to {output_dir}", file=sys.stderr)
+        return float("nan")
     print(format_table(results))
     print(f"results written to {output_dir}")
     return float(results.get("valid_rmse", float("nan")))

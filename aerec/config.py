@@ -13,8 +13,9 @@ from aerec.models.autoencoder import ACTIVATIONS
 from aerec.models.scaling import SCALINGS
 from aerec.optim import SCHEDULES
 
-MODELS = ("autoencoder", "svd")
-TASKS = ("train", "evaluate")
+MODELS = ("autoencoder", "svd", "popularity")
+TASKS = ("train", "evaluate", "recommend")
+FORMATS = ("table", "json")
 LOSSES = ("masked", "all_cells")
 
 
@@ -36,8 +37,11 @@ def _fraction(key: str, value: Any) -> None:
 def validate(cfg: Any) -> None:
     """Raise ConfigError naming the first invalid key."""
     _one_of("task", cfg.task, TASKS)
-    if cfg.task == "evaluate" and not cfg.checkpoint.get("path"):
-        raise ConfigError("task=evaluate needs checkpoint.path=<a run's model/ directory>")
+    if cfg.task in ("evaluate", "recommend") and not cfg.checkpoint.get("path"):
+        raise ConfigError(f"task={cfg.task} needs checkpoint.path=<a run's model/ directory>")
+    if cfg.task == "recommend":
+        _validate_recommend(cfg)
+    _validate_ranking(cfg.ranking)
     _one_of("dataset.name", cfg.dataset.name, DATASET_NAMES)
     _one_of("model.name", cfg.model.name, MODELS)
     _one_of("model.orientation", cfg.model.orientation, ORIENTATIONS)
@@ -62,6 +66,9 @@ def validate(cfg: Any) -> None:
             raise ConfigError(f"prepare.{key}={cfg.prepare[key]} must be >= 0")
     if cfg.model.name == "autoencoder":
         _validate_autoencoder(cfg)
+    elif cfg.model.name == "popularity":
+        if not isinstance(cfg.model.damping, int | float) or cfg.model.damping < 0:
+            raise ConfigError(f"model.damping={cfg.model.damping!r} must be a number >= 0")
     else:
         if not isinstance(cfg.model.rank, int) or cfg.model.rank < 1:
             raise ConfigError(f"model.rank={cfg.model.rank!r} must be an integer >= 1")
@@ -93,3 +100,31 @@ def _validate_autoencoder(cfg: Any) -> None:
         raise ConfigError(f"model.l2={model.l2} must be >= 0")
     _positive("optimizer.learning_rate", cfg.optimizer.learning_rate)
     _one_of("optimizer.schedule", cfg.optimizer.schedule, SCHEDULES)
+
+
+def _positive_int(key: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{key}={value!r} must be an integer >= 1")
+
+
+def _validate_recommend(cfg: Any) -> None:
+    given = [key for key in ("user", "ratings", "ratings_file") if cfg.get(key) is not None]
+    if len(given) != 1:
+        raise ConfigError("task=recommend needs exactly one of user=<id>, "
+                          "ratings=\"item:rating,...\" or ratings_file=<path>"
+                          + (f" (got {', '.join(given)})" if given else ""))
+    if cfg.user is not None and (not isinstance(cfg.user, int) or isinstance(cfg.user, bool)):
+        raise ConfigError(f"user={cfg.user!r} must be an integer user id")
+    _positive_int("k", cfg.k)
+    _one_of("format", cfg.format, FORMATS)
+
+
+def _validate_ranking(ranking: Any) -> None:
+    ks = ranking.k if not isinstance(ranking.k, int) else [ranking.k]
+    if len(ks) == 0:
+        raise ConfigError("ranking.k must list at least one cut-off, e.g. [10, 20]")
+    for k in ks:
+        _positive_int("ranking.k", k)
+    _positive_int("ranking.chunk_users", ranking.chunk_users)
+    if not isinstance(ranking.threshold, int | float) or isinstance(ranking.threshold, bool):
+        raise ConfigError(f"ranking.threshold={ranking.threshold!r} must be a number")

@@ -19,3 +19,10 @@ class DownloadError(AerecError):
 
 class TrainingDivergedError(AerecError):
     """The training loss became NaN or infinite; the last good checkpoint stays intact."""
+
+
+class UnknownIdError(AerecError, KeyError):
+    """A user or item id the model or dataset does not know."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

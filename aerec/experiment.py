@@ -16,16 +16,20 @@ from omegaconf import OmegaConf
 
 from aerec.artifact import load, save_artifact
 from aerec.checkpoint import open_checkpoint
+from aerec.data.catalog import align_catalog, load_catalog
 from aerec.data.dataset import Dataset, load_dataset
 from aerec.data.locate import default_data_dir
 from aerec.data.matrix import DeviceRows, dense_bytes, rating_matrix
 from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID
 from aerec.errors import DataError
 from aerec.metrics import Evaluator
-from aerec.models.autoencoder import init_members, predict_ratings
+from aerec.models.autoencoder import graphdef_of, init_members, predict_ratings
+from aerec.models.popularity import fit_popularity, predict_popularity
 from aerec.models.scaling import Scaling, make_scaling
 from aerec.models.svd import fit_svd, predict_svd
 from aerec.optim import build_optimizer
+from aerec.ranking import evaluate_ranking, ranking_targets
+from aerec.scoring import build_ranker
 from aerec.train import FitResult, Objective, fit, init_state
 
 
@@ -137,6 +141,35 @@ def train_svd(cfg: Any, matrices: Matrices, scaling: Scaling, validate_with: Cal
     return predict, FitResult(params, 1, valid_rmse, 1, seconds, [record])
 
 
+def train_popularity(cfg: Any, matrices: Matrices, validate_with: Callable
+                     ) -> tuple[Callable, FitResult]:
+    """Count each item's training ratings (the popularity baseline); (predict, fit result)."""
+    started = time.perf_counter()
+    params = fit_popularity(matrices.train.matrix, cfg.model.orientation,
+                            float(cfg.model.damping))
+    seconds = time.perf_counter() - started
+    predict = partial(predict_popularity, orientation=cfg.model.orientation)
+    valid_rmse = validate_with(predict, matrices.train)(params)
+    record = {"epoch": 1, "train_loss": float("nan"), "valid_rmse": valid_rmse,
+              "epoch_seconds": seconds}
+    return predict, FitResult(params, 1, valid_rmse, 1, seconds, [record])
+
+
+def ranking_figures(cfg: Any, params: Any, dataset: Dataset, matrices: Matrices,
+                    scaling: Scaling) -> dict[str, float]:
+    """Top-k figures of a trained model on the held-out ratings (empty when ranking is off)."""
+    if not cfg.ranking.enabled:
+        return {}
+    graphdef = (graphdef_of(cfg.model, matrices.eval_input.shape[1])
+                if cfg.model.name == "autoencoder" else None)
+    ranker = build_ranker(cfg.model, params, matrices.eval_input, scaling=scaling,
+                          graphdef=graphdef, chunk_rows=int(cfg.train.eval_chunk_rows))
+    exclude, relevant = ranking_targets(dataset, float(cfg.ranking.threshold))
+    ks = [cfg.ranking.k] if isinstance(cfg.ranking.k, int) else list(cfg.ranking.k)
+    return evaluate_ranking(ranker, exclude, relevant, ks,
+                            int(cfg.ranking.chunk_users))
+
+
 def evaluator_factory(dataset: Dataset, matrices: Matrices, chunk_rows: int) -> Callable:
     """evaluator_of(predict, row_known=...) -> an Evaluator bound to this dataset."""
     return partial(Evaluator, rating_min=dataset.rating_min, rating_max=dataset.rating_max,
@@ -177,10 +210,13 @@ def evaluate_artifact(cfg: Any) -> dict[str, Any]:
     evaluator_of = evaluator_factory(dataset, matrices, int(cfg.train.eval_chunk_rows))
     test, paper = evaluate_held_out(evaluator_of, model.predict_rows, model.params, dataset,
                                     matrices, run_cfg.model.orientation)
+    run_cfg.ranking = cfg.ranking
+    ranking = ranking_figures(run_cfg, model.params, dataset, matrices,
+                              Scaling(*model.description["scaling"]))
     return {"dataset": run_cfg.dataset.name, "model": run_cfg.model.name,
             "layers": int(run_cfg.model.get("layers", 0)), "checkpoint_path": str(
                 cfg.checkpoint.path), "n_test": dataset.count(TEST), "test_rmse": test["rmse"],
-            "test_mae": test["mae"], "paper_rmse": paper["paper_rmse"]}
+            "test_mae": test["mae"], "paper_rmse": paper["paper_rmse"], **ranking}
 
 
 def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None = None,
@@ -206,10 +242,12 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
         predict, result = train_autoencoder(cfg, matrices, scaling, validate_with, on_epoch)
     elif cfg.model.name == "svd":
         predict, result = train_svd(cfg, matrices, scaling, validate_with)
-        if on_epoch is not None:
-            on_epoch(result.history[0])
+    elif cfg.model.name == "popularity":
+        predict, result = train_popularity(cfg, matrices, validate_with)
     else:
-        raise ValueError(f"model.name={cfg.model.name!r}; valid: autoencoder, svd")
+        raise ValueError(f"model.name={cfg.model.name!r}; valid: autoencoder, svd, popularity")
+    if cfg.model.name != "autoencoder" and on_epoch is not None:
+        on_epoch(result.history[0])
 
     test, paper = evaluate_held_out(evaluator_of, predict, result.best_params, dataset,
                                     matrices, orientation)
@@ -218,7 +256,10 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
                       scaling=scaling,
                       rating_range=(dataset.rating_min, dataset.rating_max),
                       fallback=dataset.train_mean(), users=dataset.users, items=dataset.items,
-                      inputs=matrices.eval_input.matrix)
+                      inputs=matrices.eval_input.matrix,
+                      seen=rating_matrix(dataset, (TRAIN, VALID, TEST, FOLD_IN), "user"),
+                      catalog=align_catalog(load_catalog(cfg.dataset, data_dir_of(cfg)),
+                                            dataset.items.raw))
     results = {
         "dataset": cfg.dataset.name,
         "model": cfg.model.name,
@@ -235,6 +276,7 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
         "test_rmse": test["rmse"],
         "test_mae": test["mae"],
         "paper_rmse": paper["paper_rmse"],
+        **ranking_figures(cfg, result.best_params, dataset, matrices, scaling),
         "valid_rmse": result.best_valid_rmse,
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,

@@ -12,8 +12,8 @@ import numpy as np
 from omegaconf import OmegaConf
 
 TABLE_KEYS = ("dataset", "model", "layers", "n_users", "n_items", "n_train", "n_test",
-              "test_rmse", "test_mae", "paper_rmse", "best_epoch", "epochs_run",
-              "train_seconds")
+              "test_rmse", "test_mae", "paper_rmse", "precision@10", "recall@10", "ndcg@10",
+              "best_epoch", "epochs_run", "train_seconds")
 
 
 def _plain(value: Any) -> Any:
@@ -75,8 +75,8 @@ def plot_learning_curve(history: list[dict[str, Any]], path: Path) -> None:
 def format_table(results: dict[str, Any]) -> str:
     """A two-column text table of the headline results."""
     rows = []
-    for key in TABLE_KEYS:
-        value = results.get(key)
+    for key in (key for key in TABLE_KEYS if key in results):
+        value = results[key]
         text = f"{value:.4f}" if isinstance(value, float) else str(value)
         rows.append((key, text))
     width = max(len(key) for key, _ in rows)

@@ -43,7 +43,7 @@ def test_round_trip_in_a_fresh_process(compose_config, tmp_path: Path, model: st
 def test_unknown_ids_and_bad_paths(compose_config, tmp_path: Path) -> None:
     run_task(compose_config(), tmp_path / "run")
     model = aerec.load(tmp_path / "run" / "model")
-    with pytest.raises(KeyError, match="unknown id 999999"):
+    with pytest.raises(KeyError, match="unknown user 999999"):
         model.predict([999999], [1])
     with pytest.raises(DataError, match="not an aerec model"):
         aerec.load(tmp_path)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from aerec.errors import DataError
+from aerec.errors import DataError, UnknownIdError
 
 
 @dataclass(frozen=True)
@@ -19,14 +19,15 @@ class IdMap:
     def __len__(self) -> int:
         return int(self.raw.size)
 
-    def index(self, raw_ids: np.ndarray | list[int]) -> np.ndarray:
-        """Contiguous indices of `raw_ids`; KeyError naming the first unknown id."""
+    def index(self, raw_ids: np.ndarray | list[int], kind: str = "id") -> np.ndarray:
+        """Contiguous indices of `raw_ids`; UnknownIdError (a KeyError) naming the first
+        unknown one, as `unknown <kind> <id>`."""
         raw_ids = np.asarray(raw_ids, dtype=self.raw.dtype)
         positions = np.searchsorted(self.raw, raw_ids)
         positions = np.minimum(positions, max(len(self) - 1, 0))
         known = (len(self) > 0) & (self.raw[positions] == raw_ids)
         if not np.all(known):
-            raise KeyError(f"unknown id {raw_ids[~known][0]}")
+            raise UnknownIdError(f"unknown {kind} {raw_ids[~known][0]}")
         return positions.astype(np.int32)
 
 

@@ -68,6 +68,18 @@ class AutoEncoder(nnx.Module):
             x = dropout(hidden_activation(layer(x)), self.dropout_rate, key)
         return ACTIVATIONS[self.output_activation](self.layers[-1](x))
 
+    def encode(self, x: jax.Array) -> jax.Array:
+        """The last hidden layer's output for input `x` (evaluation: no dropout)."""
+        hidden_activation = ACTIVATIONS[self.activation]
+        for layer in self.layers[:-1]:
+            x = hidden_activation(layer(x))
+        return x
+
+    def decoder(self) -> tuple[jax.Array, jax.Array]:
+        """The output layer's (kernel, bias): column j decodes output unit j."""
+        output = self.layers[-1]
+        return output.kernel[...], output.bias[...]
+
 
 def build_autoencoder(model_cfg: Any, n_inputs: int, seed: int) -> AutoEncoder:
     """An AutoEncoder from the `model` config group (`layers`, `hidden`, `latent`, ...)."""
@@ -82,6 +94,12 @@ def build_autoencoder(model_cfg: Any, n_inputs: int, seed: int) -> AutoEncoder:
         dropout=float(model_cfg.dropout), input_dropout=float(model_cfg.input_dropout),
         mirror_decoder=bool(model_cfg.mirror_decoder), rngs=nnx.Rngs(seed),
     )
+
+
+def graphdef_of(model_cfg: Any, n_inputs: int) -> nnx.GraphDef:
+    """The module's graph alone, without allocating parameters."""
+    abstract = nnx.eval_shape(lambda: build_autoencoder(model_cfg, n_inputs, 0))
+    return nnx.split(abstract)[0]
 
 
 def init_members(model_cfg: Any, n_inputs: int, seed: int, members: int
@@ -115,3 +133,13 @@ def predict_ratings(graphdef: nnx.GraphDef, scaling: Scaling, params: Any, row_i
     del row_ids  # the autoencoder reads the row's ratings, not its identity
     outputs = apply_members(graphdef, params, scaling.encode(inputs))
     return jnp.mean(scaling.decode(outputs), axis=0)
+
+
+def encode_members(graphdef: nnx.GraphDef, params: Any, x: jax.Array) -> jax.Array:
+    """Every member's last hidden layer for input `x`: shape (members, batch, width)."""
+    return jax.vmap(lambda p: nnx.merge(graphdef, p).encode(x))(params)
+
+
+def decoder_members(graphdef: nnx.GraphDef, params: Any) -> tuple[jax.Array, jax.Array]:
+    """Every member's output-layer kernel (members, width, n) and bias (members, n)."""
+    return jax.vmap(lambda p: nnx.merge(graphdef, p).decoder())(params)

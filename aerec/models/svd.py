@@ -86,3 +86,17 @@ def predict_svd(params: dict[str, Any], row_ids: jax.Array, inputs: jax.Array,
     residual = jnp.where(inputs > 0, scaling.encode(inputs) - baseline, 0.0)
     code = jnp.matmul(residual, params["basis"], precision=HIGHEST)
     return scaling.decode(baseline + jnp.matmul(code, params["basis"].T, precision=HIGHEST))
+
+
+def svd_history_row(params: dict[str, Any], inputs: jax.Array, *, scaling: Scaling = IDENTITY,
+                    bias_reg: float) -> jax.Array:
+    """Predictions for rows not seen in training (a new user's history): the row bias is
+    estimated from the row's ratings as in training (ridge, `bias_reg`), then folded in."""
+    observed = inputs > 0
+    deviation = jnp.where(observed, scaling.encode(inputs) - params["mean"] - params["col_bias"],
+                          0.0)
+    row_bias = jnp.sum(deviation, axis=1) / (jnp.sum(observed, axis=1) + bias_reg)
+    baseline = params["mean"] + row_bias[:, None] + params["col_bias"][None, :]
+    residual = jnp.where(observed, scaling.encode(inputs) - baseline, 0.0)
+    code = jnp.matmul(residual, params["basis"], precision=HIGHEST)
+    return scaling.decode(baseline + jnp.matmul(code, params["basis"].T, precision=HIGHEST))

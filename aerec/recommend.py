@@ -1,0 +1,93 @@
+"""task=recommend: top-k items for a known user or for a new user's rating history."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from aerec.errors import DataError
+
+PAIR = re.compile(r"^\s*(-?\d+)\s*(?:::|:|,|\t|\s)\s*(\S+)\s*$")
+
+
+def _pair(text: str, where: str) -> tuple[int, float]:
+    match = PAIR.match(text)
+    if match is None:
+        raise DataError(f"{where}: expected 'item:rating' (e.g. 1193:5), got {text!r}")
+    try:
+        rating = float(match.group(2))
+    except ValueError:
+        raise DataError(f"{where}: rating {match.group(2)!r} is not a number") from None
+    return int(match.group(1)), rating
+
+
+def _add(history: dict[int, float], item: int, rating: float, where: str) -> None:
+    if item in history:
+        raise DataError(f"{where}: item {item} is rated twice")
+    history[item] = rating
+
+
+def parse_history(text: str) -> dict[int, float]:
+    """`"1193:5,661:3 914:4"` -> {1193: 5.0, 661: 3.0, 914: 4.0} (separators: , ; or space)."""
+    history: dict[int, float] = {}
+    for position, part in enumerate(p for p in re.split(r"[,;\s]+", text.strip()) if p):
+        item, rating = _pair(part, f"ratings, entry {position + 1}")
+        _add(history, item, rating, f"ratings, entry {position + 1}")
+    if not history:
+        raise DataError("ratings is empty; give 'item:rating' pairs, e.g. ratings=\"1193:5,661:3\"")
+    return history
+
+
+def read_history(path: Path) -> dict[int, float]:
+    """A history file: one `item:rating` (or `item,rating`, `item::rating`, tab) per line;
+    blank lines, `#` comments and an `item,rating` header line are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"ratings_file={path} does not exist")
+    history: dict[int, float] = {}
+    with open(path, encoding="utf-8-sig") as handle:  # tolerate a byte-order mark
+        for number, line in enumerate(handle, start=1):
+            text = line.split("#", 1)[0].strip()
+            if not text or (number == 1 and not text[0].isdigit() and text[0] != "-"):
+                continue
+            item, rating = _pair(text, f"{path}, line {number}")
+            _add(history, item, rating, f"{path}, line {number}")
+    if not history:
+        raise DataError(f"{path}: no 'item:rating' lines")
+    return history
+
+
+def recommend(cfg: Any) -> dict[str, Any]:
+    """The recommendations `cfg` asks for, as a JSON-ready dict."""
+    from aerec.artifact import load  # imports JAX
+
+    model = load(cfg.checkpoint.path)
+    if cfg.user is not None:
+        table = model.recommend(int(cfg.user), int(cfg.k))
+        request: dict[str, Any] = {"user": int(cfg.user)}
+    else:
+        history = (parse_history(str(cfg.ratings)) if cfg.ratings is not None
+                   else read_history(Path(cfg.ratings_file)))
+        table = model.recommend_for_history(history, int(cfg.k))
+        request = {"history": {str(item): rating for item, rating in history.items()}}
+    return {**request, "k": int(cfg.k), "model": model.description["model"]["name"],
+            "recommendations": json.loads(table.to_json(orient="records"))}
+
+
+def format_recommendations(payload: dict[str, Any]) -> str:
+    """A text table of the recommendations."""
+    table = pd.DataFrame(payload["recommendations"])
+    if table.empty:
+        return "no items left to recommend"
+    table["predicted_rating"] = table["predicted_rating"].map("{:.2f}".format)
+    table["year"] = table["year"].map(lambda year: str(year) if year else "")
+    for column in ("title", "genres", "year"):
+        if not table[column].astype(bool).any():
+            table = table.drop(columns=column)
+    who = (f"user {payload['user']}" if "user" in payload
+           else f"a new user with {len(payload['history'])} ratings")
+    return f"top {payload['k']} for {who}:\n" + table.to_string(index=False)

@@ -1,0 +1,218 @@
+"""Rankers: every item's score for a chunk of known users, or for a new user's rating history.
+
+Ranking needs a user's scores over all items, whichever way the model is oriented:
+
+- `RowRanker`: rows are users (user orientation). A user's scores are one forward pass of the
+  user's ratings; a new user is the same forward pass of the history (no retraining).
+- `ColumnRanker`: rows are items (item orientation; the paper's and I-AutoRec's layout). Every
+  item's code (last hidden layer, or the SVD projection) is computed once; a user's scores then
+  come from that user's column of the linear output layer: score(i, u) = out(code_i . W_u +
+  b_u + offset_i). A new user has no column, so one is fitted to the history in closed form:
+  ridge regression of the history's ratings on the items' codes, shrunk towards the average
+  user's column (the classic fold-in of matrix factorisation; the item codes stay fixed because
+  the new user's ratings are not part of any training input). Without history it gives the
+  average user's scores.
+- `PopularityRanker`: the number of training ratings, the same for everyone.
+
+Scores are on the raw rating scale (predicted ratings) except for popularity (counts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from aerec.data.matrix import DeviceRows
+from aerec.errors import DataError
+from aerec.models.autoencoder import (
+    ACTIVATIONS,
+    decoder_members,
+    encode_members,
+    predict_ratings,
+)
+from aerec.models.scaling import Scaling
+from aerec.models.svd import predict_svd, svd_history_row
+
+HIGHEST = jax.lax.Precision.HIGHEST
+
+
+class Ranker(Protocol):
+    """Scores of every item for users; higher is better."""
+
+    n_items: int
+    scores_are_ratings: bool
+
+    def user_scores(self, users: np.ndarray) -> jax.Array:
+        """(len(users), n_items) scores of known users (indices; -1 pads and gives junk)."""
+
+    def history_scores(self, items: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        """(n_items,) scores for a user known only by ratings of `items` (indices)."""
+
+
+@dataclass
+class RowRanker:
+    """User orientation: a forward pass of each user's row of ratings."""
+
+    predict_rows: Any  # jit: (params, row_ids, inputs) -> predictions
+    predict_new_rows: Any  # jit: (params, inputs) -> predictions for rows without an identity
+    params: Any
+    inputs: DeviceRows  # users x items
+    scores_are_ratings: bool = True
+
+    @property
+    def n_items(self) -> int:
+        """Number of items scored."""
+        return self.inputs.shape[1]
+
+    def user_scores(self, users: np.ndarray) -> jax.Array:
+        """Predictions from the users' input rows."""
+        safe = np.maximum(users, 0)
+        return self.predict_rows(self.params, jnp.asarray(safe), self.inputs.gather(users))
+
+    def history_scores(self, items: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        """The forward pass of a row holding only the history."""
+        row = np.zeros((1, self.n_items), np.float32)
+        row[0, items] = ratings
+        return np.asarray(self.predict_new_rows(self.params, jnp.asarray(row)))[0]
+
+
+def _decode_columns(codes: jax.Array, kernel: jax.Array, bias: jax.Array, offset: jax.Array,
+                    columns: jax.Array, *, activation: str, scaling: Scaling) -> jax.Array:
+    """(len(columns), n_items) raw-scale scores: members' out(code . W_u + b_u + offset)."""
+    outputs = (jnp.einsum("mid,mdu->mui", codes, kernel[:, :, columns], precision=HIGHEST)
+               + bias[:, columns][:, :, None] + offset[:, None, :])
+    return jnp.mean(scaling.decode(ACTIVATIONS[activation](outputs)), axis=0)
+
+
+def _fold_in_column(codes: jax.Array, kernel: jax.Array, bias: jax.Array, offset: jax.Array,
+                    items: jax.Array, targets: jax.Array, l2: float) -> tuple[jax.Array,
+                                                                                jax.Array]:
+    """Per member, the output column (w, b) fitted to `targets` on `items`, by ridge
+    regression towards the average column: (A^T A + l2 I) d = A^T (t - A p), (w, b) = p + d.
+    """
+    def one_member(codes_m, kernel_m, bias_m, offset_m):
+        prior = jnp.concatenate([jnp.mean(kernel_m, axis=1), jnp.mean(bias_m)[None]])
+        design = jnp.concatenate([codes_m[items], jnp.ones((items.size, 1))], axis=1)
+        residual = targets - offset_m[items] - design @ prior
+        gram = design.T @ design + l2 * jnp.eye(design.shape[1])
+        column = prior + jnp.linalg.solve(gram, design.T @ residual)
+        return column[:-1], column[-1]
+
+    return jax.vmap(one_member)(codes, kernel, bias, offset)
+
+
+@dataclass
+class ColumnRanker:
+    """Item orientation: fixed item codes decoded by each user's output column."""
+
+    codes: jax.Array  # (members, n_items, width)
+    kernel: jax.Array  # (members, width, n_users)
+    bias: jax.Array  # (members, n_users)
+    offset: jax.Array  # (members, n_items): the SVD's item baseline; 0 for the autoencoder
+    activation: str
+    scaling: Scaling
+    fold_in_l2: float = 1.0
+    scores_are_ratings: bool = True
+
+    def __post_init__(self):
+        self._decode = jax.jit(partial(_decode_columns, activation=self.activation,
+                                       scaling=self.scaling))
+        self._fold_in = jax.jit(_fold_in_column)
+
+    @property
+    def n_items(self) -> int:
+        """Number of items scored."""
+        return int(self.codes.shape[1])
+
+    def user_scores(self, users: np.ndarray) -> jax.Array:
+        """Decode every item's code with the users' output columns."""
+        return self._decode(self.codes, self.kernel, self.bias, self.offset,
+                            jnp.asarray(np.maximum(users, 0)))
+
+    def history_scores(self, items: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        """Decode with an output column fitted to the history (see the module docstring)."""
+        if self.activation != "linear":
+            raise DataError("recommendations for a new user with an item-oriented model need "
+                            "a linear output layer (model.output_activation=linear)")
+        targets = (jnp.asarray(ratings, jnp.float32) - self.scaling.shift) / self.scaling.scale
+        weights, biases = self._fold_in(self.codes, self.kernel, self.bias, self.offset,
+                                        jnp.asarray(items), targets, self.fold_in_l2)
+        outputs = self.codes @ weights[:, :, None] + biases[:, None, None]
+        return np.asarray(jnp.mean(self.scaling.decode(outputs[..., 0] + self.offset), axis=0))
+
+
+@dataclass
+class PopularityRanker:
+    """Most rated first, for every user."""
+
+    counts: jax.Array
+    scores_are_ratings: bool = False
+
+    @property
+    def n_items(self) -> int:
+        """Number of items scored."""
+        return int(self.counts.shape[0])
+
+    def user_scores(self, users: np.ndarray) -> jax.Array:
+        """The item counts, one row per user."""
+        return jnp.broadcast_to(self.counts[None, :], (len(users), self.n_items))
+
+    def history_scores(self, items: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        """The item counts."""
+        del items, ratings
+        return np.asarray(self.counts)
+
+
+def _item_codes(encode: Any, inputs: DeviceRows, chunk_rows: int) -> jax.Array:
+    """encode(rows) over every row of `inputs` in fixed-size chunks: (members, rows, width)."""
+    n_rows = inputs.shape[0]
+    parts = []
+    for start in range(0, n_rows, chunk_rows):
+        ids = np.arange(start, start + chunk_rows)
+        ids[ids >= n_rows] = -1
+        codes = encode(jnp.asarray(np.maximum(ids, 0)), inputs.gather(ids))
+        parts.append(codes[:, : min(chunk_rows, n_rows - start)])
+    return jnp.concatenate(parts, axis=1)
+
+
+def build_ranker(model_cfg: Any, params: Any, inputs: DeviceRows, *, scaling: Scaling,
+                 graphdef: Any = None, chunk_rows: int = 1024, fold_in_l2: float = 1.0
+                 ) -> Ranker:
+    """The ranker of a trained model, reading `inputs` (train [+ fold-in] ratings, in the
+    model's orientation) as what it knows of every user and item."""
+    name, by_user = model_cfg.name, model_cfg.orientation == "user"
+    if name == "popularity":
+        return PopularityRanker(params["count"])
+    if name == "autoencoder":
+        if by_user:
+            predict = partial(predict_ratings, graphdef, scaling)
+            return RowRanker(jax.jit(predict), jax.jit(lambda p, x: predict(p, None, x)),
+                             params, inputs)
+        encode = jax.jit(lambda ids, x: encode_members(graphdef, params, scaling.encode(x)))
+        codes = _item_codes(encode, inputs, chunk_rows)
+        kernel, bias = decoder_members(graphdef, params)
+        return ColumnRanker(codes, kernel, bias, jnp.zeros(codes.shape[:2]),
+                            model_cfg.output_activation, scaling, fold_in_l2)
+    if name == "svd":
+        if by_user:
+            bias_reg = float(model_cfg.bias_reg)
+            return RowRanker(jax.jit(partial(predict_svd, scaling=scaling)),
+                             jax.jit(partial(svd_history_row, scaling=scaling,
+                                             bias_reg=bias_reg)), params, inputs)
+        basis = params["basis"]
+
+        def project(ids: jax.Array, x: jax.Array) -> jax.Array:
+            baseline = params["mean"] + params["row_bias"][ids][:, None] + params["col_bias"]
+            residual = jnp.where(x > 0, scaling.encode(x) - baseline, 0.0)
+            return jnp.matmul(residual, basis, precision=HIGHEST)[None]
+
+        codes = _item_codes(jax.jit(project), inputs, chunk_rows)
+        offset = (params["mean"] + params["row_bias"])[None]
+        return ColumnRanker(codes, basis.T[None], params["col_bias"][None], offset, "linear",
+                            scaling, fold_in_l2)
+    raise ValueError(f"model.name={name!r}; valid: autoencoder, svd, popularity")
