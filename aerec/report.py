@@ -30,6 +30,8 @@ def architecture(model: str, layers: int) -> str:
     """The paper's row label for a model and depth."""
     if model == "svd":
         return "SVD"
+    if model == "popularity":
+        return "popularity (most rated)"
     return f"{layers} layer{'s' if layers > 1 else ''} + 1 latent space"
 
 
@@ -100,6 +102,25 @@ def runs_table(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+RANKING_KEYS = ("precision@10", "recall@10", "ndcg@10", "hit_rate@10", "map@10",
+                "coverage@10", "recall@100", "ndcg@100")
+
+
+def ranking_table(runs: list[dict[str, Any]]) -> str:
+    """Top-k figures of the runs that have them, best NDCG@10 first."""
+    ranked = [run for run in runs if run.get("ndcg@10") is not None]
+    if not ranked:
+        return "(no run has ranking figures)"
+    lines = [f"| run | model | overrides | test_rmse | {' | '.join(RANKING_KEYS)} |",
+             "|---|---|---|---|" + "---|" * len(RANKING_KEYS)]
+    for run in sorted(ranked, key=lambda run: -run["ndcg@10"]):
+        figures = [run.get(key) for key in ("test_rmse", *RANKING_KEYS)]
+        text = [f"{value:.4f}" if value is not None else "-" for value in figures]
+        lines.append(f"| {run['run_dir']} | {run['model']} | {run['overrides'] or '-'} | "
+                     f"{' | '.join(text)} |")
+    return "\n".join(lines)
+
+
 SEED_KEYS = ("seed=", "split.seed=")
 
 
@@ -157,7 +178,8 @@ def report(directory: Path, out: Path | None = None) -> str:
     out.mkdir(parents=True, exist_ok=True)
     markdown = (f"## Paper tables (runs below {directory})\n\n{paper_table(runs)}\n\n"
                 f"## Mean ± standard deviation over seeds\n\n{seeds_table(runs)}\n\n"
-                f"## Runs, best validation RMSE first\n\n{runs_table(runs)}\n")
+                f"## Runs, best validation RMSE first\n\n{runs_table(runs)}\n\n"
+                f"## Top-k ranking, best NDCG@10 first\n\n{ranking_table(runs)}\n")
     (out / "report.md").write_text(markdown)
     plot(runs, out / "report.png")
     return markdown

@@ -10,8 +10,9 @@ Ranking needs a user's scores over all items, whichever way the model is oriente
   b_u + offset_i). A new user has no column, so one is fitted to the history in closed form:
   ridge regression of the history's ratings on the items' codes, shrunk towards the average
   user's column (the classic fold-in of matrix factorisation; the item codes stay fixed because
-  the new user's ratings are not part of any training input). Without history it gives the
-  average user's scores.
+  the new user's ratings are not part of any training input). The pull towards the average
+  user weighs as much as `fold_in_prior` items with average code norm (2 by default: best
+  on ML-1M, experiments/README.md). Without history it gives the average user's scores.
 - `PopularityRanker`: the number of training ratings, the same for everyone.
 
 Scores are on the raw rating scale (predicted ratings) except for popularity (counts).
@@ -19,6 +20,7 @@ Scores are on the raw rating scale (predicted ratings) except for popularity (co
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
@@ -116,10 +118,13 @@ class ColumnRanker:
     offset: jax.Array  # (members, n_items): the SVD's item baseline; 0 for the autoencoder
     activation: str
     scaling: Scaling
-    fold_in_l2: float = 1.0
+    fold_in_prior: float = 2.0
     scores_are_ratings: bool = True
 
     def __post_init__(self):
+        # In units of one item's squared code norm (+1 for the bias), so that the prior's
+        # weight does not depend on the width or activation of the code layer.
+        self.code_norm = float(jnp.mean(jnp.sum(self.codes**2, axis=-1))) + 1.0
         self._decode = jax.jit(partial(_decode_columns, activation=self.activation,
                                        scaling=self.scaling))
         self._fold_in = jax.jit(_fold_in_column)
@@ -139,9 +144,12 @@ class ColumnRanker:
         if self.activation != "linear":
             raise DataError("recommendations for a new user with an item-oriented model need "
                             "a linear output layer (model.output_activation=linear)")
+        strength = self.fold_in_prior * self.code_norm
+        if math.isinf(strength):  # an infinitely strong prior: the average user
+            items, ratings, strength = items[:0], ratings[:0], 1.0
         targets = (jnp.asarray(ratings, jnp.float32) - self.scaling.shift) / self.scaling.scale
         weights, biases = self._fold_in(self.codes, self.kernel, self.bias, self.offset,
-                                        jnp.asarray(items), targets, self.fold_in_l2)
+                                        jnp.asarray(items), targets, strength)
         outputs = self.codes @ weights[:, :, None] + biases[:, None, None]
         return np.asarray(jnp.mean(self.scaling.decode(outputs[..., 0] + self.offset), axis=0))
 
@@ -181,7 +189,7 @@ def _item_codes(encode: Any, inputs: DeviceRows, chunk_rows: int) -> jax.Array:
 
 
 def build_ranker(model_cfg: Any, params: Any, inputs: DeviceRows, *, scaling: Scaling,
-                 graphdef: Any = None, chunk_rows: int = 1024, fold_in_l2: float = 1.0
+                 graphdef: Any = None, chunk_rows: int = 1024, fold_in_prior: float = 2.0
                  ) -> Ranker:
     """The ranker of a trained model, reading `inputs` (train [+ fold-in] ratings, in the
     model's orientation) as what it knows of every user and item."""
@@ -197,7 +205,7 @@ def build_ranker(model_cfg: Any, params: Any, inputs: DeviceRows, *, scaling: Sc
         codes = _item_codes(encode, inputs, chunk_rows)
         kernel, bias = decoder_members(graphdef, params)
         return ColumnRanker(codes, kernel, bias, jnp.zeros(codes.shape[:2]),
-                            model_cfg.output_activation, scaling, fold_in_l2)
+                            model_cfg.output_activation, scaling, fold_in_prior)
     if name == "svd":
         if by_user:
             bias_reg = float(model_cfg.bias_reg)
@@ -214,5 +222,5 @@ def build_ranker(model_cfg: Any, params: Any, inputs: DeviceRows, *, scaling: Sc
         codes = _item_codes(jax.jit(project), inputs, chunk_rows)
         offset = (params["mean"] + params["row_bias"])[None]
         return ColumnRanker(codes, basis.T[None], params["col_bias"][None], offset, "linear",
-                            scaling, fold_in_l2)
+                            scaling, fold_in_prior)
     raise ValueError(f"model.name={name!r}; valid: autoencoder, svd, popularity")

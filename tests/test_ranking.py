@@ -157,7 +157,7 @@ def test_fold_in_recovers_a_column_exactly() -> None:
     bias = jnp.asarray(rng.normal(size=(1, 6)), jnp.float32)
     offset = jnp.asarray(rng.normal(size=(1, 40)), jnp.float32)
     scaling = Scaling(shift=3.0, scale=2.0)
-    ranker = ColumnRanker(codes, kernel, bias, offset, "linear", scaling, fold_in_l2=1e-6)
+    ranker = ColumnRanker(codes, kernel, bias, offset, "linear", scaling, fold_in_prior=1e-7)
     truth = np.asarray(ranker.user_scores(np.array([4])))[0]
     items = np.arange(0, 40, 3)
     folded = ranker.history_scores(items, truth[items])

@@ -68,3 +68,18 @@ def test_seeds_are_summarised_per_configuration(tmp_path: Path) -> None:
     markdown = report(tmp_path)
     assert "| model.ensemble=1 | 2 | 0.8400 ± 0.0141 | 0.7000 ± 0.0000 |" in markdown
     assert "| model.ensemble=3 | 2 | 0.8200 ± 0.0000 |" in markdown
+
+
+def test_ranking_table_orders_by_ndcg(tmp_path: Path) -> None:
+    top = {"precision@10": 0.2, "recall@10": 0.1, "hit_rate@10": 0.5, "map@10": 0.1,
+           "coverage@10": 0.3, "recall@100": 0.4, "ndcg@100": 0.3, "paper_rmse": 0.5}
+    write_run(tmp_path / "pop", "model=popularity", dataset="ml1m", model="popularity", layers=0,
+              test_rmse=0.97, **top, **{"ndcg@10": 0.12})
+    write_run(tmp_path / "svd", "model=svd", dataset="ml1m", model="svd", layers=0, test_rmse=0.88,
+              **top, **{"ndcg@10": 0.27})
+    write_run(tmp_path / "old", "model=svd", dataset="ml1m", model="svd", layers=0,
+              test_rmse=0.88, paper_rmse=0.5)
+    section = report(tmp_path).split("## Top-k ranking")[1]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "@" not in line]
+    assert [row.split(" | ")[0].strip("| ") for row in rows] == ["svd", "pop"]
+    assert "| 0.8800 | 0.2000 | 0.1000 | 0.2700 |" in rows[0]
