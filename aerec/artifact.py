@@ -169,10 +169,14 @@ def load(path: str | Path) -> TrainedModel:
     inputs = sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]),
                            shape=(len(arrays["indptr"]) - 1, description["n_inputs"]))
     users, items = IdMap(arrays["users"]), IdMap(arrays["items"])
-    seen = sp.csr_matrix((np.ones(arrays["seen_indices"].size, np.float32),
-                          arrays["seen_indices"], arrays["seen_indptr"]),
-                         shape=(len(users), len(items)))
-    catalog = {key: arrays[key] for key in ("titles", "genres", "years")}
+    if "seen_indptr" in arrays:
+        seen = sp.csr_matrix((np.ones(arrays["seen_indices"].size, np.float32),
+                              arrays["seen_indices"], arrays["seen_indptr"]),
+                             shape=(len(users), len(items)))
+    else:  # written before recommendations existed: the model's inputs are all it knows
+        seen = inputs if description["model"]["orientation"] == "user" else inputs.T.tocsr()
+    catalog = {key: arrays[key] if key in arrays else np.array([])
+               for key in ("titles", "genres", "years")}
     scaling = Scaling(*description["scaling"])
     model_cfg = OmegaConf.create(description["model"])
     checkpointer = ocp.StandardCheckpointer()
