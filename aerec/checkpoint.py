@@ -33,8 +33,11 @@ log = logging.getLogger(__name__)
 CHECKPOINT_DIR_ENV = "AEREC_CHECKPOINT_DIR"
 # Keys that do not change what is trained: where files live, how progress is shown, how often
 # checkpoints are written, and the data path (resident and streamed give the same results).
-NOT_IDENTITY = ("paths.", "checkpoint.", "hydra.", "task", "train.progress", "train.resume",
-                "train.data_path", "train.resident_max_bytes", "train.eval_chunk_rows")
+# Keys that change how a run is carried out or evaluated, never what it trains.
+NOT_IDENTITY_SECTIONS = ("paths.", "checkpoint.", "hydra.", "ranking.")
+NOT_IDENTITY = {"task", "train.progress", "train.resume", "train.data_path",
+                "train.resident_max_bytes", "train.eval_chunk_rows", "user", "ratings",
+                "ratings_file", "k", "format"}
 RESUME_MODES = ("auto", "true", "false")
 
 
@@ -51,7 +54,7 @@ def run_identity(cfg: Any) -> dict[str, Any]:
 
     walk(OmegaConf.to_container(cfg, resolve=True), "")
     return {key: value for key, value in sorted(flat.items())
-            if not key.startswith(NOT_IDENTITY)}
+            if key not in NOT_IDENTITY and not key.startswith(NOT_IDENTITY_SECTIONS)}
 
 
 def default_checkpoint_root() -> Path:

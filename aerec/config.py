@@ -54,6 +54,12 @@ def validate(cfg: Any) -> None:
         raise ConfigError("split.test_fraction=0 leaves nothing to evaluate")
     for key in ("epochs", "batch_size", "eval_chunk_rows"):
         _positive(f"train.{key}", cfg.train[key])
+    _one_of("train.dtype", cfg.train.dtype, ("float32", "bfloat16"))
+    mesh = cfg.train.mesh
+    if mesh is not None and (not isinstance(mesh, int) or isinstance(mesh, bool)
+                             or (mesh < 1 and mesh != -1)):
+        raise ConfigError(f"train.mesh={mesh!r} must be null, -1 (all devices) or a number of "
+                          "devices >= 1")
     if cfg.train.resume not in ("auto", True, False):
         raise ConfigError(f"train.resume={cfg.train.resume!r} must be auto, true or false")
     for key in ("every_epochs", "keep"):

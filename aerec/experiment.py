@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 from omegaconf import OmegaConf
@@ -30,7 +31,7 @@ from aerec.models.svd import fit_svd, predict_svd
 from aerec.optim import build_optimizer
 from aerec.ranking import evaluate_ranking, ranking_targets
 from aerec.scoring import build_ranker
-from aerec.train import FitResult, Objective, fit, init_state
+from aerec.train import FitResult, Objective, data_mesh, fit, init_state
 
 
 @dataclass
@@ -104,7 +105,7 @@ def train_autoencoder(cfg: Any, matrices: Matrices, scaling: Scaling,
     n_inputs = matrices.train.shape[1]
     graphdef, params = init_members(model_cfg, n_inputs, cfg.seed, int(model_cfg.ensemble))
     objective = Objective(graphdef, scaling, all_cells=model_cfg.loss == "all_cells",
-                          l2=float(model_cfg.l2))
+                          l2=float(model_cfg.l2), compute_dtype=jnp.dtype(cfg.train.dtype))
     rows_with_data = int(np.count_nonzero(matrices.train.nonempty_rows()))
     steps_per_epoch = -(-rows_with_data // int(cfg.train.batch_size))
     optimizer = build_optimizer(cfg.optimizer, steps_per_epoch * int(cfg.train.epochs))
@@ -117,7 +118,8 @@ def train_autoencoder(cfg: Any, matrices: Matrices, scaling: Scaling,
                      validate_with(predict, matrices.train), epochs=cfg.train.epochs,
                      batch_size=cfg.train.batch_size, patience=cfg.train.patience,
                      seed=cfg.seed, on_epoch=on_epoch, progress=cfg.train.progress,
-                     checkpointer=checkpointer, resumed=resumed)
+                     checkpointer=checkpointer, resumed=resumed,
+                     mesh=data_mesh(cfg.train.mesh))
     finally:
         if checkpointer is not None:
             checkpointer.close()

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from aerec.checkpoint import Checkpointer, Resumed
@@ -19,6 +20,20 @@ from aerec.data.matrix import DeviceRows
 from aerec.errors import TrainingDivergedError
 from aerec.models.autoencoder import apply_members
 from aerec.models.scaling import Scaling
+
+DATA_AXIS = "data"
+
+
+def data_mesh(devices: int | None) -> Mesh | None:
+    """A one-axis mesh over the first `devices` devices (-1: all) for data parallelism;
+    None: off."""
+    if devices is None:
+        return None
+    available = jax.devices()
+    devices = len(available) if devices == -1 else devices
+    if devices > len(available):
+        raise ValueError(f"train.mesh={devices} devices requested, {len(available)} present")
+    return Mesh(np.array(available[:devices]), (DATA_AXIS,))
 
 
 class TrainState(NamedTuple):
@@ -38,6 +53,7 @@ class Objective:
     scaling: Scaling
     all_cells: bool = False
     l2: float = 0.0
+    compute_dtype: Any = jnp.float32  # bfloat16: matmuls in bf16, parameters and Adam in fp32
 
 
 def init_state(params: Any, optimizer: optax.GradientTransformation, seed: int) -> TrainState:
@@ -53,6 +69,14 @@ def l2_penalty(params: Any) -> jax.Array:
     return sum(jnp.sum(kernel**2) for kernel in kernels)
 
 
+def cast(tree: Any, dtype: Any) -> Any:
+    """`tree` with its floating-point leaves in `dtype` (a no-op for float32 parameters);
+    the gradient flows back through the cast to the fp32 parameters."""
+    if jnp.dtype(dtype) == jnp.float32:
+        return tree
+    return jax.tree.map(lambda leaf: leaf.astype(dtype), tree)
+
+
 def loss_fn(objective: Objective, params: Any, rows: jax.Array, row_weight: jax.Array,
             key: jax.Array | None) -> jax.Array:
     """Masked MSE: squared error on observed cells / number of observed cells (+ L2).
@@ -62,7 +86,9 @@ def loss_fn(objective: Objective, params: Any, rows: jax.Array, row_weight: jax.
     loss is their mean; each member's gradient comes from its own error only.
     """
     targets = objective.scaling.encode(rows)
-    outputs = apply_members(objective.graphdef, params, targets, key)
+    outputs = apply_members(objective.graphdef, cast(params, objective.compute_dtype),
+                            targets.astype(objective.compute_dtype), key)
+    outputs = outputs.astype(jnp.float32)  # the loss and its reductions stay in fp32
     if objective.all_cells:
         weight = jnp.broadcast_to(row_weight[:, None], rows.shape)
     else:
@@ -89,14 +115,24 @@ def train_step(objective: Objective, optimizer: optax.GradientTransformation,
 
 
 def train_epoch_resident(objective: Objective, optimizer: optax.GradientTransformation,
-                         state: TrainState, matrix: jax.Array, batches: jax.Array
+                         state: TrainState, matrix: jax.Array, batches: jax.Array,
+                         batch_sharding: NamedSharding | None = None
                          ) -> tuple[TrainState, jax.Array]:
-    """All batches of an epoch in one compiled scan over a device-resident matrix."""
+    """All batches of an epoch in one compiled scan over a device-resident matrix.
+
+    With `batch_sharding` (data parallelism over a mesh) each batch's rows are split across
+    the devices; XLA inserts the gradient all-reduce.
+    """
 
     def body(state: TrainState, ids: jax.Array) -> tuple[TrainState, jax.Array]:
         valid = ids >= 0
         rows = jnp.where(valid[:, None], matrix[jnp.maximum(ids, 0)], 0.0)
-        return train_step(objective, optimizer, state, rows, valid.astype(rows.dtype))
+        weight = valid.astype(rows.dtype)
+        if batch_sharding is not None:
+            rows = jax.lax.with_sharding_constraint(rows, batch_sharding)
+            weight = jax.lax.with_sharding_constraint(
+                weight, NamedSharding(batch_sharding.mesh, PartitionSpec(DATA_AXIS)))
+        return train_step(objective, optimizer, state, rows, weight)
 
     return jax.lax.scan(body, state, batches)
 
@@ -131,16 +167,31 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
         batch_size: int, patience: int, seed: int,
         on_epoch: Callable[[dict[str, float]], None] | None = None,
         progress: bool = True, checkpointer: Checkpointer | None = None,
-        resumed: Resumed | None = None) -> FitResult:
+        resumed: Resumed | None = None, mesh: Mesh | None = None) -> FitResult:
     """Train up to `epochs` epochs with early stopping on validation RMSE (`patience` epochs).
 
     With a `checkpointer`, the full training state is saved every few epochs and at the end;
-    `resumed` (a restored checkpoint) continues a run exactly where it stopped.
+    `resumed` (a restored checkpoint) continues a run exactly where it stopped. With a `mesh`
+    (see `data_mesh`), batches are split across its devices and the state is replicated;
+    validation and the returned parameters live on the default device.
     """
     rows_with_data = np.flatnonzero(train_rows.nonempty_rows()).astype(np.int32)
+    batch_sharding = weight_sharding = None
+    if mesh is not None:
+        if batch_size % mesh.size:
+            raise ValueError(f"train.batch_size={batch_size} must be a multiple of the "
+                             f"{mesh.size} devices of train.mesh")
+        batch_sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS, None))
+        weight_sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
     step = jax.jit(partial(train_step, objective, optimizer), donate_argnums=0)
-    resident_epoch = jax.jit(partial(train_epoch_resident, objective, optimizer),
-                             donate_argnums=0)
+    resident_epoch = jax.jit(partial(train_epoch_resident, objective, optimizer,
+                                     batch_sharding=batch_sharding), donate_argnums=0)
+    dense = train_rows.dense
+
+    def local(tree: Any) -> Any:  # a copy on the default device
+        return jax.tree.map(jnp.copy, tree) if mesh is None else jax.device_put(
+            tree, jax.devices()[0])
+
     best = FitResult(state.params, 0, float("inf"), 0, 0.0)
     waited, first_epoch, finished, seconds_before = 0, 1, False, 0.0
     if resumed is not None:
@@ -153,6 +204,10 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
         for record in best.history:  # the new run's metrics.jsonl holds the whole history
             if on_epoch is not None:
                 on_epoch(record)
+    if mesh is not None:
+        replicated = NamedSharding(mesh, PartitionSpec())
+        state = jax.device_put(state, replicated)
+        dense = jax.device_put(dense, replicated) if dense is not None else None
     started = time.perf_counter()
     epoch_range = range(first_epoch, epochs + 1) if not finished else range(0)
     bar = tqdm(epoch_range, desc="train", unit="epoch", disable=not progress)
@@ -160,15 +215,19 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
         epoch_started = time.perf_counter()
         batches = epoch_batches(rows_with_data, batch_size, seed, epoch)
         if train_rows.resident:
-            state, losses = resident_epoch(state, train_rows.dense, jnp.asarray(batches))
+            state, losses = resident_epoch(state, dense, jnp.asarray(batches))
         else:
             losses = []
             for ids in batches:
-                state, loss = step(state, train_rows.gather(ids), jnp.asarray(ids >= 0, "f4"))
+                rows, weight = train_rows.gather(ids), jnp.asarray(ids >= 0, "f4")
+                if mesh is not None:
+                    rows = jax.device_put(rows, batch_sharding)
+                    weight = jax.device_put(weight, weight_sharding)
+                state, loss = step(state, rows, weight)
                 losses.append(loss)
             losses = jnp.stack(losses)
         train_loss = float(jnp.mean(losses))
-        valid_rmse = validate(state.params)
+        valid_rmse = validate(state.params if mesh is None else local(state.params))
         record = {"epoch": epoch, "train_loss": train_loss, "valid_rmse": valid_rmse,
                   "epoch_seconds": time.perf_counter() - epoch_started}
         best.history.append(record)
@@ -181,7 +240,7 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
                 "or add regularisation (model.l2); no checkpoint was written for this epoch")
         # Without validation ratings (NaN) there is nothing to stop on: keep the last epoch.
         if valid_rmse < best.best_valid_rmse or np.isnan(valid_rmse):
-            best.best_params = jax.tree.map(jnp.copy, state.params)
+            best.best_params = local(state.params)
             best.best_epoch, best.best_valid_rmse, waited = epoch, valid_rmse, 0
         else:
             waited += 1

@@ -1,0 +1,72 @@
+"""Mixed precision and data-parallel training over a device mesh (4 virtual CPU devices)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from aerec.cli import run_task
+from aerec.errors import ConfigError
+from tests.conftest import cli_env
+
+FAST_FIT = ["train.epochs=4", "optimizer.learning_rate=0.01"]
+
+# Run in a child process: the number of host devices is fixed when JAX starts.
+SHARDED = """
+import json, sys
+import jax, numpy as np
+from hydra import compose, initialize_config_dir
+from aerec.experiment import run_experiment
+from tests.conftest import CONFIGS, FAST
+out = {}
+for path in ("resident", "streamed"):
+    for mesh in ("null", "4"):
+        with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=[*FAST, "train.epochs=4",
+                "checkpoint.enabled=false", "ranking.enabled=false", f"train.data_path={path}",
+                f"train.mesh={mesh}"])
+        results, _ = run_experiment(cfg)
+        out[f"{path}-{mesh}"] = [results["valid_rmse"], results["test_rmse"]]
+out["devices"] = len(jax.devices())
+print(json.dumps(out))
+"""
+
+
+def test_sharded_training_matches_one_device() -> None:
+    env = {**cli_env(), "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", SHARDED], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures.pop("devices") == 4
+    reference = figures["resident-null"]
+    for name, values in figures.items():
+        # Same batches and keys; only the order of floating-point sums differs.
+        assert values == pytest.approx(reference, rel=1e-4), name
+
+
+def test_bfloat16_costs_little_accuracy(compose_config, tmp_path) -> None:
+    f32 = run_task(compose_config(*FAST_FIT, "ranking.enabled=false"), tmp_path / "f32")
+    bf16 = run_task(compose_config(*FAST_FIT, "ranking.enabled=false", "train.dtype=bfloat16"),
+                    tmp_path / "bf16")
+    assert bf16["valid_rmse"] == pytest.approx(f32["valid_rmse"], abs=0.02)
+    assert bf16["valid_rmse"] != f32["valid_rmse"]  # bf16 really was used
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("train.dtype=float16", "train.dtype='float16' is not valid"),
+    ("train.mesh=0", "train.mesh=0 must be null, -1"),
+])
+def test_scale_options_are_validated(compose_config, tmp_path, override: str,
+                                     message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        run_task(compose_config(override), tmp_path)
+
+
+def test_mesh_larger_than_the_machine_is_refused(compose_config, tmp_path) -> None:
+    with pytest.raises(ValueError, match="train.mesh=64 devices requested"):
+        run_task(compose_config("train.mesh=64"), tmp_path)
