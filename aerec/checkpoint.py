@@ -34,7 +34,7 @@ CHECKPOINT_DIR_ENV = "AEREC_CHECKPOINT_DIR"
 # Keys that do not change what is trained: where files live, how progress is shown, how often
 # checkpoints are written, and the data path (resident and streamed give the same results).
 # Keys that change how a run is carried out or evaluated, never what it trains.
-NOT_IDENTITY_SECTIONS = ("paths.", "checkpoint.", "hydra.", "ranking.")
+NOT_IDENTITY_SECTIONS = ("paths.", "checkpoint.", "hydra.", "ranking.", "distributed.")
 NOT_IDENTITY = {"task", "train.progress", "train.resume", "train.data_path",
                 "train.resident_max_bytes", "train.eval_chunk_rows", "user", "ratings",
                 "ratings_file", "k", "format"}

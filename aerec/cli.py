@@ -38,11 +38,44 @@ def quote_ratings_argument(argv: list[str]) -> list[str]:
     return quoted
 
 
+def enable_compile_cache(directory: str | None) -> None:
+    """JAX's persistent compilation cache: a repeated run (same shapes) skips compilation.
+
+    `paths.compile_cache_dir`: null for the per-user cache directory, "off" to disable.
+    """
+    if directory == "off":
+        return
+    import jax
+    import platformdirs
+
+    path = Path(directory).expanduser() if directory else Path(
+        platformdirs.user_cache_dir("aerec")) / "jax-cache"
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+def init_distributed(dist_cfg: Any) -> None:
+    """jax.distributed.initialize for multi-process runs (before any other JAX call)."""
+    if not dist_cfg.enabled:
+        return
+    import jax
+
+    # CPU processes exchange gradients through gloo; GPUs and TPUs use their own collectives.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=dist_cfg.coordinator,
+                               num_processes=dist_cfg.processes, process_id=dist_cfg.process_id)
+
+
 def run_task(cfg: Any, output_dir: Path) -> dict[str, Any]:
     """Validate `cfg`, run its task, write config/metrics/results into `output_dir`."""
     from aerec.experiment import evaluate_artifact, run_experiment  # imports JAX: keep --help fast
 
     validate(cfg)
+    if cfg.distributed.enabled:
+        import jax
+
+        if jax.process_index() > 0:  # process 0 writes the run directory; the others a subfolder
+            output_dir = output_dir / f"process-{jax.process_index()}"
     output_dir.mkdir(parents=True, exist_ok=True)
     write_config(cfg, output_dir)
     if cfg.task == "evaluate":
@@ -70,6 +103,8 @@ def main(cfg: Any, output_dir: Path) -> float:
     on the test ratings (NaN without validation ratings).
     """
     try:
+        enable_compile_cache(cfg.paths.get("compile_cache_dir"))
+        init_distributed(cfg.distributed)
         results = run_task(cfg, output_dir)
     except AerecError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -60,6 +60,13 @@ def validate(cfg: Any) -> None:
                              or (mesh < 1 and mesh != -1)):
         raise ConfigError(f"train.mesh={mesh!r} must be null, -1 (all devices) or a number of "
                           "devices >= 1")
+    if cfg.distributed.enabled:
+        if mesh is None:
+            raise ConfigError("distributed.enabled=true needs train.mesh=-1 (all devices of "
+                              "all processes)")
+        if cfg.checkpoint.enabled:
+            raise ConfigError("distributed.enabled=true: checkpoints are not supported across "
+                              "processes yet; set checkpoint.enabled=false")
     if cfg.train.resume not in ("auto", True, False):
         raise ConfigError(f"train.resume={cfg.train.resume!r} must be auto, true or false")
     for key in ("every_epochs", "keep"):

@@ -53,6 +53,8 @@ def data_dir_of(cfg: Any) -> Path:
 
 def choose_resident(cfg_train: Any, train: sp.csr_matrix) -> bool:
     """Keep train and validation matrices dense on the device when they fit the budget."""
+    if jax.process_count() > 1:  # each process densifies only its own share of every batch
+        return False
     if cfg_train.data_path in ("resident", "streamed"):
         return cfg_train.data_path == "resident"
     if cfg_train.data_path != "auto":
@@ -253,7 +255,7 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
 
     test, paper = evaluate_held_out(evaluator_of, predict, result.best_params, dataset,
                                     matrices, orientation)
-    if artifact_dir is not None:
+    if artifact_dir is not None and jax.process_count() == 1:
         save_artifact(artifact_dir, result.best_params, config=cfg,
                       scaling=scaling,
                       rating_range=(dataset.rating_min, dataset.rating_max),

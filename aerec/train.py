@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from aerec.checkpoint import Checkpointer, Resumed
 from aerec.data.matrix import DeviceRows
-from aerec.errors import TrainingDivergedError
+from aerec.errors import ConfigError, TrainingDivergedError
 from aerec.models.autoencoder import apply_members
 from aerec.models.scaling import Scaling
 
@@ -32,7 +32,7 @@ def data_mesh(devices: int | None) -> Mesh | None:
     available = jax.devices()
     devices = len(available) if devices == -1 else devices
     if devices > len(available):
-        raise ValueError(f"train.mesh={devices} devices requested, {len(available)} present")
+        raise ConfigError(f"train.mesh={devices} devices requested, {len(available)} present")
     return Mesh(np.array(available[:devices]), (DATA_AXIS,))
 
 
@@ -179,7 +179,7 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
     batch_sharding = weight_sharding = None
     if mesh is not None:
         if batch_size % mesh.size:
-            raise ValueError(f"train.batch_size={batch_size} must be a multiple of the "
+            raise ConfigError(f"train.batch_size={batch_size} must be a multiple of the "
                              f"{mesh.size} devices of train.mesh")
         batch_sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS, None))
         weight_sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
@@ -188,9 +188,21 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
                                      batch_sharding=batch_sharding), donate_argnums=0)
     dense = train_rows.dense
 
-    def local(tree: Any) -> Any:  # a copy on the default device
-        return jax.tree.map(jnp.copy, tree) if mesh is None else jax.device_put(
-            tree, jax.devices()[0])
+    def local(tree: Any) -> Any:
+        """A copy on one of this process's devices (the state is replicated on a mesh)."""
+        if mesh is None:
+            return jax.tree.map(jnp.copy, tree)
+        return jax.tree.map(lambda leaf: jnp.copy(leaf.addressable_data(0)), tree)
+
+    def global_batch(ids: np.ndarray) -> tuple[jax.Array, jax.Array]:
+        """The batch split over the mesh; each process densifies only its devices' rows, so
+        with several processes (jax.distributed) each feeds its own shard."""
+        shape = (ids.size, train_rows.shape[1])
+        rows = jax.make_array_from_callback(
+            shape, batch_sharding, lambda index: train_rows.host_rows(ids[index[0]]))
+        weight = jax.make_array_from_callback(
+            (ids.size,), weight_sharding, lambda index: (ids[index[0]] >= 0).astype("f4"))
+        return rows, weight
 
     best = FitResult(state.params, 0, float("inf"), 0, 0.0)
     waited, first_epoch, finished, seconds_before = 0, 1, False, 0.0
@@ -219,13 +231,15 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
         else:
             losses = []
             for ids in batches:
-                rows, weight = train_rows.gather(ids), jnp.asarray(ids >= 0, "f4")
-                if mesh is not None:
-                    rows = jax.device_put(rows, batch_sharding)
-                    weight = jax.device_put(weight, weight_sharding)
+                if mesh is None:
+                    rows, weight = train_rows.gather(ids), jnp.asarray(ids >= 0, "f4")
+                else:
+                    rows, weight = global_batch(ids)
                 state, loss = step(state, rows, weight)
-                losses.append(loss)
+                losses.append(loss if mesh is None else loss.addressable_data(0))
             losses = jnp.stack(losses)
+        if mesh is not None and train_rows.resident:
+            losses = losses.addressable_data(0)
         train_loss = float(jnp.mean(losses))
         valid_rmse = validate(state.params if mesh is None else local(state.params))
         record = {"epoch": epoch, "train_loss": train_loss, "valid_rmse": valid_rmse,

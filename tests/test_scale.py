@@ -68,5 +68,61 @@ def test_scale_options_are_validated(compose_config, tmp_path, override: str,
 
 
 def test_mesh_larger_than_the_machine_is_refused(compose_config, tmp_path) -> None:
-    with pytest.raises(ValueError, match="train.mesh=64 devices requested"):
+    with pytest.raises(ConfigError, match=r"train\.mesh=64 devices requested"):
         run_task(compose_config("train.mesh=64"), tmp_path)
+
+
+# One of two processes joined by jax.distributed (gloo collectives on the CPU).
+PROCESS = """
+import json, sys
+from pathlib import Path
+from hydra import compose, initialize_config_dir
+from aerec.cli import init_distributed, run_task
+from tests.conftest import CONFIGS, FAST
+with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+    cfg = compose(config_name="config", overrides=[*FAST, "train.epochs=4",
+        "checkpoint.enabled=false", "ranking.enabled=false", "train.mesh=-1",
+        "distributed.enabled=true", f"distributed.coordinator=127.0.0.1:{sys.argv[1]}",
+        "distributed.processes=2", f"distributed.process_id={sys.argv[2]}"])
+init_distributed(cfg.distributed)
+import jax
+results = run_task(cfg, Path(sys.argv[3]))
+print(json.dumps({"devices": jax.device_count(), "processes": jax.process_count(),
+                  "valid_rmse": results["valid_rmse"], "test_rmse": results["test_rmse"]}))
+"""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_processes_train_like_one(compose_config, tmp_path) -> None:
+    port = str(free_port())
+    env = {**cli_env(), "JAX_PLATFORMS": "cpu"}
+    children = [subprocess.Popen([sys.executable, "-c", PROCESS, port, str(rank),
+                                  str(tmp_path / "run")], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    outputs = [child.communicate(timeout=600) for child in children]
+    for child, (_, stderr) in zip(children, outputs, strict=True):
+        assert child.returncode == 0, stderr[-3000:]
+    figures = [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in outputs]
+    alone = run_task(compose_config("train.epochs=4", "ranking.enabled=false",
+                                    "train.data_path=streamed"), tmp_path / "alone")
+    for figure in figures:
+        assert figure["devices"] == 2 and figure["processes"] == 2
+        assert figure["valid_rmse"] == pytest.approx(alone["valid_rmse"], rel=1e-4)
+        assert figure["test_rmse"] == pytest.approx(alone["test_rmse"], rel=1e-4)
+    assert (tmp_path / "run" / "results.json").is_file()
+    assert (tmp_path / "run" / "process-1" / "results.json").is_file()
+    assert not (tmp_path / "run" / "model").exists()  # no model artifact across processes yet
+
+
+def test_distributed_needs_a_mesh_and_no_checkpoints(compose_config, tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"needs train\.mesh=-1"):
+        run_task(compose_config("distributed.enabled=true"), tmp_path)
+    with pytest.raises(ConfigError, match=r"checkpoint\.enabled=false"):
+        run_task(compose_config("distributed.enabled=true", "train.mesh=-1"), tmp_path)

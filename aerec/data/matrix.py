@@ -60,10 +60,14 @@ class DeviceRows:
 
     def gather(self, row_ids: np.ndarray) -> jax.Array:
         """Dense rows `row_ids` (host int array) as a device array; ids < 0 give zero rows."""
-        safe = np.where(row_ids >= 0, row_ids, 0)
         if self.resident:
+            safe = np.where(row_ids >= 0, row_ids, 0)
             block = self.dense[jnp.asarray(safe)]
             return jnp.where(jnp.asarray(row_ids >= 0)[:, None], block, 0.0)
-        block = self.matrix[safe].toarray()
+        return jnp.asarray(self.host_rows(row_ids))
+
+    def host_rows(self, row_ids: np.ndarray) -> np.ndarray:
+        """Dense rows `row_ids` densified on the host from the CSR matrix (ids < 0: zeros)."""
+        block = self.matrix[np.where(row_ids >= 0, row_ids, 0)].toarray()
         block[row_ids < 0] = 0.0
-        return jnp.asarray(block)
+        return block

@@ -13,6 +13,7 @@ the same way: the baseline is a linear autoencoder with tied weights.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import jax
@@ -61,20 +62,28 @@ def fit_svd(train: sp.csr_matrix, rank: int, *, bias_reg: float, seed: int,
             power_iterations: int = 4) -> dict[str, Any]:
     """Fit the baseline on a CSR training matrix (raw ratings); its parameters as a pytree."""
     coo = train.tocoo()
-    rows, cols = jnp.asarray(coo.row), jnp.asarray(coo.col)
-    values = scaling.encode(jnp.asarray(coo.data, jnp.float32))
-    if center:
-        mean, row_bias, col_bias = fit_biases(rows, cols, values, train.shape, bias_reg)
-    else:
-        mean, row_bias, col_bias = jnp.zeros(()), jnp.zeros(train.shape[0]), jnp.zeros(
-            train.shape[1])
-    residual = values - mean - row_bias[rows] - col_bias[cols]
-    matrix = sparse.BCOO((residual, jnp.stack([rows, cols], axis=1)), shape=train.shape)
     # Full float32 products: on GPUs the default matmul precision is TF32, whose 10-bit
     # mantissa visibly perturbs the factorisation.
     with jax.default_matmul_precision("highest"):
-        _, _, vt = jax.jit(randomized_svd, static_argnames=("rank", "power_iterations"))(
-            matrix, rank=rank, key=jax.random.key(seed), power_iterations=power_iterations)
+        return _fit_svd(jnp.asarray(coo.row), jnp.asarray(coo.col),
+                        jnp.asarray(coo.data, jnp.float32), jax.random.key(seed),
+                        shape=train.shape, rank=rank, bias_reg=bias_reg, scaling=scaling,
+                        center=center, power_iterations=power_iterations)
+
+
+@partial(jax.jit, static_argnames=("shape", "rank", "scaling", "center", "power_iterations"))
+def _fit_svd(rows: jax.Array, cols: jax.Array, ratings: jax.Array, key: jax.Array, *,
+             shape: tuple[int, int], rank: int, bias_reg: float, scaling: Scaling,
+             center: bool, power_iterations: int) -> dict[str, Any]:
+    """fit_svd as one compiled program: biases, residuals, randomized SVD."""
+    values = scaling.encode(ratings)
+    if center:
+        mean, row_bias, col_bias = fit_biases(rows, cols, values, shape, bias_reg)
+    else:
+        mean, row_bias, col_bias = jnp.zeros(()), jnp.zeros(shape[0]), jnp.zeros(shape[1])
+    residual = values - mean - row_bias[rows] - col_bias[cols]
+    matrix = sparse.BCOO((residual, jnp.stack([rows, cols], axis=1)), shape=shape)
+    _, _, vt = randomized_svd(matrix, rank, key, power_iterations=power_iterations)
     return {"mean": mean, "row_bias": row_bias, "col_bias": col_bias, "basis": vt.T}
 
 

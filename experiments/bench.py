@@ -1,0 +1,241 @@
+"""Training speed against the machine's own matmul peak, for MovieLens-shaped problems.
+
+For each shape (ml1m, ml10m, ml20m, netflix: the real ratings when present under --data-dir,
+otherwise the `synthetic` dataset with the same users, items, ratings and a MovieLens-like
+popularity skew) and each dtype, it measures with aerec's own training functions:
+compile time, steady-state epoch time (median over --epochs timed epochs, after a warm-up),
+ratings per second, achieved FLOP/s of the model's matmuls, peak host and device memory, and
+the practical peak: the FLOP/s of plain dense matmuls of exactly the shapes a training step
+multiplies, timed one by one in the same process and dtype (efficiency = achieved / that),
+with a 2048 x 2048 x 2048 matmul for reference.
+Large shapes on a CPU can time the first --max-batches batches of each epoch; the epoch time
+is then extrapolated to the full epoch (marked `partial` in the table).
+
+    python experiments/bench.py --shapes ml1m --data-dir ../shared/data --json out.json
+    python experiments/bench.py --shapes ml1m --surprise   # + the scikit-surprise comparison
+
+The model is experiment=best_ml1m's (item rows; encoder 500, latent 500, sigmoid; batch 256).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import resource
+import statistics
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from hydra import compose, initialize_config_dir
+
+from aerec.data.dataset import load_dataset
+from aerec.data.split import TRAIN
+from aerec.experiment import build_matrices
+from aerec.models.autoencoder import init_members
+from aerec.models.scaling import make_scaling
+from aerec.optim import build_optimizer
+from aerec.train import Objective, epoch_batches, init_state, train_epoch_resident, train_step
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+# users, items, ratings of the official releases
+SHAPES = {"ml1m": (6040, 3706, 1_000_209), "ml10m": (69_878, 10_677, 10_000_054),
+          "ml20m": (138_493, 26_744, 20_000_263), "netflix": (480_189, 17_770, 100_480_507)}
+REAL = {"ml1m": ("ml-1m", "ratings_notime.dat"), "ml10m": ("ml-10M100K", "ratings.dat"),
+        "ml20m": ("ml-20m", "ratings.csv")}
+
+
+def compose_for(shape: str, data_dir: Path | None, overrides: list[str]) -> tuple[Any, str]:
+    """The run configuration for a shape: real files when present, else synthetic."""
+    base = ["experiment=best_ml1m", "train.progress=false", "checkpoint.enabled=false",
+            *overrides]
+    source = "synthetic"
+    if data_dir is not None and shape in REAL:
+        folder, name = REAL[shape]
+        if (data_dir / folder / name).is_file():
+            base += [f"dataset={shape}", f"paths.data_dir={data_dir}",
+                     f"dataset.ratings_file={name}", "dataset.download=false"]
+            source = f"{data_dir / folder / name}"
+    if source == "synthetic":
+        users, items, ratings = SHAPES[shape]
+        base += ["dataset=synthetic", f"dataset.n_users={users}", f"dataset.n_items={items}",
+                 f"dataset.n_ratings={ratings}", "dataset.rating_step=0.5"]
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose(config_name="config", overrides=base), source
+
+
+def step_matmuls(sizes: list[int], batch: int) -> list[tuple[int, int, int]]:
+    """The (m, k, n) matmuls of one training step: per layer a -> b, the forward (batch, a, b),
+    the weight gradient (a, batch, b) and, except for the first layer, whose input needs no
+    gradient, the input gradient (batch, b, a)."""
+    shapes = []
+    for position, (a, b) in enumerate(itertools.pairwise(sizes)):
+        shapes += [(batch, a, b), (a, batch, b)]
+        if position > 0:
+            shapes.append((batch, b, a))
+    return shapes
+
+
+class MatmulReference:
+    """Plain jit-compiled dense matmuls of given (m, k, n) shapes, ready to be timed."""
+
+    def __init__(self, shapes: list[tuple[int, int, int]], dtype: Any):
+        key = jax.random.key(0)
+        self.flops = sum(2 * m * k * n for m, k, n in shapes)
+        self.operands = [(jax.random.normal(key, (m, k), dtype),
+                          jax.random.normal(key, (k, n), dtype)) for m, k, n in shapes]
+        self.product = jax.jit(lambda x, y: x @ y)
+        self.seconds()  # compile every shape once
+
+    def seconds(self, repeats: int = 3) -> float:
+        """Sum over the shapes of each matmul's median time."""
+        total = 0.0
+        for a, b in self.operands:
+            times = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                self.product(a, b).block_until_ready()
+                times.append(time.perf_counter() - started)
+            total += statistics.median(times)
+        return total
+
+
+def bench_shape(shape: str, dtype: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Time training epochs of one shape in one dtype."""
+    overrides = [f"train.dtype={dtype}", f"train.batch_size={args.batch_size}",
+                 f"train.data_path={args.data_path}"]
+    cfg, source = compose_for(shape, args.data_dir, overrides)
+    started = time.perf_counter()
+    dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, Path(cfg.paths.data_dir or "."),
+                           progress=False)
+    matrices = build_matrices(dataset, cfg)
+    load_seconds = time.perf_counter() - started
+    train = matrices.train
+    n_rows, n_inputs = train.shape
+    graphdef, params = init_members(cfg.model, n_inputs, 0, 1)
+    scaling = make_scaling(cfg.model.scaling, dataset.rating_min, dataset.rating_max,
+                           dataset.train_mean())
+    objective = Objective(graphdef, scaling, l2=float(cfg.model.l2),
+                          compute_dtype=jnp.dtype(dtype))
+    optimizer = build_optimizer(cfg.optimizer, 1000)
+    state = init_state(params, optimizer, 0)
+    rows = np.flatnonzero(train.nonempty_rows()).astype(np.int32)
+    all_batches = epoch_batches(rows, args.batch_size, 0, 1)
+    timed = all_batches[: args.max_batches] if args.max_batches else all_batches
+    fraction = len(timed) / len(all_batches)
+
+    if train.resident:
+        epoch_fn = jax.jit(partial(train_epoch_resident, objective, optimizer), donate_argnums=0)
+
+        def run_epoch(state, epoch):
+            batches = epoch_batches(rows, args.batch_size, 0, epoch)[: len(timed)]
+            state, losses = epoch_fn(state, train.dense, jnp.asarray(batches))
+            return state, losses
+    else:
+        step_fn = jax.jit(partial(train_step, objective, optimizer), donate_argnums=0)
+
+        def run_epoch(state, epoch):
+            losses = []
+            for ids in epoch_batches(rows, args.batch_size, 0, epoch)[: len(timed)]:
+                state, loss = step_fn(state, train.gather(ids), jnp.asarray(ids >= 0, "f4"))
+                losses.append(loss)
+            return state, jnp.stack(losses)
+
+    started = time.perf_counter()
+    state, losses = run_epoch(state, 1)  # compiles, then runs once
+    jax.block_until_ready(losses)
+    first_epoch = time.perf_counter() - started
+    sizes = [n_inputs, *([int(cfg.model.hidden)] * int(cfg.model.layers)),
+             int(cfg.model.latent), n_inputs]
+    matmuls = step_matmuls(sizes, args.batch_size)
+    reference = MatmulReference(matmuls, jnp.dtype(dtype))
+    square = MatmulReference([(2048, 2048, 2048)], jnp.dtype(dtype))
+    # Epochs and the reference matmuls alternate, so that a noisy machine slows both alike;
+    # the efficiency is the median of the per-epoch ratios.
+    epoch_times, ratios = [], []
+    for epoch in range(2, args.epochs + 2):
+        started = time.perf_counter()
+        state, losses = run_epoch(state, epoch)
+        jax.block_until_ready(losses)
+        epoch_times.append(time.perf_counter() - started)
+        ratios.append(reference.seconds() * len(timed) / epoch_times[-1])
+    timed_seconds = statistics.median(epoch_times)
+    epoch_seconds = timed_seconds / fraction
+    # Padding rows of the last batch are computed too, so every batch counts in full.
+    flops = reference.flops * len(all_batches)
+    achieved = flops / epoch_seconds
+    efficiency = statistics.median(ratios)
+    peak = achieved / efficiency
+    square_flops = square.flops / square.seconds()
+    device_stats = jax.devices()[0].memory_stats() or {}
+    return {
+        "shape": shape, "source": source, "dtype": dtype, "rows": n_rows, "inputs": n_inputs,
+        "train_ratings": dataset.count(TRAIN), "resident": train.resident,
+        "batch_size": args.batch_size, "batches_timed": len(timed),
+        "batches_per_epoch": len(all_batches), "partial": fraction < 1.0,
+        "load_seconds": load_seconds,
+        "compile_seconds": max(first_epoch - timed_seconds, 0.0),
+        "epoch_seconds": epoch_seconds, "epoch_seconds_all": [t / fraction for t in epoch_times],
+        "ratings_per_second": dataset.count(TRAIN) / epoch_seconds,
+        "model_flops_per_epoch": flops, "achieved_flops": achieved, "matmul_peak_flops": peak,
+        "square_matmul_flops": square_flops, "efficiency": efficiency,
+        "peak_host_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "peak_device_gib": device_stats.get("peak_bytes_in_use", float("nan")) / 2**30,
+        "device": jax.devices()[0].device_kind, "host": platform.node(),
+    }
+
+
+def format_rows(records: list[dict[str, Any]]) -> str:
+    """One markdown table of the records."""
+    lines = ["| shape | source | dtype | path | compile s | epoch s | ratings/s | model TFLOP/s "
+             "| same matmuls TFLOP/s | efficiency | 2048² matmul TFLOP/s | peak host GiB "
+             "| peak device GiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        source = "real" if r["source"] != "synthetic" else "synthetic"
+        epoch = f"{r['epoch_seconds']:.2f}" + (" (partial)" if r["partial"] else "")
+        lines.append(
+            f"| {r['shape']} | {source} | {r['dtype']} | "
+            f"{'resident' if r['resident'] else 'streamed'} | {r['compile_seconds']:.1f} | "
+            f"{epoch} | {r['ratings_per_second']:,.0f} | {r['achieved_flops'] / 1e12:.3f} | "
+            f"{r['matmul_peak_flops'] / 1e12:.3f} | {r['efficiency']:.0%} | "
+            f"{r['square_matmul_flops'] / 1e12:.3f} | "
+            f"{r['peak_host_gib']:.2f} | {r['peak_device_gib']:.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", nargs="+", default=["ml1m"], choices=sorted(SHAPES))
+    parser.add_argument("--dtypes", nargs="+", default=["float32"],
+                        choices=["float32", "bfloat16"])
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--data-path", default="auto", choices=["auto", "resident", "streamed"])
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs after a warm-up")
+    parser.add_argument("--max-batches", type=int, default=0,
+                        help="time only this many batches per epoch (0: all)")
+    parser.add_argument("--surprise", action="store_true",
+                        help="also compare with scikit-surprise's SVD on ML-1M")
+    parser.add_argument("--json", type=Path, default=None, help="write the records here")
+    args = parser.parse_args()
+    records = [bench_shape(shape, dtype, args) for shape in args.shapes for dtype in args.dtypes]
+    print(f"device: {jax.devices()[0].device_kind}, {jax.device_count()} device(s)")
+    print(format_rows(records))
+    output: dict[str, Any] = {"records": records}
+    if args.surprise:
+        from experiments.peer import compare_with_surprise
+
+        output["surprise"] = compare_with_surprise(args.data_dir)
+    if args.json:
+        args.json.write_text(json.dumps(output, indent=2, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()

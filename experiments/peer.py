@@ -1,0 +1,143 @@
+"""The peer comparison: scikit-surprise's SVD against aerec on the same ML-1M split, one process.
+
+Surprise fits its default `SVD` on every non-test rating of aerec's standard split (train and
+validation) and is scored on the same test ratings. aerec's `model=svd` is fitted as a run
+would; the autoencoder trains epoch by epoch with its test RMSE computed after each epoch, and
+its time to reach the target RMSE counts training only (compilation included, the per-epoch
+test evaluations excluded). Surprise is a benchmark-only dependency (`pip install -e
+'.[bench]'`).
+
+    python experiments/peer.py --data-dir ../shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from hydra import compose, initialize_config_dir
+
+from aerec.data.dataset import load_dataset
+from aerec.data.split import TEST
+from aerec.experiment import (
+    build_matrices,
+    data_dir_of,
+    evaluator_factory,
+    run_experiment,
+    train_autoencoder,
+)
+from aerec.models.scaling import make_scaling
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+TARGET = 0.86
+# The autoencoder for the race: experiment=best_ml1m's model with a short, fast schedule.
+RACE = ["experiment=best_ml1m", "train.batch_size=256", "optimizer.schedule=constant",
+        "optimizer.learning_rate=2e-3", "train.epochs=30", "train.patience=30"]
+
+
+def compose_ml1m(data_dir: Path, overrides: list[str]) -> Any:
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose(config_name="config", overrides=[
+            "dataset=ml1m", f"paths.data_dir={data_dir}", "dataset.ratings_file=ratings_notime.dat",
+            "dataset.download=false", "train.progress=false", "checkpoint.enabled=false",
+            "ranking.enabled=false", *overrides])
+
+
+def surprise_svd(cfg: Any) -> dict[str, float]:
+    """Fit Surprise's default SVD on the non-test ratings; test RMSE on the test ratings."""
+    from surprise import SVD, Dataset, Reader, accuracy
+
+    dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir_of(cfg), progress=False)
+    table = pd.DataFrame({"user": dataset.users.raw[dataset.user_index],
+                          "item": dataset.items.raw[dataset.item_index],
+                          "rating": dataset.rating.astype(np.float64)})
+    test = dataset.role == TEST
+    reader = Reader(rating_scale=(dataset.rating_min, dataset.rating_max))
+    trainset = Dataset.load_from_df(table[~test], reader).build_full_trainset()
+    algorithm = SVD(random_state=0)
+    started = time.perf_counter()
+    algorithm.fit(trainset)
+    fit_seconds = time.perf_counter() - started
+    predictions = algorithm.test(list(table[test].itertuples(index=False, name=None)))
+    return {"fit_seconds": fit_seconds, "test_rmse": accuracy.rmse(predictions, verbose=False)}
+
+
+def aerec_svd(cfg: Any) -> dict[str, float]:
+    """model=svd as a run fits it (the fit includes JAX compilation)."""
+    results, _ = run_experiment(cfg)
+    return {"fit_seconds": results["train_seconds"], "test_rmse": results["test_rmse"]}
+
+
+def autoencoder_race(cfg: Any, target: float) -> dict[str, Any]:
+    """Train with the test RMSE measured after every epoch; when is it <= target?"""
+    dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir_of(cfg), progress=False)
+    matrices = build_matrices(dataset, cfg)
+    evaluator_of = evaluator_factory(dataset, matrices, int(cfg.train.eval_chunk_rows))
+    scaling = make_scaling(cfg.model.scaling, dataset.rating_min, dataset.rating_max,
+                           dataset.train_mean())
+    curve: list[dict[str, float]] = []
+    started = time.perf_counter()
+    evaluating = 0.0
+
+    def validate_with(predict: Any, inputs: Any) -> Any:
+        test = evaluator_of(predict, row_known=matrices.eval_input.nonempty_rows())
+
+        def measure(params: Any) -> float:
+            nonlocal evaluating
+            began = time.perf_counter()
+            training = began - started - evaluating  # the earlier evaluations excluded
+            rmse = test.evaluate(params, matrices.eval_input, matrices.test)["rmse"]
+            evaluating += time.perf_counter() - began
+            curve.append({"epoch": len(curve) + 1, "test_rmse": rmse, "train_seconds": training})
+            return rmse
+
+        return measure
+
+    train_autoencoder(cfg, matrices, scaling, validate_with, on_epoch=None)
+    reached = next((point for point in curve if point["test_rmse"] <= target), None)
+    return {"target": target, "reached": reached, "curve": curve}
+
+
+def compare_with_surprise(data_dir: Path | None, target: float = TARGET) -> dict[str, Any]:
+    """All three measurements, printed as a table; the records returned."""
+    data_dir = data_dir or Path("../shared/data")
+    peer = surprise_svd(compose_ml1m(data_dir, []))
+    ours = aerec_svd(compose_ml1m(data_dir, ["model=svd"]))
+    race = autoencoder_race(compose_ml1m(data_dir, RACE), target)
+    reached = race["reached"]
+    lines = ["| model | fit / time to target s | test RMSE |", "|---|---|---|",
+             f"| scikit-surprise SVD (defaults) | {peer['fit_seconds']:.1f} | "
+             f"{peer['test_rmse']:.4f} |",
+             f"| aerec model=svd | {ours['fit_seconds']:.2f} | {ours['test_rmse']:.4f} |"]
+    if reached:
+        lines.append(f"| aerec autoencoder, first epoch with test RMSE <= {target} "
+                     f"(epoch {reached['epoch']}) | {reached['train_seconds']:.1f} | "
+                     f"{reached['test_rmse']:.4f} |")
+    else:
+        best = min(point["test_rmse"] for point in race["curve"])
+        lines.append(f"| aerec autoencoder: target {target} not reached in "
+                     f"{len(race['curve'])} epochs (best {best:.4f}) | - | - |")
+    print("\n".join(lines))
+    print(f"model=svd is {peer['fit_seconds'] / ours['fit_seconds']:.1f}x faster than "
+          "Surprise's SVD")
+    return {"surprise_svd": peer, "aerec_svd": ours, "autoencoder": race}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--target", type=float, default=TARGET)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    records = compare_with_surprise(args.data_dir, args.target)
+    if args.json:
+        args.json.write_text(json.dumps(records, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

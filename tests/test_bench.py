@@ -1,0 +1,28 @@
+"""The benchmark's FLOP accounting and its shapes; what the checkpoint identity leaves out."""
+
+from __future__ import annotations
+
+from aerec.checkpoint import run_identity
+from experiments.bench import SHAPES, step_matmuls
+
+
+def test_step_matmuls_count_forward_and_both_gradients() -> None:
+    # 10 -> 4 -> 3 -> 10, batch 2: the first layer needs no input gradient.
+    assert step_matmuls([10, 4, 3, 10], 2) == [
+        (2, 10, 4), (10, 2, 4),
+        (2, 4, 3), (4, 2, 3), (2, 3, 4),
+        (2, 3, 10), (3, 2, 10), (2, 10, 3),
+    ]
+
+
+def test_shapes_are_the_official_releases() -> None:
+    assert SHAPES["ml1m"] == (6040, 3706, 1_000_209)
+    assert SHAPES["netflix"] == (480_189, 17_770, 100_480_507)
+
+
+def test_evaluation_and_serving_keys_do_not_change_the_checkpoint_identity(
+        compose_config) -> None:
+    base = run_identity(compose_config())
+    assert run_identity(compose_config("ranking.k=[5]", "ranking.threshold=3.5", "k=3",
+                                       "format=json", "paths.compile_cache_dir=off")) == base
+    assert run_identity(compose_config("train.dtype=bfloat16")) != base
