@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, partial
@@ -165,7 +166,11 @@ def load(path: str | Path) -> TrainedModel:
     if not (directory / "model.json").is_file():
         raise DataError(f"{directory} is not an aerec model directory (no model.json)")
     description = json.loads((directory / "model.json").read_text())
-    arrays = np.load(directory / "data.npz", allow_pickle=False)
+    try:  # never unpickle: an object array in the file is an error, not code to run
+        with np.load(directory / "data.npz", allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (ValueError, OSError, zipfile.BadZipFile) as error:
+        raise DataError(f"{directory / 'data.npz'} cannot be read: {error}") from error
     inputs = sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]),
                            shape=(len(arrays["indptr"]) - 1, description["n_inputs"]))
     users, items = IdMap(arrays["users"]), IdMap(arrays["items"])

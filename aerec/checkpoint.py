@@ -26,7 +26,8 @@ import platformdirs
 from omegaconf import OmegaConf
 from orbax.checkpoint import checkpoint_managers
 
-from aerec.errors import ConfigError
+from aerec.errors import CheckpointError, ConfigError
+from aerec.lock import DirectoryLock
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +95,9 @@ class Checkpointer:
     """An orbax CheckpointManager for one run directory: the latest `keep` and the best one."""
 
     def __init__(self, directory: Path, identity: dict[str, Any], *, every_epochs: int = 1,
-                 keep: int = 2):
+                 keep: int = 2, lock: DirectoryLock | None = None):
         self.directory = directory
+        self.lock = lock
         self.identity = identity
         self.every_epochs = every_epochs
         policy = checkpoint_managers.AnyPreservationPolicy([
@@ -118,9 +120,19 @@ class Checkpointer:
         """
         meta = {**meta, "epoch": epoch, "identity": self.identity}
         metric = valid_rmse if np.isfinite(valid_rmse) else float("inf")
-        self.manager.save(epoch, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)),
-            metrics={"valid_rmse": metric})
+        try:  # also surfaces the failure of the previous, asynchronous save
+            self.manager.save(epoch, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)),
+                metrics={"valid_rmse": metric})
+        except Exception as error:
+            raise self._write_error(epoch, error) from error
+
+    def _write_error(self, epoch: int | None, error: Exception) -> CheckpointError:
+        latest = self.manager.latest_step()
+        kept = f"; the checkpoint of epoch {latest} is intact" if latest is not None else ""
+        which = f"of epoch {epoch}" if epoch is not None else "being written"
+        return CheckpointError(f"could not write the checkpoint {which} to {self.directory} "
+                               f"({type(error).__name__}: {error}){kept}")
 
     def restore_latest(self, like: Any) -> Resumed | None:
         """The newest checkpoint that restores cleanly (older ones on failure), or None.
@@ -155,9 +167,15 @@ class Checkpointer:
             return None
 
     def close(self) -> None:
-        """Wait for pending saves to finish."""
-        self.manager.wait_until_finished()
-        self.manager.close()
+        """Wait for pending saves to finish, then release the directory's lock."""
+        try:
+            self.manager.wait_until_finished()
+            self.manager.close()
+        except Exception as error:
+            raise self._write_error(None, error) from error
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
 
 def open_checkpoint(cfg: Any, like: Any) -> tuple[Checkpointer | None, Resumed | None]:
@@ -169,14 +187,33 @@ def open_checkpoint(cfg: Any, like: Any) -> tuple[Checkpointer | None, Resumed |
     if not cfg.checkpoint.enabled:
         return None, None
     directory = checkpoint_dir_of(cfg)
+    lock = DirectoryLock(directory)  # before anything is read, moved or written
+    try:
+        return _open_locked(cfg, like, directory, lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _open_locked(cfg: Any, like: Any, directory: Path, lock: DirectoryLock
+                 ) -> tuple[Checkpointer, Resumed | None]:
     resume = cfg.train.resume
     if resume is False and directory.is_dir() and any(directory.iterdir()):
         aside = directory.with_name(f"{directory.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
         directory.rename(aside)
         print(f"train.resume=false: starting over; the previous checkpoints are in {aside}")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"the checkpoint directory {directory} cannot be written "
+                          f"({error.strerror}); point checkpoint.dir or paths.checkpoint_dir "
+                          "at a writable directory, or set checkpoint.enabled=false") from error
     checkpointer = Checkpointer(directory, run_identity(cfg),
                                 every_epochs=int(cfg.checkpoint.every_epochs),
-                                keep=int(cfg.checkpoint.keep))
+                                keep=int(cfg.checkpoint.keep), lock=lock)
     resumed = checkpointer.restore_latest(like) if resume in ("auto", True) else None
     if resume is True and resumed is None:
         checkpointer.close()

@@ -17,6 +17,10 @@ class DownloadError(AerecError):
     """A download failed or did not verify; nothing partial is left in the cache."""
 
 
+class CheckpointError(AerecError):
+    """A checkpoint could not be written; the previous one stays intact."""
+
+
 class TrainingDivergedError(AerecError):
     """The training loss became NaN or infinite; the last good checkpoint stays intact."""
 

@@ -277,6 +277,7 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
         "n_valid": dataset.count(VALID),
         "n_test": dataset.count(TEST),
         "n_fold_in": dataset.count(FOLD_IN),
+        **dataset.accounting,
         "test_rmse": test["rmse"],
         "test_mae": test["mae"],
         "paper_rmse": paper["paper_rmse"],

@@ -15,8 +15,10 @@ class Served:
 
     files: dict[str, bytes] = field(default_factory=dict)
     truncate: set[str] = field(default_factory=set)
+    stall: set[str] = field(default_factory=set)  # send headers and a few bytes, then hang
     requests: list[str] = field(default_factory=list)
     base_url: str = ""
+    release: threading.Event = field(default_factory=threading.Event)
 
 
 @contextmanager
@@ -33,6 +35,11 @@ def serve(served: Served) -> Iterator[Served]:
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
+            if self.path in served.stall:
+                self.wfile.write(body[:10])
+                self.wfile.flush()
+                served.release.wait(30)  # until the test ends: a server that stopped sending
+                return
             if self.path in served.truncate:
                 self.wfile.write(body[: len(body) // 2])
                 self.wfile.flush()
@@ -50,6 +57,7 @@ def serve(served: Served) -> Iterator[Served]:
     try:
         yield served
     finally:
+        served.release.set()
         server.shutdown()
         server.server_close()
         thread.join()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID, split_roles
 from aerec.data.synthetic import synthetic_ratings
 from aerec.errors import ConfigError
 
+log = logging.getLogger(__name__)
 ROLE_NAMES = {TRAIN: "train", VALID: "valid", TEST: "test", FOLD_IN: "fold_in"}
 DATASET_NAMES = (*SOURCES, "custom", "synthetic")
 
@@ -34,6 +36,9 @@ class Dataset:
     role: np.ndarray
     rating_min: float
     rating_max: float
+    # Row accounting from the file to the matrix: ratings read, merged by the duplicates
+    # policy, removed by the minimum-count filters (read - merged - filtered are used).
+    accounting: dict[str, int] = field(default_factory=dict)
 
     @property
     def n_users(self) -> int:
@@ -96,8 +101,17 @@ def load_dataset(dataset_cfg: Any, prepare_cfg: Any, split_cfg: Any, data_dir: P
                  progress: bool = True) -> Dataset:
     """Read, deduplicate, filter, index and split the dataset the configuration names."""
     table, (low, high), origin = read_raw_ratings(dataset_cfg, data_dir, progress=progress)
+    read = len(table)
     table = resolve_duplicates(table, prepare_cfg.duplicates, origin)
+    deduplicated = len(table)
     table = filter_min_counts(table, prepare_cfg.min_item_ratings, prepare_cfg.min_user_ratings)
+    accounting = {"n_ratings_read": read, "n_duplicates_merged": read - deduplicated,
+                  "n_filtered_out": deduplicated - len(table)}
+    if read != len(table):  # nothing is dropped silently
+        log.info("%s: %d ratings read, %d merged as duplicates (prepare.duplicates=%s), %d "
+                 "removed by the minimum counts, %d used", origin, read,
+                 accounting["n_duplicates_merged"], prepare_cfg.duplicates,
+                 accounting["n_filtered_out"], len(table))
     users, items, user_index, item_index = build_id_maps(table)
     roles = split_roles(user_index, len(users), kind=split_cfg.kind,
                         test_fraction=split_cfg.test_fraction,
@@ -105,4 +119,4 @@ def load_dataset(dataset_cfg: Any, prepare_cfg: Any, split_cfg: Any, data_dir: P
                         fold_in_fraction=split_cfg.fold_in_fraction, seed=split_cfg.seed)
     return Dataset(name=dataset_cfg.name, users=users, items=items, user_index=user_index,
                    item_index=item_index, rating=table["rating"].to_numpy(np.float32),
-                   role=roles, rating_min=low, rating_max=high)
+                   role=roles, rating_min=low, rating_max=high, accounting=accounting)

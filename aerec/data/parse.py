@@ -31,6 +31,8 @@ def read_ratings(path: Path, *, sep: str, header: bool, columns: Sequence[str] |
     ignore one); by default the fields are user, item, rating and an optional timestamp.
     """
     path = Path(path)
+    if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+        encoding = "utf-8-sig"  # the same text, with a byte-order mark (if any) removed
     n_fields = _count_fields(path, sep, header, encoding)
     names = _column_names(path, columns, n_fields)
     wanted = [(position, name) for position, name in enumerate(names) if name not in IGNORED]
@@ -39,14 +41,19 @@ def read_ratings(path: Path, *, sep: str, header: bool, columns: Sequence[str] |
     # between (ratings files hold only numbers, so no ":" inside a field).
     stride, c_sep = (2, ":") if sep == "::" else (1, sep)
     dtypes = {name: ("int64" if name in INTEGER_FIELDS else "float64") for _, name in wanted}
+    columns_wanted = {f"field{position * stride}": name for position, name in wanted}
+    tokens = [f"field{k}" for k in range((n_fields - 1) * stride + 1)]
+    # Every token is read (no `usecols`, which would let pandas silently misread a line with
+    # too many fields); the empty tokens between "::" halves must stay empty.
+    spacers = [token for k, token in enumerate(tokens) if k % stride]
     try:
         table = pd.read_csv(
             path,
             sep=c_sep,
             header=0 if header else None,
-            names=[f"field{k}" for k in range((n_fields - 1) * stride + 1)],
-            usecols=[position * stride for position, _ in wanted],
-            dtype={f"field{position * stride}": dtypes[name] for position, name in wanted},
+            names=tokens,
+            dtype={**{column: dtypes[name] for column, name in columns_wanted.items()},
+                   **dict.fromkeys(spacers, "float32")},
             engine="c",
             encoding=encoding,
             skip_blank_lines=True,
@@ -54,7 +61,10 @@ def read_ratings(path: Path, *, sep: str, header: bool, columns: Sequence[str] |
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
         _diagnose(path, sep, header, names, encoding, rating_range)
         raise DataError(f"{path}: could not parse ratings: {error}") from error
-    table.columns = [name for _, name in wanted]
+    if spacers and table[spacers].notna().to_numpy().any():
+        _diagnose(path, sep, header, names, encoding, rating_range)
+        raise DataError(f"{path}: a field holds a single ':' (fields are separated by '::')")
+    table = table[list(columns_wanted)].rename(columns=columns_wanted)
     if not _values_valid(table, rating_range):
         _diagnose(path, sep, header, names, encoding, rating_range)
         raise DataError(f"{path}: ratings are not finite or outside {rating_range}")
