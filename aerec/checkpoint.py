@@ -130,9 +130,10 @@ class Checkpointer:
     def _write_error(self, epoch: int | None, error: Exception) -> CheckpointError:
         latest = self.manager.latest_step()
         kept = f"; the checkpoint of epoch {latest} is intact" if latest is not None else ""
-        which = f"of epoch {epoch}" if epoch is not None else "being written"
-        return CheckpointError(f"could not write the checkpoint {which} to {self.directory} "
-                               f"({type(error).__name__}: {error}){kept}")
+        # Saves are asynchronous: the failure may be that of an earlier epoch's save.
+        when = f" (found while saving epoch {epoch})" if epoch is not None else ""
+        return CheckpointError(f"could not write a checkpoint to {self.directory}{when}: "
+                               f"{type(error).__name__}: {error}{kept}")
 
     def restore_latest(self, like: Any) -> Resumed | None:
         """The newest checkpoint that restores cleanly (older ones on failure), or None.

@@ -16,6 +16,7 @@ class Served:
     files: dict[str, bytes] = field(default_factory=dict)
     truncate: set[str] = field(default_factory=set)
     stall: set[str] = field(default_factory=set)  # send headers and a few bytes, then hang
+    fail: set[str] = field(default_factory=set)  # answer 500 Internal Server Error
     requests: list[str] = field(default_factory=list)
     base_url: str = ""
     release: threading.Event = field(default_factory=threading.Event)
@@ -28,6 +29,9 @@ def serve(served: Served) -> Iterator[Served]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             served.requests.append(self.path)
+            if self.path in served.fail:
+                self.send_error(500)
+                return
             body = served.files.get(self.path)
             if body is None:
                 self.send_error(404)
