@@ -68,7 +68,8 @@ def init_distributed(dist_cfg: Any) -> None:
 
 def run_task(cfg: Any, output_dir: Path) -> dict[str, Any]:
     """Validate `cfg`, run its task, write config/metrics/results into `output_dir`."""
-    from aerec.experiment import evaluate_artifact, run_experiment  # imports JAX: keep --help fast
+    from aerec.evaluation import evaluate_artifact  # these import JAX: keep --help fast
+    from aerec.experiment import run_experiment
 
     validate(cfg)
     if cfg.distributed.enabled:

@@ -37,7 +37,7 @@ from hydra import compose, initialize_config_dir
 
 from aerec.data.dataset import load_dataset
 from aerec.data.split import TRAIN
-from aerec.experiment import build_matrices
+from aerec.matrices import build_matrices
 from aerec.models.autoencoder import init_members
 from aerec.models.scaling import make_scaling
 from aerec.optim import build_optimizer

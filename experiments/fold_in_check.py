@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 import aerec
 from aerec.data.dataset import load_dataset
-from aerec.experiment import data_dir_of
+from aerec.matrices import data_dir_of
 from aerec.ranking import METRICS, ranking_targets, top_hits, user_metrics
 
 

@@ -17,7 +17,8 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 
 from aerec.data.dataset import load_dataset
-from aerec.experiment import build_matrices, data_dir_of, paper_weights
+from aerec.evaluation import paper_weights
+from aerec.matrices import build_matrices, data_dir_of
 from aerec.metrics import Evaluator
 from aerec.models.scaling import paper_scaling
 

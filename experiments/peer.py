@@ -24,13 +24,9 @@ from hydra import compose, initialize_config_dir
 
 from aerec.data.dataset import load_dataset
 from aerec.data.split import TEST
-from aerec.experiment import (
-    build_matrices,
-    data_dir_of,
-    evaluator_factory,
-    run_experiment,
-    train_autoencoder,
-)
+from aerec.evaluation import evaluator_factory
+from aerec.experiment import run_experiment, train_autoencoder
+from aerec.matrices import build_matrices, data_dir_of
 from aerec.models.scaling import make_scaling
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

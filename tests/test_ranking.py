@@ -14,7 +14,7 @@ import aerec
 from aerec.cli import run_task
 from aerec.data.dataset import load_dataset
 from aerec.data.matrix import DeviceRows
-from aerec.experiment import build_matrices, data_dir_of
+from aerec.matrices import build_matrices, data_dir_of
 from aerec.models.scaling import Scaling
 from aerec.ranking import evaluate_ranking, ranking_targets, top_hits, user_metrics
 from aerec.scoring import ColumnRanker, build_ranker

@@ -1,0 +1,95 @@
+"""Held-out evaluation of a trained model: RMSE/MAE, the paper's metric, top-k ranking;
+and task=evaluate for a saved model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from aerec.artifact import load
+from aerec.data.dataset import Dataset, load_dataset
+from aerec.data.split import TEST
+from aerec.errors import DataError
+from aerec.matrices import Matrices, build_matrices, data_dir_of
+from aerec.metrics import Evaluator
+from aerec.models.autoencoder import graphdef_of
+from aerec.models.scaling import Scaling
+from aerec.ranking import evaluate_ranking, ranking_targets
+from aerec.scoring import build_ranker
+
+
+def paper_weights(dataset: Dataset, orientation: str) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column weights selecting every cell of the users that have test ratings."""
+    evaluated = np.zeros(dataset.n_users, np.float32)
+    evaluated[dataset.user_index[dataset.role == TEST]] = 1.0
+    if orientation == "user":
+        return evaluated, np.ones(dataset.n_items, np.float32)
+    return np.ones(dataset.n_items, np.float32), evaluated
+
+
+def ranking_figures(cfg: Any, params: Any, dataset: Dataset, matrices: Matrices,
+                    scaling: Scaling) -> dict[str, float]:
+    """Top-k figures of a trained model on the held-out ratings (empty when ranking is off)."""
+    if not cfg.ranking.enabled:
+        return {}
+    graphdef = (graphdef_of(cfg.model, matrices.eval_input.shape[1])
+                if cfg.model.name == "autoencoder" else None)
+    ranker = build_ranker(cfg.model, params, matrices.eval_input, scaling=scaling,
+                          graphdef=graphdef, chunk_rows=int(cfg.train.eval_chunk_rows))
+    exclude, relevant = ranking_targets(dataset, float(cfg.ranking.threshold))
+    ks = [cfg.ranking.k] if isinstance(cfg.ranking.k, int) else list(cfg.ranking.k)
+    return evaluate_ranking(ranker, exclude, relevant, ks,
+                            int(cfg.ranking.chunk_users))
+
+
+def evaluator_factory(dataset: Dataset, matrices: Matrices, chunk_rows: int) -> Callable:
+    """evaluator_of(predict, row_known=...) -> an Evaluator bound to this dataset."""
+    return partial(Evaluator, rating_min=dataset.rating_min, rating_max=dataset.rating_max,
+                   fallback=dataset.train_mean(),
+                   col_known=np.diff(matrices.train.matrix.tocsc().indptr) > 0,
+                   chunk_rows=chunk_rows)
+
+
+def evaluate_held_out(evaluator_of: Callable, predict: Callable, params: Any, dataset: Dataset,
+                      matrices: Matrices, orientation: str
+                      ) -> tuple[dict[str, float], dict[str, float]]:
+    """The test figures (observed test ratings) and the paper-metric figures."""
+    test_evaluator = evaluator_of(predict, row_known=matrices.eval_input.nonempty_rows())
+    test = test_evaluator.evaluate(params, matrices.eval_input, matrices.test)
+    paper_rows, paper_cols = paper_weights(dataset, orientation)
+    paper_evaluator = evaluator_of(predict, row_known=matrices.paper_input.nonempty_rows())
+    paper = paper_evaluator.evaluate(params, matrices.paper_input, matrices.everything,
+                                     paper_rows=paper_rows, paper_cols=paper_cols)
+    return test, paper
+
+
+def evaluate_artifact(cfg: Any) -> dict[str, Any]:
+    """task=evaluate: the test figures of a saved model (checkpoint.path) on its own split.
+
+    The dataset, preparation and split come from the configuration saved with the model; only
+    paths come from `cfg`, so the figures are those of the run that trained it.
+    """
+    model = load(cfg.checkpoint.path)
+    run_cfg = OmegaConf.create(model.description["config"])
+    run_cfg.paths = cfg.paths
+    dataset = load_dataset(run_cfg.dataset, run_cfg.prepare, run_cfg.split, data_dir_of(cfg),
+                           progress=cfg.train.progress)
+    if not (np.array_equal(dataset.users.raw, model.users.raw)
+            and np.array_equal(dataset.items.raw, model.items.raw)):
+        raise DataError(f"the ratings under {data_dir_of(cfg)} do not give the users and items "
+                        f"the model in {cfg.checkpoint.path} was trained on")
+    matrices = build_matrices(dataset, run_cfg)
+    evaluator_of = evaluator_factory(dataset, matrices, int(cfg.train.eval_chunk_rows))
+    test, paper = evaluate_held_out(evaluator_of, model.predict_rows, model.params, dataset,
+                                    matrices, run_cfg.model.orientation)
+    run_cfg.ranking = cfg.ranking
+    ranking = ranking_figures(run_cfg, model.params, dataset, matrices,
+                              Scaling(*model.description["scaling"]))
+    return {"dataset": run_cfg.dataset.name, "model": run_cfg.model.name,
+            "layers": int(run_cfg.model.get("layers", 0)), "checkpoint_path": str(
+                cfg.checkpoint.path), "n_test": dataset.count(TEST), "test_rmse": test["rmse"],
+            "test_mae": test["mae"], "paper_rmse": paper["paper_rmse"], **ranking}

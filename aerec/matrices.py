@@ -1,0 +1,70 @@
+"""The rating matrices a run reads, in the model's orientation, resident or streamed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import scipy.sparse as sp
+
+from aerec.data.dataset import Dataset
+from aerec.data.locate import default_data_dir
+from aerec.data.matrix import DeviceRows, dense_bytes, rating_matrix
+from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID
+
+
+@dataclass
+class Matrices:
+    """The rating matrices a run needs, in the model's orientation."""
+
+    train: DeviceRows
+    valid: DeviceRows
+    eval_input: DeviceRows  # what a model may read at test time: train + fold-in ratings
+    test: DeviceRows
+    paper_input: DeviceRows  # the paper metric's input: held-out users' whole rows on `users`
+    everything: DeviceRows  # every rating: the paper metric's targets
+
+
+def data_dir_of(cfg: Any) -> Path:
+    """paths.data_dir, or $AEREC_DATA_DIR / the per-user cache when it is null."""
+    return Path(cfg.paths.data_dir).expanduser() if cfg.paths.data_dir else default_data_dir()
+
+
+def choose_resident(cfg_train: Any, train: sp.csr_matrix) -> bool:
+    """Keep train and validation matrices dense on the device when they fit the budget."""
+    if jax.process_count() > 1:  # each process densifies only its own share of every batch
+        return False
+    if cfg_train.data_path in ("resident", "streamed"):
+        return cfg_train.data_path == "resident"
+    if cfg_train.data_path != "auto":
+        raise ValueError(f"train.data_path={cfg_train.data_path!r}; valid: auto, resident, "
+                         "streamed")
+    budget = float(cfg_train.resident_max_bytes)
+    stats = jax.devices()[0].memory_stats() or {}
+    if "bytes_limit" in stats:  # accelerators report their memory; leave room to compute
+        budget = min(budget, 0.5 * stats["bytes_limit"])
+    return 2 * dense_bytes(train) <= budget
+
+
+def build_matrices(dataset: Dataset, cfg: Any) -> Matrices:
+    """CSR matrices for every role the run reads; train/valid resident when they fit."""
+    orientation = cfg.model.orientation
+
+    def matrix(*roles: int) -> sp.csr_matrix:
+        return rating_matrix(dataset, roles, orientation)
+
+    train = matrix(TRAIN)
+    resident = choose_resident(cfg.train, train)
+    eval_input = matrix(TRAIN, FOLD_IN)
+    held_out_whole = cfg.split.kind == "users"
+    paper_input = matrix(TRAIN, FOLD_IN, TEST) if held_out_whole else train
+    return Matrices(
+        train=DeviceRows(train, resident),
+        valid=DeviceRows(matrix(VALID), resident),
+        eval_input=DeviceRows(eval_input, False),
+        test=DeviceRows(matrix(TEST), False),
+        paper_input=DeviceRows(paper_input, False),
+        everything=DeviceRows(matrix(TRAIN, VALID, TEST, FOLD_IN), False),
+    )
