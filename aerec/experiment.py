@@ -59,34 +59,36 @@ def train_autoencoder(cfg: Any, matrices: Matrices, scaling: Scaling,
     return predict, result
 
 
-def train_svd(cfg: Any, matrices: Matrices, scaling: Scaling, validate_with: Callable
-              ) -> tuple[Callable, FitResult]:
-    """Fit the SVD baseline (one 'epoch') and return (predict, fit result)."""
+def fit_once(fit_params: Callable[[], Any], predict: Callable, matrices: Matrices,
+             validate_with: Callable) -> tuple[Callable, FitResult]:
+    """A model fitted in one shot (no epochs): time it, validate it, report it as one epoch."""
     started = time.perf_counter()
-    params = fit_svd(matrices.train.matrix, int(cfg.model.rank), bias_reg=cfg.model.bias_reg,
-                     seed=cfg.seed, scaling=scaling, center=bool(cfg.model.center),
-                     power_iterations=int(cfg.model.power_iterations))
-    jax.block_until_ready(params)
+    params = jax.block_until_ready(fit_params())
     seconds = time.perf_counter() - started
-    predict = partial(predict_svd, scaling=scaling)
     valid_rmse = validate_with(predict, matrices.train)(params)
     record = {"epoch": 1, "train_loss": float("nan"), "valid_rmse": valid_rmse,
               "epoch_seconds": seconds}
     return predict, FitResult(params, 1, valid_rmse, 1, seconds, [record])
+
+
+def train_svd(cfg: Any, matrices: Matrices, scaling: Scaling, validate_with: Callable
+              ) -> tuple[Callable, FitResult]:
+    """Fit the SVD baseline and return (predict, fit result)."""
+    return fit_once(
+        lambda: fit_svd(matrices.train.matrix, int(cfg.model.rank), bias_reg=cfg.model.bias_reg,
+                        seed=cfg.seed, scaling=scaling, center=bool(cfg.model.center),
+                        power_iterations=int(cfg.model.power_iterations)),
+        partial(predict_svd, scaling=scaling), matrices, validate_with)
 
 
 def train_popularity(cfg: Any, matrices: Matrices, validate_with: Callable
                      ) -> tuple[Callable, FitResult]:
     """Count each item's training ratings (the popularity baseline); (predict, fit result)."""
-    started = time.perf_counter()
-    params = fit_popularity(matrices.train.matrix, cfg.model.orientation,
-                            float(cfg.model.damping))
-    seconds = time.perf_counter() - started
-    predict = partial(predict_popularity, orientation=cfg.model.orientation)
-    valid_rmse = validate_with(predict, matrices.train)(params)
-    record = {"epoch": 1, "train_loss": float("nan"), "valid_rmse": valid_rmse,
-              "epoch_seconds": seconds}
-    return predict, FitResult(params, 1, valid_rmse, 1, seconds, [record])
+    return fit_once(
+        lambda: fit_popularity(matrices.train.matrix, cfg.model.orientation,
+                               float(cfg.model.damping)),
+        partial(predict_popularity, orientation=cfg.model.orientation), matrices,
+        validate_with)
 
 
 def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None = None,

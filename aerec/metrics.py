@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aerec.data.matrix import DeviceRows
+from aerec.data.matrix import DeviceRows, padded_chunks
 from aerec.models.scaling import paper_scaling
 
 # predict(params, row_ids, input_rows) -> raw-scale predictions for those rows
@@ -78,10 +78,7 @@ class Evaluator:
         # Only rows that hold a target or a paper cell need a forward pass.
         rows = np.flatnonzero(targets.nonempty_rows() | (paper_rows > 0))
         totals = dict.fromkeys(("sse", "sae", "count", "paper_sse", "paper_count"), 0.0)
-        for start in range(0, rows.size, self.chunk_rows):
-            ids = np.full(self.chunk_rows, -1, np.int32)
-            part = rows[start:start + self.chunk_rows]
-            ids[: part.size] = part
+        for _, ids, _ in padded_chunks(rows, self.chunk_rows):
             safe = np.maximum(ids, 0)
             # Padding rows are invalid and gathered as zeros, so they add nothing.
             sums = self._sums(params, jnp.asarray(safe), inputs.gather(ids), targets.gather(ids),

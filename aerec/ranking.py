@@ -29,7 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from aerec.data.dataset import Dataset
-from aerec.data.matrix import rating_matrix
+from aerec.data.matrix import padded_chunks, rating_matrix
 from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID
 from aerec.scoring import Ranker
 
@@ -95,16 +95,13 @@ def evaluate_ranking(ranker: Ranker, exclude: sp.csr_matrix, relevant: sp.csr_ma
     users = np.flatnonzero(np.diff(relevant.indptr) > 0).astype(np.int32)
     hits = np.zeros((users.size, max(ks)), bool)
     covered = np.zeros((len(ks), ranker.n_items), bool)
-    for start in range(0, users.size, chunk_users):
-        part = users[start:start + chunk_users]
-        ids = np.full(chunk_users, -1, np.int32)
-        ids[: part.size] = part
+    for start, ids, count in padded_chunks(users, chunk_users):
         safe = np.maximum(ids, 0)
         top, chunk_hits = top_of(ranker.user_scores(ids),
                                  jnp.asarray(exclude[safe].toarray() > 0),
                                  jnp.asarray(relevant[safe].toarray() > 0))
-        hits[start:start + part.size] = np.asarray(chunk_hits)[: part.size]
-        top = np.asarray(top)[: part.size]
+        hits[start:start + count] = np.asarray(chunk_hits)[:count]
+        top = np.asarray(top)[:count]
         for position, k in enumerate(ks):
             chosen = top[:, :k]
             covered[position, chosen[chosen >= 0]] = True

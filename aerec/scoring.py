@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aerec.data.matrix import DeviceRows
+from aerec.data.matrix import DeviceRows, padded_chunks
 from aerec.errors import DataError
 from aerec.models.autoencoder import (
     ACTIVATIONS,
@@ -178,13 +178,10 @@ class PopularityRanker:
 
 def _item_codes(encode: Any, inputs: DeviceRows, chunk_rows: int) -> jax.Array:
     """encode(rows) over every row of `inputs` in fixed-size chunks: (members, rows, width)."""
-    n_rows = inputs.shape[0]
     parts = []
-    for start in range(0, n_rows, chunk_rows):
-        ids = np.arange(start, start + chunk_rows)
-        ids[ids >= n_rows] = -1
+    for _, ids, count in padded_chunks(np.arange(inputs.shape[0]), chunk_rows):
         codes = encode(jnp.asarray(np.maximum(ids, 0)), inputs.gather(ids))
-        parts.append(codes[:, : min(chunk_rows, n_rows - start)])
+        parts.append(codes[:, :count])
     return jnp.concatenate(parts, axis=1)
 
 

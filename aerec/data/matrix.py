@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,6 +32,16 @@ def rating_matrix(dataset: Dataset, roles: tuple[int, ...], orientation: str) ->
     )
     matrix.sort_indices()
     return matrix
+
+
+def padded_chunks(rows: np.ndarray, size: int) -> Iterator[tuple[int, np.ndarray, int]]:
+    """(start, ids, count) for consecutive chunks of `rows`: `ids` always holds `size` int32
+    ids, the last chunk padded with -1, so that one compiled program serves every chunk."""
+    for start in range(0, rows.size, size):
+        part = rows[start:start + size]
+        ids = np.full(size, -1, np.int32)
+        ids[: part.size] = part
+        yield start, ids, part.size
 
 
 def dense_bytes(matrix: sp.csr_matrix) -> int:
