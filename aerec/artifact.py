@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 from aerec.data.matrix import DeviceRows
 from aerec.data.prepare import IdMap
 from aerec.errors import DataError, UnknownIdError
-from aerec.models.autoencoder import graphdef_of, init_members, predict_ratings
+from aerec.models.autoencoder import init_members, predict_ratings
 from aerec.models.popularity import predict_popularity
 from aerec.models.scaling import Scaling
 from aerec.models.svd import predict_svd
@@ -102,12 +102,9 @@ class TrainedModel:
     @cached_property
     def ranker(self) -> Ranker:
         """Scores of every item for a user (built once: item codes for item orientation)."""
-        scaling = Scaling(*self.description["scaling"])
-        model_cfg = OmegaConf.create(self.description["model"])
-        graphdef = (graphdef_of(model_cfg, self.description["n_inputs"])
-                    if model_cfg.name == "autoencoder" else None)
-        return build_ranker(model_cfg, self.params, DeviceRows(self.inputs, False),
-                            scaling=scaling, graphdef=graphdef)
+        return build_ranker(OmegaConf.create(self.description["model"]), self.params,
+                            DeviceRows(self.inputs, False),
+                            scaling=Scaling(*self.description["scaling"]))
 
     def recommend(self, user_id: int, k: int = 10) -> pd.DataFrame:
         """The user's top `k` items they have not rated, best first (see `_top_items`)."""

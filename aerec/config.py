@@ -70,8 +70,7 @@ def validate(cfg: Any) -> None:
     if cfg.train.resume not in ("auto", True, False):
         raise ConfigError(f"train.resume={cfg.train.resume!r} must be auto, true or false")
     for key in ("every_epochs", "keep"):
-        if not isinstance(cfg.checkpoint[key], int) or cfg.checkpoint[key] < 1:
-            raise ConfigError(f"checkpoint.{key}={cfg.checkpoint[key]!r} must be an integer >= 1")
+        _positive_int(f"checkpoint.{key}", cfg.checkpoint[key])
     if cfg.train.patience < 1:
         raise ConfigError(f"train.patience={cfg.train.patience} must be at least 1")
     for key in ("min_item_ratings", "min_user_ratings"):
@@ -83,8 +82,7 @@ def validate(cfg: Any) -> None:
         if not isinstance(cfg.model.damping, int | float) or cfg.model.damping < 0:
             raise ConfigError(f"model.damping={cfg.model.damping!r} must be a number >= 0")
     else:
-        if not isinstance(cfg.model.rank, int) or cfg.model.rank < 1:
-            raise ConfigError(f"model.rank={cfg.model.rank!r} must be an integer >= 1")
+        _positive_int("model.rank", cfg.model.rank)
         if cfg.model.bias_reg < 0:
             raise ConfigError(f"model.bias_reg={cfg.model.bias_reg} must be >= 0")
         _one_of("model.scaling", cfg.model.scaling, SCALINGS)
@@ -92,8 +90,7 @@ def validate(cfg: Any) -> None:
 
 def _validate_autoencoder(cfg: Any) -> None:
     model = cfg.model
-    if not isinstance(model.layers, int) or model.layers < 1:
-        raise ConfigError(f"model.layers={model.layers!r} must be an integer >= 1")
+    _positive_int("model.layers", model.layers)
     widths = [model.hidden] if isinstance(model.hidden, int) else list(model.hidden)
     if not isinstance(model.hidden, int) and len(widths) != model.layers:
         raise ConfigError(f"model.hidden lists {len(widths)} widths, model.layers={model.layers}")
@@ -107,8 +104,7 @@ def _validate_autoencoder(cfg: Any) -> None:
     _one_of("model.output_activation", model.output_activation, tuple(ACTIVATIONS))
     _one_of("model.scaling", model.scaling, SCALINGS)
     _one_of("model.loss", model.loss, LOSSES)
-    if not isinstance(model.ensemble, int) or model.ensemble < 1:
-        raise ConfigError(f"model.ensemble={model.ensemble!r} must be an integer >= 1")
+    _positive_int("model.ensemble", model.ensemble)
     if model.l2 < 0:
         raise ConfigError(f"model.l2={model.l2} must be >= 0")
     _positive("optimizer.learning_rate", cfg.optimizer.learning_rate)

@@ -16,7 +16,6 @@ from aerec.data.split import TEST
 from aerec.errors import DataError
 from aerec.matrices import Matrices, build_matrices, data_dir_of
 from aerec.metrics import Evaluator
-from aerec.models.autoencoder import graphdef_of
 from aerec.models.scaling import Scaling
 from aerec.ranking import evaluate_ranking, ranking_targets
 from aerec.scoring import build_ranker
@@ -36,10 +35,8 @@ def ranking_figures(cfg: Any, params: Any, dataset: Dataset, matrices: Matrices,
     """Top-k figures of a trained model on the held-out ratings (empty when ranking is off)."""
     if not cfg.ranking.enabled:
         return {}
-    graphdef = (graphdef_of(cfg.model, matrices.eval_input.shape[1])
-                if cfg.model.name == "autoencoder" else None)
     ranker = build_ranker(cfg.model, params, matrices.eval_input, scaling=scaling,
-                          graphdef=graphdef, chunk_rows=int(cfg.train.eval_chunk_rows))
+                          chunk_rows=int(cfg.train.eval_chunk_rows))
     exclude, relevant = ranking_targets(dataset, float(cfg.ranking.threshold))
     ks = [cfg.ranking.k] if isinstance(cfg.ranking.k, int) else list(cfg.ranking.k)
     return evaluate_ranking(ranker, exclude, relevant, ks,

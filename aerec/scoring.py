@@ -35,6 +35,7 @@ from aerec.models.autoencoder import (
     ACTIVATIONS,
     decoder_members,
     encode_members,
+    graphdef_of,
     predict_ratings,
 )
 from aerec.models.scaling import Scaling
@@ -186,14 +187,14 @@ def _item_codes(encode: Any, inputs: DeviceRows, chunk_rows: int) -> jax.Array:
 
 
 def build_ranker(model_cfg: Any, params: Any, inputs: DeviceRows, *, scaling: Scaling,
-                 graphdef: Any = None, chunk_rows: int = 1024, fold_in_prior: float = 2.0
-                 ) -> Ranker:
+                 chunk_rows: int = 1024, fold_in_prior: float = 2.0) -> Ranker:
     """The ranker of a trained model, reading `inputs` (train [+ fold-in] ratings, in the
     model's orientation) as what it knows of every user and item."""
     name, by_user = model_cfg.name, model_cfg.orientation == "user"
     if name == "popularity":
         return PopularityRanker(params["count"])
     if name == "autoencoder":
+        graphdef = graphdef_of(model_cfg, inputs.shape[1])
         if by_user:
             predict = partial(predict_ratings, graphdef, scaling)
             return RowRanker(jax.jit(predict), jax.jit(lambda p, x: predict(p, None, x)),
