@@ -117,8 +117,10 @@ class Checkpointer:
         """Save the arrays and JSON `meta` of `epoch` (asynchronously; see `close`).
 
         Scalars go into the JSON, which keeps Python floats exact (a float32 array would not).
+        `meta` is copied now: the save completes in the background, and the caller goes on
+        changing its objects (the training history grows while the previous epoch is written).
         """
-        meta = {**meta, "epoch": epoch, "identity": self.identity}
+        meta = json.loads(json.dumps({**meta, "epoch": epoch, "identity": self.identity}))
         metric = valid_rmse if np.isfinite(valid_rmse) else float("inf")
         try:  # also surfaces the failure of the previous, asynchronous save
             self.manager.save(epoch, args=ocp.args.Composite(

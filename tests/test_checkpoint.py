@@ -69,6 +69,24 @@ def test_resume_in_process_equals_an_uninterrupted_run(compose_config, tmp_path:
     assert_same_arrays(arrays_full, arrays_cut)
 
 
+def test_each_checkpoint_holds_the_history_of_its_own_epoch(tmp_path: Path) -> None:
+    # Saves finish in the background while training appends the next epoch to the history it
+    # passed to save: each checkpoint must hold the history as it was when save was called.
+    checkpointer = Checkpointer(tmp_path / "ckpt", {})
+    history: list[dict] = []
+    arrays = {"weights": np.ones((256, 256), np.float32)}
+    for epoch in range(1, 8):
+        history.append({"epoch": epoch})
+        checkpointer.save(epoch, arrays, {"history": history}, 1.0 / epoch)
+    checkpointer.close()
+    reader = Checkpointer(tmp_path / "ckpt", {})
+    steps = reader.manager.all_steps()
+    saved = {step: reader.manager.restore(step, args=ocp.args.Composite(
+        meta=ocp.args.JsonRestore()))["meta"]["history"] for step in steps}
+    reader.close()
+    assert steps and all(len(saved[step]) == step for step in steps), saved
+
+
 def test_a_finished_run_is_not_trained_again(compose_config, tmp_path: Path) -> None:
     cfg = compose_config(f"checkpoint.dir={tmp_path / 'ckpt'}")
     first = run_task(cfg, tmp_path / "a")
