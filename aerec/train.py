@@ -77,24 +77,36 @@ def cast(tree: Any, dtype: Any) -> Any:
     return jax.tree.map(lambda leaf: leaf.astype(dtype), tree)
 
 
-def loss_fn(objective: Objective, params: Any, rows: jax.Array, row_weight: jax.Array,
+def row_counts(rows: jax.Array) -> jax.Array:
+    """Observed (non-zero) cells per dense row: the `row_counts` a batch of `rows` needs."""
+    return jnp.sum(rows > 0, axis=1, dtype=jnp.int32)
+
+
+def loss_fn(objective: Objective, params: Any, rows: jax.Array, counts: jax.Array,
             key: jax.Array | None) -> jax.Array:
     """Masked MSE: squared error on observed cells / number of observed cells (+ L2).
 
     With `objective.all_cells` every cell counts, missing ones as zero targets (the paper).
-    Rows with weight 0 (batch padding) never contribute. With several ensemble members the
-    loss is their mean; each member's gradient comes from its own error only.
+    `counts` holds each row's number of observed cells (`row_counts`; the data path knows
+    them without reading the rows) and 0 for batch padding, which never contributes. With
+    several ensemble members the loss is their mean; each member's gradient comes from its
+    own error only.
     """
     targets = objective.scaling.encode(rows)
     outputs = apply_members(objective.graphdef, cast(params, objective.compute_dtype),
                             targets.astype(objective.compute_dtype), key)
     outputs = outputs.astype(jnp.float32)  # the loss and its reductions stay in fp32
+    valid = counts > 0
     if objective.all_cells:
-        weight = jnp.broadcast_to(row_weight[:, None], rows.shape)
+        counted, n_counted = valid[:, None], jnp.sum(valid) * rows.shape[1]
     else:
-        weight = (rows > 0) * row_weight[:, None]
-    squared = jnp.sum(weight * (outputs - targets) ** 2, axis=(1, 2))
-    loss = jnp.mean(squared) / jnp.maximum(jnp.sum(weight), 1.0)
+        counted, n_counted = valid[:, None] & (rows > 0), jnp.sum(counts)
+    # One masked error array serves the loss and its gradient: selecting rather than
+    # multiplying by a 0/1 weight saves XLA materialising the weight as floats, and the
+    # counts given spare it a pass over the batch to count the cells.
+    errors = jnp.where(counted, outputs - targets, 0.0)
+    squared = jnp.sum(errors**2, axis=(1, 2))
+    loss = jnp.mean(squared) / jnp.maximum(n_counted.astype(jnp.float32), 1.0)
     if objective.l2:
         # Averaged over members like the error, so each member sees the same balance of
         # error and penalty as a model trained alone.
@@ -103,36 +115,39 @@ def loss_fn(objective: Objective, params: Any, rows: jax.Array, row_weight: jax.
 
 
 def train_step(objective: Objective, optimizer: optax.GradientTransformation,
-               state: TrainState, rows: jax.Array, row_weight: jax.Array
+               state: TrainState, rows: jax.Array, counts: jax.Array
                ) -> tuple[TrainState, jax.Array]:
-    """One Adam step on a batch of dense rows; dropout key = fold_in(rng, step)."""
+    """One Adam step on a batch of dense rows (`counts`: see `loss_fn`); dropout key =
+    fold_in(rng, step)."""
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     loss, grads = jax.value_and_grad(partial(loss_fn, objective))(
-        state.params, rows, row_weight, key)
+        state.params, rows, counts, key)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     return TrainState(state.step + 1, params, opt_state, state.rng), loss
 
 
 def train_epoch_resident(objective: Objective, optimizer: optax.GradientTransformation,
-                         state: TrainState, matrix: jax.Array, batches: jax.Array,
-                         batch_sharding: NamedSharding | None = None
+                         state: TrainState, matrix: jax.Array, matrix_counts: jax.Array,
+                         batches: jax.Array, batch_sharding: NamedSharding | None = None
                          ) -> tuple[TrainState, jax.Array]:
-    """All batches of an epoch in one compiled scan over a device-resident matrix.
+    """All batches of an epoch in one compiled scan over a device-resident matrix
+    (`matrix_counts`: its observed cells per row).
 
     With `batch_sharding` (data parallelism over a mesh) each batch's rows are split across
     the devices; XLA inserts the gradient all-reduce.
     """
 
     def body(state: TrainState, ids: jax.Array) -> tuple[TrainState, jax.Array]:
-        valid = ids >= 0
-        rows = jnp.where(valid[:, None], matrix[jnp.maximum(ids, 0)], 0.0)
-        weight = valid.astype(rows.dtype)
+        # Padding ids read row 0; their count 0 keeps them out of the loss and, as the
+        # gradient of every output they produce is exactly zero, out of the update too.
+        rows = matrix[jnp.maximum(ids, 0)]
+        counts = jnp.where(ids >= 0, matrix_counts[jnp.maximum(ids, 0)], 0)
         if batch_sharding is not None:
             rows = jax.lax.with_sharding_constraint(rows, batch_sharding)
-            weight = jax.lax.with_sharding_constraint(
-                weight, NamedSharding(batch_sharding.mesh, PartitionSpec(DATA_AXIS)))
-        return train_step(objective, optimizer, state, rows, weight)
+            counts = jax.lax.with_sharding_constraint(
+                counts, NamedSharding(batch_sharding.mesh, PartitionSpec(DATA_AXIS)))
+        return train_step(objective, optimizer, state, rows, counts)
 
     return jax.lax.scan(body, state, batches)
 
@@ -176,17 +191,18 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
     validation and the returned parameters live on the default device.
     """
     rows_with_data = np.flatnonzero(train_rows.nonempty_rows()).astype(np.int32)
-    batch_sharding = weight_sharding = None
+    batch_sharding = count_sharding = None
     if mesh is not None:
         if batch_size % mesh.size:
             raise ConfigError(f"train.batch_size={batch_size} must be a multiple of the "
                              f"{mesh.size} devices of train.mesh")
         batch_sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS, None))
-        weight_sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+        count_sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
     step = jax.jit(partial(train_step, objective, optimizer), donate_argnums=0)
     resident_epoch = jax.jit(partial(train_epoch_resident, objective, optimizer,
                                      batch_sharding=batch_sharding), donate_argnums=0)
     dense = train_rows.dense
+    dense_counts = jnp.asarray(train_rows.counts) if train_rows.resident else None
 
     def local(tree: Any) -> Any:
         """A copy on one of this process's devices (the state is replicated on a mesh)."""
@@ -200,9 +216,9 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
         shape = (ids.size, train_rows.shape[1])
         rows = jax.make_array_from_callback(
             shape, batch_sharding, lambda index: train_rows.host_rows(ids[index[0]]))
-        weight = jax.make_array_from_callback(
-            (ids.size,), weight_sharding, lambda index: (ids[index[0]] >= 0).astype("f4"))
-        return rows, weight
+        counts = jax.make_array_from_callback(
+            (ids.size,), count_sharding, lambda index: train_rows.row_counts(ids[index[0]]))
+        return rows, counts
 
     best = FitResult(state.params, 0, float("inf"), 0, 0.0)
     waited, first_epoch, finished, seconds_before = 0, 1, False, 0.0
@@ -219,7 +235,8 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
     if mesh is not None:
         replicated = NamedSharding(mesh, PartitionSpec())
         state = jax.device_put(state, replicated)
-        dense = jax.device_put(dense, replicated) if dense is not None else None
+        if dense is not None:
+            dense, dense_counts = jax.device_put((dense, dense_counts), replicated)
     started = time.perf_counter()
     epoch_range = range(first_epoch, epochs + 1) if not finished else range(0)
     bar = tqdm(epoch_range, desc="train", unit="epoch", disable=not progress)
@@ -227,15 +244,15 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
         epoch_started = time.perf_counter()
         batches = epoch_batches(rows_with_data, batch_size, seed, epoch)
         if train_rows.resident:
-            state, losses = resident_epoch(state, dense, jnp.asarray(batches))
+            state, losses = resident_epoch(state, dense, dense_counts, jnp.asarray(batches))
         else:
             losses = []
             for ids in batches:
                 if mesh is None:
-                    rows, weight = train_rows.gather(ids), jnp.asarray(ids >= 0, "f4")
+                    rows, counts = train_rows.gather(ids), train_rows.row_counts(ids)
                 else:
-                    rows, weight = global_batch(ids)
-                state, loss = step(state, rows, weight)
+                    rows, counts = global_batch(ids)
+                state, loss = step(state, rows, counts)
                 losses.append(loss if mesh is None else loss.addressable_data(0))
             losses = jnp.stack(losses)
         if mesh is not None and train_rows.resident:

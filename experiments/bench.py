@@ -132,10 +132,11 @@ def bench_shape(shape: str, dtype: str, args: argparse.Namespace) -> dict[str, A
 
     if train.resident:
         epoch_fn = jax.jit(partial(train_epoch_resident, objective, optimizer), donate_argnums=0)
+        counts = jnp.asarray(train.counts)
 
         def run_epoch(state, epoch):
             batches = epoch_batches(rows, args.batch_size, 0, epoch)[: len(timed)]
-            state, losses = epoch_fn(state, train.dense, jnp.asarray(batches))
+            state, losses = epoch_fn(state, train.dense, counts, jnp.asarray(batches))
             return state, losses
     else:
         step_fn = jax.jit(partial(train_step, objective, optimizer), donate_argnums=0)
@@ -143,7 +144,7 @@ def bench_shape(shape: str, dtype: str, args: argparse.Namespace) -> dict[str, A
         def run_epoch(state, epoch):
             losses = []
             for ids in epoch_batches(rows, args.batch_size, 0, epoch)[: len(timed)]:
-                state, loss = step_fn(state, train.gather(ids), jnp.asarray(ids >= 0, "f4"))
+                state, loss = step_fn(state, train.gather(ids), train.row_counts(ids))
                 losses.append(loss)
             return state, jnp.stack(losses)
 

@@ -14,7 +14,7 @@ from aerec.data.matrix import DeviceRows
 from aerec.errors import TrainingDivergedError
 from aerec.models.autoencoder import AutoEncoder
 from aerec.models.scaling import Scaling
-from aerec.train import Objective, epoch_batches, fit, init_state, loss_fn, train_step
+from aerec.train import Objective, epoch_batches, fit, init_state, loss_fn, row_counts, train_step
 
 N_COLS = 12
 
@@ -38,7 +38,7 @@ def test_masked_cells_get_zero_gradient() -> None:
     objective, params = make(dropout=0.0)
     rows = jnp.array([[5.0, 0.0, 3.0] + [0.0] * (N_COLS - 3),
                       [1.0, 0.0, 0.0] + [0.0] * (N_COLS - 3)])
-    grads = jax.grad(loss_fn, argnums=1)(objective, params, rows, jnp.ones(2), None)
+    grads = jax.grad(loss_fn, argnums=1)(objective, params, rows, row_counts(rows), None)
     output = jax.tree.map(lambda g: g[0], grads["layers"][len(grads["layers"]) - 1])
     observed_cols = [0, 2]
     missing_cols = [c for c in range(N_COLS) if c not in observed_cols]
@@ -48,7 +48,7 @@ def test_masked_cells_get_zero_gradient() -> None:
     assert np.all(np.asarray(output["bias"])[observed_cols] != 0.0)
     # ... whereas the paper's all-cells loss trains them towards zero
     all_cells = Objective(objective.graphdef, objective.scaling, all_cells=True)
-    grads = jax.grad(loss_fn, argnums=1)(all_cells, params, rows, jnp.ones(2), None)
+    grads = jax.grad(loss_fn, argnums=1)(all_cells, params, rows, row_counts(rows), None)
     assert np.all(np.asarray(grads["layers"][len(grads["layers"]) - 1]["bias"][0]) != 0.0)
 
 
@@ -56,9 +56,9 @@ def test_padding_rows_do_not_change_the_loss() -> None:
     objective, params = make(dropout=0.0)
     rows = jnp.asarray(low_rank_matrix(4).toarray())
     padded = jnp.concatenate([rows, jnp.full((3, N_COLS), 4.0)])
-    weight = jnp.array([1.0] * 4 + [0.0] * 3)
-    expected = loss_fn(objective, params, rows, jnp.ones(4), None)
-    assert float(loss_fn(objective, params, padded, weight, None)) == pytest.approx(
+    counts = jnp.concatenate([row_counts(rows), jnp.zeros(3, jnp.int32)])
+    expected = loss_fn(objective, params, rows, row_counts(rows), None)
+    assert float(loss_fn(objective, params, padded, counts, None)) == pytest.approx(
         float(expected))
 
 
@@ -67,12 +67,12 @@ def test_train_step_lowers_the_loss() -> None:
     optimizer = optax.adam(1e-2)
     state = init_state(params, optimizer, seed=0)
     rows = jnp.asarray(low_rank_matrix().toarray())
-    weight = jnp.ones(rows.shape[0])
-    step = jax.jit(lambda s: train_step(objective, optimizer, s, rows, weight))
-    before = float(loss_fn(objective, state.params, rows, weight, None))
+    counts = row_counts(rows)
+    step = jax.jit(lambda s: train_step(objective, optimizer, s, rows, counts))
+    before = float(loss_fn(objective, state.params, rows, counts, None))
     for _ in range(100):
         state, _ = step(state)
-    after = float(loss_fn(objective, state.params, rows, weight, None))
+    after = float(loss_fn(objective, state.params, rows, counts, None))
     assert after < 0.5 * before
     assert int(state.step) == 100
 
@@ -140,12 +140,12 @@ def test_ensemble_members_train_like_independent_models(l2: float) -> None:
     _, second = make(1, dropout=0.0)
     optimizer = optax.adam(1e-2)
     rows = jnp.asarray(low_rank_matrix().toarray())
-    weight = jnp.ones(rows.shape[0])
+    counts = row_counts(rows)
 
     def train(params):
         state = init_state(params, optimizer, seed=0)
         for _ in range(20):
-            state, _ = train_step(objective, optimizer, state, rows, weight)
+            state, _ = train_step(objective, optimizer, state, rows, counts)
         return state.params
 
     together = train(jax.tree.map(lambda a, b: jnp.concatenate([a, b]), first, second))

@@ -30,6 +30,7 @@ def rating_matrix(dataset: Dataset, roles: tuple[int, ...], orientation: str) ->
     matrix = sp.csr_matrix(
         (dataset.rating[chosen], (rows[chosen], cols[chosen])), shape=shape, dtype=np.float32
     )
+    matrix.eliminate_zeros()  # stored entries are then exactly the observed cells
     matrix.sort_indices()
     return matrix
 
@@ -63,7 +64,16 @@ class DeviceRows:
 
     def nonempty_rows(self) -> np.ndarray:
         """Boolean mask of the rows that hold at least one rating."""
-        return np.diff(self.matrix.indptr) > 0
+        return self.counts > 0
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Observed cells per row (int32), known from the CSR structure without densifying."""
+        return np.diff(self.matrix.indptr).astype(np.int32)
+
+    def row_counts(self, row_ids: np.ndarray) -> np.ndarray:
+        """Observed cells of rows `row_ids` (host int array); 0 for ids < 0 (padding)."""
+        return np.where(row_ids >= 0, self.counts[np.maximum(row_ids, 0)], 0).astype(np.int32)
 
     @property
     def shape(self) -> tuple[int, int]:
