@@ -77,7 +77,8 @@ def train_svd(cfg: Any, matrices: Matrices, scaling: Scaling, validate_with: Cal
     return fit_once(
         lambda: fit_svd(matrices.train.matrix, int(cfg.model.rank), bias_reg=cfg.model.bias_reg,
                         seed=cfg.seed, scaling=scaling, center=bool(cfg.model.center),
-                        power_iterations=int(cfg.model.power_iterations)),
+                        power_iterations=int(cfg.model.power_iterations),
+                        dense=matrices.train.dense),
         partial(predict_svd, scaling=scaling), matrices, validate_with)
 
 

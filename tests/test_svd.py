@@ -67,3 +67,17 @@ def test_paper_scaling_round_trips() -> None:
     params = fit_svd(sp.csr_matrix(dense), rank=3, bias_reg=0.0, seed=0, scaling=scaling)
     predictions = predict_svd(params, jnp.arange(30), jnp.asarray(dense), scaling)
     np.testing.assert_allclose(predictions, dense, atol=2e-3)
+
+
+def test_dense_and_sparse_products_fit_the_same_model() -> None:
+    rng = np.random.default_rng(3)
+    ratings = np.clip(np.round(low_rank(3)), 1, 5)
+    observed = np.where(rng.random(ratings.shape) < 0.4, ratings, 0.0).astype(np.float32)
+    for scaling, center in ((Scaling(0.0, 1.0), True), (Scaling(0.5, 4.5), False)):
+        common = dict(rank=3, bias_reg=2.0, seed=0, scaling=scaling, center=center)
+        sparse_fit = fit_svd(sp.csr_matrix(observed), **common)
+        dense_fit = fit_svd(sp.csr_matrix(observed), dense=jnp.asarray(observed), **common)
+        rows = jnp.arange(observed.shape[0])
+        np.testing.assert_allclose(
+            predict_svd(dense_fit, rows, jnp.asarray(observed), scaling),
+            predict_svd(sparse_fit, rows, jnp.asarray(observed), scaling), atol=1e-4)
