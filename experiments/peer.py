@@ -31,9 +31,11 @@ from aerec.models.scaling import make_scaling
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TARGET = 0.86
-# The autoencoder for the race: experiment=best_ml1m's model with a short, fast schedule.
-RACE = ["experiment=best_ml1m", "train.batch_size=256", "optimizer.schedule=constant",
-        "optimizer.learning_rate=2e-3", "train.epochs=30", "train.patience=30"]
+# The autoencoder for the race: the fastest to the target among those tried (a narrower
+# experiment=best_ml1m, centred ratings, more dropout, a constant rate); experiments/README.md.
+RACE = ["experiment=best_ml1m", "model.scaling=center", "model.hidden=300", "model.latent=300",
+        "model.dropout=0.2", "optimizer.schedule=constant", "optimizer.learning_rate=3e-3",
+        "train.batch_size=256", "train.epochs=30", "train.patience=30"]
 
 
 def compose_ml1m(data_dir: Path, overrides: list[str]) -> Any:
@@ -64,9 +66,12 @@ def surprise_svd(cfg: Any) -> dict[str, float]:
 
 
 def aerec_svd(cfg: Any) -> dict[str, float]:
-    """model=svd as a run fits it (the fit includes JAX compilation)."""
-    results, _ = run_experiment(cfg)
-    return {"fit_seconds": results["train_seconds"], "test_rmse": results["test_rmse"]}
+    """model=svd as a run fits it: first with JAX's compilation (a process's first fit), then
+    again, compiled (later fits of the same shape in the process)."""
+    first, _ = run_experiment(cfg)
+    again, _ = run_experiment(cfg)
+    return {"fit_seconds": first["train_seconds"], "compiled_fit_seconds": again["train_seconds"],
+            "test_rmse": first["test_rmse"]}
 
 
 def autoencoder_race(cfg: Any, target: float) -> dict[str, Any]:
@@ -99,6 +104,16 @@ def autoencoder_race(cfg: Any, target: float) -> dict[str, Any]:
     return {"target": target, "reached": reached, "curve": curve}
 
 
+def race_only(data_dir: Path, overrides: list[str], target: float = TARGET) -> dict[str, Any]:
+    """The autoencoder's race alone, for `experiment=best_ml1m` plus `overrides`; one line."""
+    race = autoencoder_race(compose_ml1m(data_dir, ["experiment=best_ml1m", *overrides]), target)
+    reached = race["reached"]
+    when = f"epoch {reached['epoch']}, {reached['train_seconds']:.1f} s" if reached else "no"
+    print(f"{' '.join(overrides)} | reached {target}: {when} | " + " ".join(
+        f"{p['test_rmse']:.3f}@{p['train_seconds']:.1f}s" for p in race["curve"]))
+    return race
+
+
 def compare_with_surprise(data_dir: Path | None, target: float = TARGET) -> dict[str, Any]:
     """All three measurements, printed as a table; the records returned."""
     data_dir = data_dir or Path("../shared/data")
@@ -109,7 +124,10 @@ def compare_with_surprise(data_dir: Path | None, target: float = TARGET) -> dict
     lines = ["| model | fit / time to target s | test RMSE |", "|---|---|---|",
              f"| scikit-surprise SVD (defaults) | {peer['fit_seconds']:.1f} | "
              f"{peer['test_rmse']:.4f} |",
-             f"| aerec model=svd | {ours['fit_seconds']:.2f} | {ours['test_rmse']:.4f} |"]
+             f"| aerec model=svd, first fit (compilation included) | {ours['fit_seconds']:.2f} "
+             f"| {ours['test_rmse']:.4f} |",
+             f"| aerec model=svd, compiled fit | {ours['compiled_fit_seconds']:.2f} | "
+             f"{ours['test_rmse']:.4f} |"]
     if reached:
         lines.append(f"| aerec autoencoder, first epoch with test RMSE <= {target} "
                      f"(epoch {reached['epoch']}) | {reached['train_seconds']:.1f} | "
@@ -119,8 +137,10 @@ def compare_with_surprise(data_dir: Path | None, target: float = TARGET) -> dict
         lines.append(f"| aerec autoencoder: target {target} not reached in "
                      f"{len(race['curve'])} epochs (best {best:.4f}) | - | - |")
     print("\n".join(lines))
-    print(f"model=svd is {peer['fit_seconds'] / ours['fit_seconds']:.1f}x faster than "
-          "Surprise's SVD")
+    first, compiled = (peer["fit_seconds"] / ours[key]
+                       for key in ("fit_seconds", "compiled_fit_seconds"))
+    print(f"model=svd is {first:.1f}x faster than Surprise's SVD on its first fit, "
+          f"{compiled:.1f}x compiled")
     return {"surprise_svd": peer, "aerec_svd": ours, "autoencoder": race}
 
 
@@ -129,8 +149,17 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
     parser.add_argument("--target", type=float, default=TARGET)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--race-only", action="store_true",
+                        help="only the autoencoder's race, once per --race")
+    parser.add_argument("--race", action="append", default=[],
+                        help='overrides added to experiment=best_ml1m, e.g. "model.hidden=300 '
+                             'train.epochs=20 train.patience=20" (with --race-only)')
     args = parser.parse_args()
-    records = compare_with_surprise(args.data_dir, args.target)
+    if args.race_only:
+        records = {spec: race_only(args.data_dir, spec.split(), args.target)
+                   for spec in args.race or [" ".join(RACE[1:])]}
+    else:
+        records = compare_with_surprise(args.data_dir, args.target)
     if args.json:
         args.json.write_text(json.dumps(records, indent=2) + "\n")
 
