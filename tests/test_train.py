@@ -95,6 +95,17 @@ def run_fit(resident: bool, seed: int = 0):
                patience=10, seed=seed, progress=False)
 
 
+def test_the_data_path_counts_the_observed_cells_of_each_row() -> None:
+    matrix = low_rank_matrix()
+    ids = np.array([3, 0, -1, 39, 7, -1], np.int32)
+    for resident in (True, False):
+        rows = DeviceRows(matrix, resident)
+        given = rows.row_counts(ids)
+        assert given.dtype == np.int32 and list(given[ids < 0]) == [0, 0]
+        np.testing.assert_array_equal(given, row_counts(rows.gather(ids)))
+        assert np.array_equal(rows.counts, np.count_nonzero(matrix.toarray(), axis=1))
+
+
 def test_fit_is_deterministic_and_paths_agree() -> None:
     first, second = run_fit(resident=True), run_fit(resident=True)
     streamed = run_fit(resident=False)
