@@ -135,6 +135,18 @@ def test_duplicates_are_counted_not_dropped_silently(tmp_path: Path, compose_con
     assert results["n_train"] + results["n_valid"] + results["n_test"] == 5
 
 
+def test_ratings_that_are_not_positive_are_refused(tmp_path: Path, compose_config) -> None:
+    # 0 marks a missing cell in the rating matrices: a -10..10 scale would lose ratings silently
+    path = tmp_path / "jester.csv"
+    path.write_text("1,1,5\n1,2,-3.5\n2,1,0\n2,2,4\n")
+    cfg = compose_config("dataset=custom", f"dataset.path={path}", "dataset.header=false",
+                         *FAST_TRAIN, *FAST_MODEL, fast=False)
+    with pytest.raises(DataError, match=r"jester\.csv: 2 ratings are <= 0 \(first: user 1, "
+                                        r"item 2, rating -3\.5\)"):
+        run_task(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
 # --- downloads -------------------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from aerec.data.prepare import IdMap, build_id_maps, filter_min_counts, resolve_
 from aerec.data.sources import SOURCES, get_source
 from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID, split_roles
 from aerec.data.synthetic import synthetic_ratings
-from aerec.errors import ConfigError
+from aerec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 ROLE_NAMES = {TRAIN: "train", VALID: "valid", TEST: "test", FOLD_IN: "fold_in"}
@@ -59,6 +59,18 @@ class Dataset:
         return float(self.rating[self.role == TRAIN].mean(dtype=np.float64))
 
 
+def require_positive_ratings(table: pd.DataFrame, path: Path) -> None:
+    """Ratings must be > 0: the rating matrices mark a missing cell with 0."""
+    not_positive = np.flatnonzero(table["rating"].to_numpy() <= 0)
+    if not_positive.size:
+        user, item, rating = (table[name].iloc[not_positive[0]]
+                              for name in ("user", "item", "rating"))
+        raise DataError(
+            f"{path}: {not_positive.size} ratings are <= 0 (first: user {user}, item "
+            f"{item}, rating {rating}); aerec needs positive ratings (0 marks "
+            "a missing cell): shift the scale, e.g. add 11 to a -10..10 scale")
+
+
 def read_raw_ratings(dataset_cfg: Any, data_dir: Path, *, progress: bool = True
                      ) -> tuple[pd.DataFrame, tuple[float, float], str]:
     """The raw ratings table named by `dataset_cfg`, its rating scale, and where it came from."""
@@ -85,6 +97,7 @@ def read_raw_ratings(dataset_cfg: Any, data_dir: Path, *, progress: bool = True
                              rating_range=(float(low), float(high)) if scale_given else None)
         if not scale_given:
             low, high = float(table["rating"].min()), float(table["rating"].max())
+        require_positive_ratings(table, path)
         return table, (float(low), float(high)), str(path)
     if name == "synthetic":
         table = synthetic_ratings(
