@@ -32,8 +32,9 @@ def check_outputs(output_dir: Path, epochs: int) -> dict:
     return results
 
 
-@pytest.mark.parametrize("split", ["ratings", "per_user", "users"])
-@pytest.mark.parametrize("orientation", ["item", "user"])
+@pytest.mark.parametrize(("split", "orientation"), [
+    ("ratings", "item"), ("per_user", "item"), ("ratings", "user"), ("per_user", "user"),
+    ("users", "user")])
 def test_autoencoder_run_writes_its_outputs(compose_config, tmp_path: Path, split: str,
                                             orientation: str) -> None:
     cfg = compose_config(f"split.kind={split}", f"model.orientation={orientation}")
@@ -106,6 +107,16 @@ def test_invalid_config_names_the_key(compose_config, tmp_path: Path, override: 
                                       key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         run_task(compose_config(override), tmp_path)
+    assert not (tmp_path / "results.json").exists()
+
+
+@pytest.mark.parametrize("model", ["autoencoder", "svd"])
+def test_held_out_users_need_user_orientation(compose_config, tmp_path: Path,
+                                              model: str) -> None:
+    cfg = compose_config(f"model={model}", "split.kind=users", "model.orientation=item",
+                         fast=False)
+    with pytest.raises(ConfigError, match=r"split\.kind=users .* model\.orientation=user"):
+        run_task(cfg, tmp_path)
     assert not (tmp_path / "results.json").exists()
 
 
