@@ -67,7 +67,14 @@ def validate(cfg: Any) -> None:
                              or (mesh < 1 and mesh != -1)):
         raise ConfigError(f"train.mesh={mesh!r} must be null, -1 (all devices) or a number of "
                           "devices >= 1")
+    _positive_int("train.wide_shards", cfg.train.wide_shards)
+    if cfg.train.wide_shards > 1 and mesh is None:
+        raise ConfigError(f"train.wide_shards={cfg.train.wide_shards} needs a mesh: set "
+                          "train.mesh to the number of devices (-1: all)")
     if cfg.distributed.enabled:
+        if cfg.train.wide_shards > 1:
+            raise ConfigError("distributed.enabled=true: train.wide_shards > 1 is not "
+                              "supported across processes yet")
         if mesh is None:
             raise ConfigError("distributed.enabled=true needs train.mesh=-1 (all devices of "
                               "all processes)")

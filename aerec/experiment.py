@@ -51,7 +51,7 @@ def train_autoencoder(cfg: Any, matrices: Matrices, scaling: Scaling,
                      batch_size=cfg.train.batch_size, patience=cfg.train.patience,
                      seed=cfg.seed, on_epoch=on_epoch, progress=cfg.train.progress,
                      checkpointer=checkpointer, resumed=resumed,
-                     mesh=data_mesh(cfg.train.mesh))
+                     mesh=data_mesh(cfg.train.mesh, int(cfg.train.wide_shards)))
     finally:
         if checkpointer is not None:
             checkpointer.close()

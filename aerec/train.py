@@ -22,18 +22,46 @@ from aerec.models.autoencoder import apply_members
 from aerec.models.scaling import Scaling
 
 DATA_AXIS = "data"
+WIDE_AXIS = "wide"
 
 
-def data_mesh(devices: int | None) -> Mesh | None:
-    """A one-axis mesh over the first `devices` devices (-1: all) for data parallelism;
-    None: off."""
+def data_mesh(devices: int | None, wide_shards: int = 1) -> Mesh | None:
+    """A (data, wide) mesh over the first `devices` devices (-1: all); None: off.
+
+    Batches are split along `data`; the wide layers (the input and output layers, as wide as
+    a row) are split along `wide` over `wide_shards` devices, and replicated along `data`.
+    """
     if devices is None:
         return None
     available = jax.devices()
     devices = len(available) if devices == -1 else devices
     if devices > len(available):
         raise ConfigError(f"train.mesh={devices} devices requested, {len(available)} present")
-    return Mesh(np.array(available[:devices]), (DATA_AXIS,))
+    if devices % wide_shards:
+        raise ConfigError(f"train.wide_shards={wide_shards} must divide the {devices} devices "
+                          "of train.mesh")
+    grid = np.array(available[:devices]).reshape(devices // wide_shards, wide_shards)
+    return Mesh(grid, (DATA_AXIS, WIDE_AXIS))
+
+
+def state_shardings(tree: Any, mesh: Mesh, width: int) -> Any:
+    """Shardings for a pytree of training arrays: every array with a dimension (after the
+    ensemble axis) as wide as a row is split along it over the mesh's `wide` axis (the input
+    layer's kernel, the output layer's kernel and bias, and their Adam moments); the rest is
+    replicated."""
+    if width % mesh.shape[WIDE_AXIS]:
+        raise ConfigError(f"train.wide_shards={mesh.shape[WIDE_AXIS]} must divide the width of "
+                          f"a row ({width} columns) to split the wide layers evenly")
+
+    def one(leaf: Any) -> NamedSharding:
+        shape = tuple(np.shape(leaf))
+        if mesh.shape[WIDE_AXIS] == 1 or width not in shape[1:]:
+            return NamedSharding(mesh, PartitionSpec())
+        spec = [None] * len(shape)
+        spec[1 + shape[1:].index(width)] = WIDE_AXIS
+        return NamedSharding(mesh, PartitionSpec(*spec))
+
+    return jax.tree.map(one, tree)
 
 
 class TrainState(NamedTuple):
@@ -187,28 +215,39 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
 
     With a `checkpointer`, the full training state is saved every few epochs and at the end;
     `resumed` (a restored checkpoint) continues a run exactly where it stopped. With a `mesh`
-    (see `data_mesh`), batches are split across its devices and the state is replicated;
-    validation and the returned parameters live on the default device.
+    (see `data_mesh`), batches are split along its data axis, the wide layers along its wide
+    axis (`state_shardings`) and the rest of the state is replicated; validation and the
+    returned parameters live on the default device.
     """
     rows_with_data = np.flatnonzero(train_rows.nonempty_rows()).astype(np.int32)
     batch_sharding = count_sharding = None
+    step_options: dict[str, Any] = {}
     if mesh is not None:
-        if batch_size % mesh.size:
+        batch_devices = mesh.shape[DATA_AXIS]
+        if batch_size % batch_devices:
             raise ConfigError(f"train.batch_size={batch_size} must be a multiple of the "
-                             f"{mesh.size} devices of train.mesh")
+                             f"{batch_devices} devices the batch is split over (train.mesh / "
+                             "train.wide_shards)")
         batch_sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS, None))
         count_sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
-    step = jax.jit(partial(train_step, objective, optimizer), donate_argnums=0)
+        # Pinned, so that the wide layers stay split from step to step.
+        step_options["out_shardings"] = (state_shardings(state, mesh, train_rows.shape[1]),
+                                         NamedSharding(mesh, PartitionSpec()))
+    step = jax.jit(partial(train_step, objective, optimizer), donate_argnums=0, **step_options)
     resident_epoch = jax.jit(partial(train_epoch_resident, objective, optimizer,
-                                     batch_sharding=batch_sharding), donate_argnums=0)
+                                     batch_sharding=batch_sharding), donate_argnums=0,
+                             **step_options)
     dense = train_rows.dense
     dense_counts = jnp.asarray(train_rows.counts) if train_rows.resident else None
 
     def local(tree: Any) -> Any:
-        """A copy on one of this process's devices (the state is replicated on a mesh)."""
+        """A copy on one of this process's devices: of a replicated array, its local copy;
+        of a split one (the wide layers), the whole array gathered."""
         if mesh is None:
             return jax.tree.map(jnp.copy, tree)
-        return jax.tree.map(lambda leaf: jnp.copy(leaf.addressable_data(0)), tree)
+        return jax.tree.map(
+            lambda leaf: jnp.copy(leaf.addressable_data(0)) if leaf.is_fully_replicated
+            else jax.device_put(leaf, jax.local_devices()[0]), tree)
 
     def global_batch(ids: np.ndarray) -> tuple[jax.Array, jax.Array]:
         """The batch split over the mesh; each process densifies only its devices' rows, so
@@ -234,7 +273,7 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
                 on_epoch(record)
     if mesh is not None:
         replicated = NamedSharding(mesh, PartitionSpec())
-        state = jax.device_put(state, replicated)
+        state = jax.device_put(state, step_options["out_shardings"][0])
         if dense is not None:
             dense, dense_counts = jax.device_put((dense, dense_counts), replicated)
     started = time.perf_counter()

@@ -1,4 +1,5 @@
-"""Mixed precision and data-parallel training over a device mesh (4 virtual CPU devices)."""
+"""Mixed precision; data-parallel and wide-layer-split training over a device mesh (4 virtual
+CPU devices)."""
 
 from __future__ import annotations
 
@@ -23,27 +24,56 @@ from aerec.experiment import run_experiment
 from tests.conftest import CONFIGS, FAST
 out = {}
 for path in ("resident", "streamed"):
-    for mesh in ("null", "4"):
+    # one device; 4 splitting the batch; 2 x 2; 4 splitting the wide layers
+    for mesh, wide in (("null", 1), ("4", 1), ("4", 2), ("4", 4)):
         with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
             cfg = compose(config_name="config", overrides=[*FAST, "train.epochs=4",
                 "checkpoint.enabled=false", "ranking.enabled=false", f"train.data_path={path}",
-                f"train.mesh={mesh}"])
+                f"train.mesh={mesh}", f"train.wide_shards={wide}"])
         results, _ = run_experiment(cfg)
-        out[f"{path}-{mesh}"] = [results["valid_rmse"], results["test_rmse"]]
+        out[f"{path}-{mesh}-{wide}"] = [results["valid_rmse"], results["test_rmse"]]
+# interrupted at epoch 3 with the wide layers split, then resumed from the checkpoint
+class Stop(Exception):
+    pass
+def stop_at_three(record):
+    if record["epoch"] == 3:
+        raise Stop
+with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+    cfg = compose(config_name="config", overrides=[*FAST, "train.epochs=4",
+        "ranking.enabled=false", "train.mesh=4", "train.wide_shards=2",
+        f"checkpoint.dir={sys.argv[1]}"])
+try:
+    run_experiment(cfg, on_epoch=stop_at_three)
+except Stop:
+    pass
+results, _ = run_experiment(cfg)
+out["resumed-4-2"] = [results["valid_rmse"], results["test_rmse"]]
+out["resumed_from"] = results["resumed_from_epoch"]
+with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+    cfg = compose(config_name="config", overrides=[*FAST, "dataset.n_users=122",
+        "checkpoint.enabled=false", "train.mesh=4", "train.wide_shards=4"])
+try:
+    run_experiment(cfg)
+except Exception as error:  # 122 user columns cannot be split in 4
+    out["indivisible"] = f"{type(error).__name__}: {error}"
 out["devices"] = len(jax.devices())
 print(json.dumps(out))
 """
 
 
-def test_sharded_training_matches_one_device() -> None:
+def test_sharded_training_matches_one_device(tmp_path) -> None:
     env = {**cli_env(), "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
            "JAX_PLATFORMS": "cpu"}
-    done = subprocess.run([sys.executable, "-c", SHARDED], env=env, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-c", SHARDED, str(tmp_path / "ckpt")], env=env,
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     assert figures.pop("devices") == 4
-    reference = figures["resident-null"]
+    assert figures.pop("resumed_from") == 2
+    assert figures["resumed-4-2"] == figures["resident-4-2"]  # exactly: same program
+    assert figures.pop("indivisible").startswith(
+        "ConfigError: train.wide_shards=4 must divide the width of a row (122 columns)")
+    reference = figures["resident-null-1"]
     for name, values in figures.items():
         # Same batches and keys; only the order of floating-point sums differs.
         assert values == pytest.approx(reference, rel=1e-4), name
@@ -60,6 +90,8 @@ def test_bfloat16_costs_little_accuracy(compose_config, tmp_path) -> None:
 @pytest.mark.parametrize(("override", "message"), [
     ("train.dtype=float16", "train.dtype='float16' is not valid"),
     ("train.mesh=0", "train.mesh=0 must be null, -1"),
+    ("train.wide_shards=2", r"train\.wide_shards=2 needs a mesh"),
+    ("train.wide_shards=0", r"train\.wide_shards=0 must be an integer >= 1"),
 ])
 def test_scale_options_are_validated(compose_config, tmp_path, override: str,
                                      message: str) -> None:
