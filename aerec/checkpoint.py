@@ -39,6 +39,9 @@ NOT_IDENTITY_SECTIONS = ("paths.", "checkpoint.", "hydra.", "ranking.", "distrib
 NOT_IDENTITY = {"task", "train.progress", "train.resume", "train.data_path",
                 "train.resident_max_bytes", "train.eval_chunk_rows", "user", "ratings",
                 "ratings_file", "k", "format"}
+# Keys added after checkpoints were first written, at the value that trains as before: left
+# out of the identity then, so that older checkpoints still resume (and keep their directory).
+NEUTRAL_DEFAULTS = {"train.wide_shards": 1}
 RESUME_MODES = ("auto", "true", "false")
 
 
@@ -55,7 +58,8 @@ def run_identity(cfg: Any) -> dict[str, Any]:
 
     walk(OmegaConf.to_container(cfg, resolve=True), "")
     return {key: value for key, value in sorted(flat.items())
-            if key not in NOT_IDENTITY and not key.startswith(NOT_IDENTITY_SECTIONS)}
+            if key not in NOT_IDENTITY and not key.startswith(NOT_IDENTITY_SECTIONS)
+            and not (key in NEUTRAL_DEFAULTS and value == NEUTRAL_DEFAULTS[key])}
 
 
 def default_checkpoint_root() -> Path:
@@ -120,9 +124,9 @@ class Checkpointer:
         `meta` is copied now: the save completes in the background, and the caller goes on
         changing its objects (the training history grows while the previous epoch is written).
         """
-        meta = json.loads(json.dumps({**meta, "epoch": epoch, "identity": self.identity}))
         metric = valid_rmse if np.isfinite(valid_rmse) else float("inf")
         try:  # also surfaces the failure of the previous, asynchronous save
+            meta = json.loads(json.dumps({**meta, "epoch": epoch, "identity": self.identity}))
             self.manager.save(epoch, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)),
                 metrics={"valid_rmse": metric})

@@ -43,6 +43,10 @@ def validate(cfg: Any) -> None:
         _validate_recommend(cfg)
     _validate_ranking(cfg.ranking)
     _one_of("dataset.name", cfg.dataset.name, DATASET_NAMES)
+    low = cfg.dataset.get("rating_min")
+    if low is not None and not low > 0:
+        raise ConfigError(f"dataset.rating_min={low!r} must be > 0: 0 marks a missing cell in "
+                          "the rating matrices (shift the scale, e.g. 1..21 for -10..10)")
     _one_of("model.name", cfg.model.name, MODELS)
     _one_of("model.orientation", cfg.model.orientation, ORIENTATIONS)
     _one_of("split.kind", cfg.split.kind, SPLIT_KINDS)

@@ -136,6 +136,9 @@ def test_default_directory_depends_on_the_identity_only(compose_config) -> None:
     assert checkpoint_dir_of(base) == checkpoint_dir_of(compose_config("train.progress=true"))
     assert checkpoint_dir_of(base) != checkpoint_dir_of(compose_config("seed=1"))
     assert "train.progress" not in run_identity(base)
+    # a key added later, at its neutral default, keeps older checkpoints' identity and directory
+    assert "train.wide_shards" not in run_identity(base)
+    assert run_identity(compose_config("train.wide_shards=2"))["train.wide_shards"] == 2
 
 
 def run_cli(*args: str, cwd: Path, log: Path) -> subprocess.Popen:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import cached_property
 
 import jax
 import jax.numpy as jnp
@@ -66,7 +67,7 @@ class DeviceRows:
         """Boolean mask of the rows that hold at least one rating."""
         return self.counts > 0
 
-    @property
+    @cached_property
     def counts(self) -> np.ndarray:
         """Observed cells per row (int32), known from the CSR structure without densifying."""
         return np.diff(self.matrix.indptr).astype(np.int32)
