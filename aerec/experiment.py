@@ -25,7 +25,8 @@ from aerec.models.popularity import fit_popularity, predict_popularity
 from aerec.models.scaling import Scaling, make_scaling
 from aerec.models.svd import fit_svd, predict_svd
 from aerec.optim import build_optimizer
-from aerec.train import FitResult, Objective, data_mesh, fit, init_state
+from aerec.sharding import data_mesh
+from aerec.train import FitResult, Objective, fit, init_state
 
 
 def train_autoencoder(cfg: Any, matrices: Matrices, scaling: Scaling,
