@@ -64,8 +64,8 @@ def cast(tree: Any, dtype: Any) -> Any:
     return jax.tree.map(lambda leaf: leaf.astype(dtype), tree)
 
 
-def row_counts(rows: jax.Array) -> jax.Array:
-    """Observed (non-zero) cells per dense row: the `row_counts` a batch of `rows` needs."""
+def count_observed(rows: jax.Array) -> jax.Array:
+    """Observed (non-zero) cells per dense row: the `counts` a batch of `rows` needs."""
     return jnp.sum(rows > 0, axis=1, dtype=jnp.int32)
 
 
@@ -74,7 +74,7 @@ def loss_fn(objective: Objective, params: Any, rows: jax.Array, counts: jax.Arra
     """Masked MSE: squared error on observed cells / number of observed cells (+ L2).
 
     With `objective.all_cells` every cell counts, missing ones as zero targets (the paper).
-    `counts` holds each row's number of observed cells (`row_counts`; the data path knows
+    `counts` holds each row's number of observed cells (`count_observed`; the data path knows
     them without reading the rows) and 0 for batch padding, which never contributes. With
     several ensemble members the loss is their mean; each member's gradient comes from its
     own error only.

@@ -14,7 +14,15 @@ from aerec.data.matrix import DeviceRows
 from aerec.errors import TrainingDivergedError
 from aerec.models.autoencoder import AutoEncoder
 from aerec.models.scaling import Scaling
-from aerec.train import Objective, epoch_batches, fit, init_state, loss_fn, row_counts, train_step
+from aerec.train import (
+    Objective,
+    count_observed,
+    epoch_batches,
+    fit,
+    init_state,
+    loss_fn,
+    train_step,
+)
 
 N_COLS = 12
 
@@ -38,7 +46,7 @@ def test_masked_cells_get_zero_gradient() -> None:
     objective, params = make(dropout=0.0)
     rows = jnp.array([[5.0, 0.0, 3.0] + [0.0] * (N_COLS - 3),
                       [1.0, 0.0, 0.0] + [0.0] * (N_COLS - 3)])
-    grads = jax.grad(loss_fn, argnums=1)(objective, params, rows, row_counts(rows), None)
+    grads = jax.grad(loss_fn, argnums=1)(objective, params, rows, count_observed(rows), None)
     output = jax.tree.map(lambda g: g[0], grads["layers"][len(grads["layers"]) - 1])
     observed_cols = [0, 2]
     missing_cols = [c for c in range(N_COLS) if c not in observed_cols]
@@ -48,7 +56,7 @@ def test_masked_cells_get_zero_gradient() -> None:
     assert np.all(np.asarray(output["bias"])[observed_cols] != 0.0)
     # ... whereas the paper's all-cells loss trains them towards zero
     all_cells = Objective(objective.graphdef, objective.scaling, all_cells=True)
-    grads = jax.grad(loss_fn, argnums=1)(all_cells, params, rows, row_counts(rows), None)
+    grads = jax.grad(loss_fn, argnums=1)(all_cells, params, rows, count_observed(rows), None)
     assert np.all(np.asarray(grads["layers"][len(grads["layers"]) - 1]["bias"][0]) != 0.0)
 
 
@@ -56,8 +64,8 @@ def test_padding_rows_do_not_change_the_loss() -> None:
     objective, params = make(dropout=0.0)
     rows = jnp.asarray(low_rank_matrix(4).toarray())
     padded = jnp.concatenate([rows, jnp.full((3, N_COLS), 4.0)])
-    counts = jnp.concatenate([row_counts(rows), jnp.zeros(3, jnp.int32)])
-    expected = loss_fn(objective, params, rows, row_counts(rows), None)
+    counts = jnp.concatenate([count_observed(rows), jnp.zeros(3, jnp.int32)])
+    expected = loss_fn(objective, params, rows, count_observed(rows), None)
     assert float(loss_fn(objective, params, padded, counts, None)) == pytest.approx(
         float(expected))
 
@@ -67,7 +75,7 @@ def test_train_step_lowers_the_loss() -> None:
     optimizer = optax.adam(1e-2)
     state = init_state(params, optimizer, seed=0)
     rows = jnp.asarray(low_rank_matrix().toarray())
-    counts = row_counts(rows)
+    counts = count_observed(rows)
     step = jax.jit(lambda s: train_step(objective, optimizer, s, rows, counts))
     before = float(loss_fn(objective, state.params, rows, counts, None))
     for _ in range(100):
@@ -102,7 +110,7 @@ def test_the_data_path_counts_the_observed_cells_of_each_row() -> None:
         rows = DeviceRows(matrix, resident)
         given = rows.row_counts(ids)
         assert given.dtype == np.int32 and list(given[ids < 0]) == [0, 0]
-        np.testing.assert_array_equal(given, row_counts(rows.gather(ids)))
+        np.testing.assert_array_equal(given, count_observed(rows.gather(ids)))
         assert np.array_equal(rows.counts, np.count_nonzero(matrix.toarray(), axis=1))
 
 
@@ -151,7 +159,7 @@ def test_ensemble_members_train_like_independent_models(l2: float) -> None:
     _, second = make(1, dropout=0.0)
     optimizer = optax.adam(1e-2)
     rows = jnp.asarray(low_rank_matrix().toarray())
-    counts = row_counts(rows)
+    counts = count_observed(rows)
 
     def train(params):
         state = init_state(params, optimizer, seed=0)
