@@ -45,8 +45,11 @@ class Objective:
 
 def init_state(params: Any, optimizer: optax.GradientTransformation, seed: int) -> TrainState:
     """A fresh training state; the RNG key is derived from `seed` alone."""
-    return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params),
-                      jax.random.key_data(jax.random.key(seed)))
+    # Compiled as one program: eagerly, each of the optimizer's zero-filled moments is a
+    # separately compiled op.
+    return jax.jit(lambda params: TrainState(
+        jnp.zeros((), jnp.int32), params, optimizer.init(params),
+        jax.random.key_data(jax.random.key(seed))))(params)
 
 
 def l2_penalty(params: Any) -> jax.Array:
