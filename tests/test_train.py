@@ -173,3 +173,21 @@ def test_ensemble_members_train_like_independent_models(l2: float) -> None:
         for a, b in zip(jax.tree.leaves(jax.tree.map(lambda x, m=member: x[m], together)),
                         jax.tree.leaves(alone[member]), strict=True):
             np.testing.assert_allclose(a, b[0], rtol=1e-4, atol=1e-5)
+
+
+def test_compiled_initialisation_draws_each_members_eager_parameters() -> None:
+    # init_members builds all members in one compiled program (start-up time); the values must
+    # be those of each member's module built eagerly with its own seed, bit for bit.
+    from omegaconf import OmegaConf
+
+    from aerec.models.autoencoder import build_autoencoder, init_members
+
+    cfg = OmegaConf.create({"layers": 1, "hidden": 8, "latent": 4, "activation": "sigmoid",
+                            "output_activation": "linear", "dropout": 0.1,
+                            "input_dropout": 0.0, "mirror_decoder": False})
+    _, stacked = init_members(cfg, N_COLS, seed=3, members=2)
+    for member in range(2):
+        eager = nnx.to_pure_dict(nnx.split(build_autoencoder(cfg, N_COLS, 3 + member))[1])
+        for a, b in zip(jax.tree.leaves(jax.tree.map(lambda x, m=member: x[m], stacked)),
+                        jax.tree.leaves(eager), strict=True):
+            np.testing.assert_array_equal(a, b)
