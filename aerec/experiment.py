@@ -10,7 +10,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from aerec.artifact import save_artifact
 from aerec.checkpoint import open_checkpoint
@@ -26,7 +25,7 @@ from aerec.models.scaling import Scaling, make_scaling
 from aerec.models.svd import fit_svd, predict_svd
 from aerec.optim import build_optimizer
 from aerec.sharding import data_mesh
-from aerec.train import FitResult, Objective, fit, init_state
+from aerec.train import FitResult, Objective, fit, init_state, steps_per_epoch
 
 
 def train_autoencoder(cfg: Any, matrices: Matrices, scaling: Scaling,
@@ -39,9 +38,8 @@ def train_autoencoder(cfg: Any, matrices: Matrices, scaling: Scaling,
     graphdef, params = init_members(model_cfg, n_inputs, cfg.seed, int(model_cfg.ensemble))
     objective = Objective(graphdef, scaling, all_cells=model_cfg.loss == "all_cells",
                           l2=float(model_cfg.l2), compute_dtype=jnp.dtype(cfg.train.dtype))
-    rows_with_data = int(np.count_nonzero(matrices.train.nonempty_rows()))
-    steps_per_epoch = -(-rows_with_data // int(cfg.train.batch_size))
-    optimizer = build_optimizer(cfg.optimizer, steps_per_epoch * int(cfg.train.epochs))
+    optimizer = build_optimizer(cfg.optimizer, steps_per_epoch(
+        matrices.train, int(cfg.train.batch_size)) * int(cfg.train.epochs))
 
     predict = partial(predict_ratings, graphdef, scaling)
     state = init_state(params, optimizer, cfg.seed)

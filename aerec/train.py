@@ -142,6 +142,12 @@ def train_epoch_resident(objective: Objective, optimizer: optax.GradientTransfor
     return jax.lax.scan(body, state, batches)
 
 
+def steps_per_epoch(train_rows: DeviceRows, batch_size: int) -> int:
+    """Optimizer steps in one epoch: the rows with a training rating, in batches (the last
+    one padded); what `fit` runs and what a learning-rate schedule is sized by."""
+    return -(-int(np.count_nonzero(train_rows.nonempty_rows())) // batch_size)
+
+
 def epoch_batches(rows: np.ndarray, batch_size: int, seed: int, epoch: int) -> np.ndarray:
     """The epoch's shuffled row ids as (n_batches, batch_size), padded with -1.
 

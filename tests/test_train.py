@@ -21,6 +21,7 @@ from aerec.train import (
     fit,
     init_state,
     loss_fn,
+    steps_per_epoch,
     train_step,
 )
 
@@ -92,6 +93,16 @@ def test_epoch_batches_cover_each_row_once_and_depend_on_seed_and_epoch() -> Non
     assert sorted(batches[batches >= 0].tolist()) == rows.tolist()
     np.testing.assert_array_equal(batches, epoch_batches(rows, 8, seed=1, epoch=2))
     assert not np.array_equal(batches, epoch_batches(rows, 8, seed=1, epoch=3))
+
+
+def test_steps_per_epoch_counts_the_batches_of_rows_with_ratings() -> None:
+    # The cosine schedule is sized by steps_per_epoch; fit runs epoch_batches' batches.
+    matrix = low_rank_matrix().tolil()
+    matrix[list(range(0, 40, 4)), :] = 0  # ten of the 40 rows without a training rating
+    rows = DeviceRows(sp.csr_matrix(matrix), resident=True)
+    assert steps_per_epoch(rows, 8) == 4  # 30 rows: 4 batches, not the 5 of 40 rows
+    with_data = np.flatnonzero(rows.nonempty_rows()).astype(np.int32)
+    assert epoch_batches(with_data, 8, seed=0, epoch=1).shape[0] == 4
 
 
 def run_fit(resident: bool, seed: int = 0):
