@@ -45,11 +45,10 @@ class Objective:
 
 def init_state(params: Any, optimizer: optax.GradientTransformation, seed: int) -> TrainState:
     """A fresh training state; the RNG key is derived from `seed` alone."""
-    # Compiled as one program: eagerly, each of the optimizer's zero-filled moments is a
-    # separately compiled op.
-    return jax.jit(lambda params: TrainState(
-        jnp.zeros((), jnp.int32), params, optimizer.init(params),
-        jax.random.key_data(jax.random.key(seed))))(params)
+    # The optimizer state in one compiled program (eagerly, each zero-filled moment is a
+    # separately compiled op); the parameters are passed on as they are, not copied.
+    return TrainState(jnp.zeros((), jnp.int32), params, jax.jit(optimizer.init)(params),
+                      jax.random.key_data(jax.random.key(seed)))
 
 
 def l2_penalty(params: Any) -> jax.Array:
