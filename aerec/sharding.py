@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from aerec.data.matrix import DeviceRows
 from aerec.errors import ConfigError
 
 DATA_AXIS = "data"
@@ -51,3 +53,43 @@ def state_shardings(tree: Any, mesh: Mesh, width: int) -> Any:
         return NamedSharding(mesh, PartitionSpec(*spec))
 
     return jax.tree.map(one, tree)
+
+
+def batch_shardings(mesh: Mesh, batch_size: int) -> tuple[NamedSharding, NamedSharding]:
+    """Shardings of a batch's rows and of its observed-cell counts, split along `data`."""
+    batch_devices = mesh.shape[DATA_AXIS]
+    if batch_size % batch_devices:
+        raise ConfigError(f"train.batch_size={batch_size} must be a multiple of the "
+                         f"{batch_devices} devices the batch is split over (train.mesh / "
+                         "train.wide_shards)")
+    return (NamedSharding(mesh, PartitionSpec(DATA_AXIS, None)),
+            NamedSharding(mesh, PartitionSpec(DATA_AXIS)))
+
+
+def sharded_batch(train_rows: DeviceRows, ids: np.ndarray,
+                  shardings: tuple[NamedSharding, NamedSharding]) -> tuple[jax.Array, jax.Array]:
+    """The batch of rows `ids` (and their counts) split over the mesh; each process densifies
+    only its own devices' rows, so with several processes (jax.distributed) each feeds its own
+    shard."""
+    rows_sharding, counts_sharding = shardings
+    rows = jax.make_array_from_callback(
+        (ids.size, train_rows.shape[1]), rows_sharding,
+        lambda index: train_rows.host_rows(ids[index[0]]))
+    counts = jax.make_array_from_callback(
+        (ids.size,), counts_sharding, lambda index: train_rows.row_counts(ids[index[0]]))
+    return rows, counts
+
+
+def local_copy(tree: Any, mesh: Mesh | None) -> Any:
+    """A copy of `tree` on one of this process's devices: of a replicated array its local
+    copy, of a split one (the wide layers) the whole array gathered."""
+    if mesh is None:
+        return jax.tree.map(jnp.copy, tree)
+    return jax.tree.map(
+        lambda leaf: jnp.copy(leaf.addressable_data(0)) if leaf.is_fully_replicated
+        else jax.device_put(leaf, jax.local_devices()[0]), tree)
+
+
+def local_value(array: jax.Array, mesh: Mesh | None) -> jax.Array:
+    """A replicated result (a loss) as an array of this process: its local copy."""
+    return array if mesh is None else array.addressable_data(0)

@@ -17,10 +17,17 @@ from tqdm.auto import tqdm
 
 from aerec.checkpoint import Checkpointer, Resumed
 from aerec.data.matrix import DeviceRows
-from aerec.errors import ConfigError, TrainingDivergedError
+from aerec.errors import TrainingDivergedError
 from aerec.models.autoencoder import apply_members
 from aerec.models.scaling import Scaling
-from aerec.sharding import DATA_AXIS, state_shardings
+from aerec.sharding import (
+    DATA_AXIS,
+    batch_shardings,
+    local_copy,
+    local_value,
+    sharded_batch,
+    state_shardings,
+)
 
 
 class TrainState(NamedTuple):
@@ -187,44 +194,38 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
     returned parameters live on the default device.
     """
     rows_with_data = np.flatnonzero(train_rows.nonempty_rows()).astype(np.int32)
-    batch_sharding = count_sharding = None
+    shardings = None
     step_options: dict[str, Any] = {}
     if mesh is not None:
-        batch_devices = mesh.shape[DATA_AXIS]
-        if batch_size % batch_devices:
-            raise ConfigError(f"train.batch_size={batch_size} must be a multiple of the "
-                             f"{batch_devices} devices the batch is split over (train.mesh / "
-                             "train.wide_shards)")
-        batch_sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS, None))
-        count_sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+        shardings = batch_shardings(mesh, batch_size)
         # Pinned, so that the wide layers stay split from step to step.
         step_options["out_shardings"] = (state_shardings(state, mesh, train_rows.shape[1]),
                                          NamedSharding(mesh, PartitionSpec()))
     step = jax.jit(partial(train_step, objective, optimizer), donate_argnums=0, **step_options)
     resident_epoch = jax.jit(partial(train_epoch_resident, objective, optimizer,
-                                     batch_sharding=batch_sharding), donate_argnums=0,
-                             **step_options)
+                                     batch_sharding=None if shardings is None else shardings[0]),
+                             donate_argnums=0, **step_options)
     dense = train_rows.dense
     dense_counts = jnp.asarray(train_rows.counts) if train_rows.resident else None
+    if mesh is not None and dense is not None:  # every device reads its batch rows from it
+        dense, dense_counts = jax.device_put((dense, dense_counts),
+                                             NamedSharding(mesh, PartitionSpec()))
+    local = partial(local_copy, mesh=mesh)
 
-    def local(tree: Any) -> Any:
-        """A copy on one of this process's devices: of a replicated array, its local copy;
-        of a split one (the wide layers), the whole array gathered."""
-        if mesh is None:
-            return jax.tree.map(jnp.copy, tree)
-        return jax.tree.map(
-            lambda leaf: jnp.copy(leaf.addressable_data(0)) if leaf.is_fully_replicated
-            else jax.device_put(leaf, jax.local_devices()[0]), tree)
-
-    def global_batch(ids: np.ndarray) -> tuple[jax.Array, jax.Array]:
-        """The batch split over the mesh; each process densifies only its devices' rows, so
-        with several processes (jax.distributed) each feeds its own shard."""
-        shape = (ids.size, train_rows.shape[1])
-        rows = jax.make_array_from_callback(
-            shape, batch_sharding, lambda index: train_rows.host_rows(ids[index[0]]))
-        counts = jax.make_array_from_callback(
-            (ids.size,), count_sharding, lambda index: train_rows.row_counts(ids[index[0]]))
-        return rows, counts
+    def train_one_epoch(state: TrainState, batches: np.ndarray) -> tuple[TrainState, float]:
+        """One epoch over `batches` on the run's data path; the mean training loss."""
+        if train_rows.resident:
+            state, losses = resident_epoch(state, dense, dense_counts, jnp.asarray(batches))
+            return state, float(jnp.mean(local_value(losses, mesh)))
+        losses = []
+        for ids in batches:
+            if mesh is None:
+                rows, counts = train_rows.gather(ids), train_rows.row_counts(ids)
+            else:
+                rows, counts = sharded_batch(train_rows, ids, shardings)
+            state, loss = step(state, rows, counts)
+            losses.append(local_value(loss, mesh))
+        return state, float(jnp.mean(jnp.stack(losses)))
 
     best = FitResult(state.params, 0, float("inf"), 0, 0.0)
     waited, first_epoch, finished, seconds_before = 0, 1, False, 0.0
@@ -239,31 +240,14 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
             if on_epoch is not None:
                 on_epoch(record)
     if mesh is not None:
-        replicated = NamedSharding(mesh, PartitionSpec())
         state = jax.device_put(state, step_options["out_shardings"][0])
-        if dense is not None:
-            dense, dense_counts = jax.device_put((dense, dense_counts), replicated)
     started = time.perf_counter()
     epoch_range = range(first_epoch, epochs + 1) if not finished else range(0)
     bar = tqdm(epoch_range, desc="train", unit="epoch", disable=not progress)
     for epoch in bar:
         epoch_started = time.perf_counter()
         batches = epoch_batches(rows_with_data, batch_size, seed, epoch)
-        if train_rows.resident:
-            state, losses = resident_epoch(state, dense, dense_counts, jnp.asarray(batches))
-        else:
-            losses = []
-            for ids in batches:
-                if mesh is None:
-                    rows, counts = train_rows.gather(ids), train_rows.row_counts(ids)
-                else:
-                    rows, counts = global_batch(ids)
-                state, loss = step(state, rows, counts)
-                losses.append(loss if mesh is None else loss.addressable_data(0))
-            losses = jnp.stack(losses)
-        if mesh is not None and train_rows.resident:
-            losses = losses.addressable_data(0)
-        train_loss = float(jnp.mean(losses))
+        state, train_loss = train_one_epoch(state, batches)
         valid_rmse = validate(state.params if mesh is None else local(state.params))
         record = {"epoch": epoch, "train_loss": train_loss, "valid_rmse": valid_rmse,
                   "epoch_seconds": time.perf_counter() - epoch_started}
