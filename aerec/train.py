@@ -21,7 +21,6 @@ from aerec.errors import TrainingDivergedError
 from aerec.models.autoencoder import apply_members
 from aerec.models.scaling import Scaling
 from aerec.sharding import (
-    DATA_AXIS,
     batch_shardings,
     local_copy,
     local_value,
@@ -125,13 +124,14 @@ def train_step(objective: Objective, optimizer: optax.GradientTransformation,
 
 def train_epoch_resident(objective: Objective, optimizer: optax.GradientTransformation,
                          state: TrainState, matrix: jax.Array, matrix_counts: jax.Array,
-                         batches: jax.Array, batch_sharding: NamedSharding | None = None
+                         batches: jax.Array,
+                         shardings: tuple[NamedSharding, NamedSharding] | None = None
                          ) -> tuple[TrainState, jax.Array]:
     """All batches of an epoch in one compiled scan over a device-resident matrix
     (`matrix_counts`: its observed cells per row).
 
-    With `batch_sharding` (data parallelism over a mesh) each batch's rows are split across
-    the devices; XLA inserts the gradient all-reduce.
+    With `shardings` (data parallelism over a mesh: `batch_shardings`) each batch's rows and
+    counts are split across the devices; XLA inserts the gradient all-reduce.
     """
 
     def body(state: TrainState, ids: jax.Array) -> tuple[TrainState, jax.Array]:
@@ -139,10 +139,8 @@ def train_epoch_resident(objective: Objective, optimizer: optax.GradientTransfor
         # gradient of every output they produce is exactly zero, out of the update too.
         rows = matrix[jnp.maximum(ids, 0)]
         counts = jnp.where(ids >= 0, matrix_counts[jnp.maximum(ids, 0)], 0)
-        if batch_sharding is not None:
-            rows = jax.lax.with_sharding_constraint(rows, batch_sharding)
-            counts = jax.lax.with_sharding_constraint(
-                counts, NamedSharding(batch_sharding.mesh, PartitionSpec(DATA_AXIS)))
+        if shardings is not None:
+            rows, counts = jax.lax.with_sharding_constraint((rows, counts), shardings)
         return train_step(objective, optimizer, state, rows, counts)
 
     return jax.lax.scan(body, state, batches)
@@ -203,7 +201,7 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
                                          NamedSharding(mesh, PartitionSpec()))
     step = jax.jit(partial(train_step, objective, optimizer), donate_argnums=0, **step_options)
     resident_epoch = jax.jit(partial(train_epoch_resident, objective, optimizer,
-                                     batch_sharding=None if shardings is None else shardings[0]),
+                                     shardings=shardings),
                              donate_argnums=0, **step_options)
     dense = train_rows.dense
     dense_counts = jnp.asarray(train_rows.counts) if train_rows.resident else None
