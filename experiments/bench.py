@@ -7,7 +7,8 @@ compile time, steady-state epoch time (median over --epochs timed epochs, after 
 ratings per second, achieved FLOP/s of the model's matmuls, peak host and device memory, and
 the practical peak: the FLOP/s of plain dense matmuls of exactly the shapes a training step
 multiplies, timed one by one in the same process and dtype (efficiency = achieved / that),
-with a 2048 x 2048 x 2048 matmul for reference.
+with a square matmul for reference (2048 on a CPU, 8192 on an accelerator, where smaller ones
+fall short of its peak).
 Large shapes on a CPU can time the first --max-batches batches of each epoch; the epoch time
 is then extrapolated to the full epoch (marked `partial` in the table).
 
@@ -26,6 +27,7 @@ import platform
 import resource
 import statistics
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -82,8 +84,18 @@ def step_matmuls(sizes: list[int], batch: int) -> list[tuple[int, int, int]]:
     return shapes
 
 
+def on_accelerator() -> bool:
+    """Whether the default device is an accelerator (GPU or TPU), not the host CPU."""
+    return jax.default_backend() != "cpu"
+
+
 class MatmulReference:
-    """Plain jit-compiled dense matmuls of given (m, k, n) shapes, ready to be timed."""
+    """Plain jit-compiled dense matmuls of given (m, k, n) shapes, ready to be timed.
+
+    On an accelerator each timing covers `launches` back-to-back products, so that the
+    host's dispatch and the final synchronisation do not pass for matmul time (a batch-1024
+    product of the ML-10M shape takes about 0.1 ms there).
+    """
 
     def __init__(self, shapes: list[tuple[int, int, int]], dtype: Any):
         key = jax.random.key(0)
@@ -91,6 +103,7 @@ class MatmulReference:
         self.operands = [(jax.random.normal(key, (m, k), dtype),
                           jax.random.normal(key, (k, n), dtype)) for m, k, n in shapes]
         self.product = jax.jit(lambda x, y: x @ y)
+        self.launches = 10 if on_accelerator() else 1
         self.seconds()  # compile every shape once
 
     def seconds(self, repeats: int = 3) -> float:
@@ -100,24 +113,32 @@ class MatmulReference:
             times = []
             for _ in range(repeats):
                 started = time.perf_counter()
-                self.product(a, b).block_until_ready()
-                times.append(time.perf_counter() - started)
+                for _ in range(self.launches):
+                    out = self.product(a, b)
+                out.block_until_ready()
+                times.append((time.perf_counter() - started) / self.launches)
             total += statistics.median(times)
         return total
 
 
-def bench_shape(shape: str, dtype: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Time training epochs of one shape in one dtype."""
-    overrides = [f"train.dtype={dtype}", f"train.batch_size={args.batch_size}",
-                 f"train.data_path={args.data_path}"]
-    cfg, source = compose_for(shape, args.data_dir, overrides)
+def load_shape(shape: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The configuration, dataset and matrices of one shape (loaded once for all its runs)."""
+    cfg, source = compose_for(shape, args.data_dir, [f"train.data_path={args.data_path}"])
     started = time.perf_counter()
     dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, Path(cfg.paths.data_dir or "."),
                            progress=False)
     matrices = build_matrices(dataset, cfg)
-    load_seconds = time.perf_counter() - started
-    train = matrices.train
-    n_rows, n_inputs = train.shape
+    return {"shape": shape, "cfg": cfg, "source": source, "dataset": dataset,
+            "matrices": matrices, "load_seconds": time.perf_counter() - started}
+
+
+def epoch_runner(loaded: dict[str, Any], dtype: str, batch_size: int, max_batches: int
+                 ) -> tuple[Any, Callable[[Any, int], tuple[Any, jax.Array]], int, int]:
+    """A fresh training state and `run_epoch(state, epoch) -> (state, losses)` on the run's
+    data path (the first `max_batches` batches of the epoch, if not 0), with the epoch's
+    batch count and the count run."""
+    cfg, dataset, train = loaded["cfg"], loaded["dataset"], loaded["matrices"].train
+    n_inputs = train.shape[1]
     graphdef, params = init_members(cfg.model, n_inputs, 0, 1)
     scaling = make_scaling(cfg.model.scaling, dataset.rating_min, dataset.rating_max,
                            dataset.train_mean())
@@ -126,16 +147,15 @@ def bench_shape(shape: str, dtype: str, args: argparse.Namespace) -> dict[str, A
     optimizer = build_optimizer(cfg.optimizer, 1000)
     state = init_state(params, optimizer, 0)
     rows = np.flatnonzero(train.nonempty_rows()).astype(np.int32)
-    all_batches = epoch_batches(rows, args.batch_size, 0, 1)
-    timed = all_batches[: args.max_batches] if args.max_batches else all_batches
-    fraction = len(timed) / len(all_batches)
+    all_batches = epoch_batches(rows, batch_size, 0, 1)
+    timed = all_batches[:max_batches] if max_batches else all_batches
 
     if train.resident:
         epoch_fn = jax.jit(partial(train_epoch_resident, objective, optimizer), donate_argnums=0)
         counts = jnp.asarray(train.counts)
 
         def run_epoch(state, epoch):
-            batches = epoch_batches(rows, args.batch_size, 0, epoch)[: len(timed)]
+            batches = epoch_batches(rows, batch_size, 0, epoch)[: len(timed)]
             state, losses = epoch_fn(state, train.dense, counts, jnp.asarray(batches))
             return state, losses
     else:
@@ -143,20 +163,32 @@ def bench_shape(shape: str, dtype: str, args: argparse.Namespace) -> dict[str, A
 
         def run_epoch(state, epoch):
             losses = []
-            for ids in epoch_batches(rows, args.batch_size, 0, epoch)[: len(timed)]:
+            for ids in epoch_batches(rows, batch_size, 0, epoch)[: len(timed)]:
                 state, loss = step_fn(state, train.gather(ids), train.row_counts(ids))
                 losses.append(loss)
             return state, jnp.stack(losses)
 
+    return state, run_epoch, len(all_batches), len(timed)
+
+
+def bench_shape(loaded: dict[str, Any], dtype: str, batch_size: int,
+                args: argparse.Namespace) -> dict[str, Any]:
+    """Time training epochs of one loaded shape in one dtype and batch size."""
+    cfg, dataset, train = loaded["cfg"], loaded["dataset"], loaded["matrices"].train
+    n_rows, n_inputs = train.shape
+    state, run_epoch, n_batches, n_timed = epoch_runner(loaded, dtype, batch_size,
+                                                        args.max_batches)
+    fraction = n_timed / n_batches
     started = time.perf_counter()
     state, losses = run_epoch(state, 1)  # compiles, then runs once
     jax.block_until_ready(losses)
     first_epoch = time.perf_counter() - started
     sizes = [n_inputs, *([int(cfg.model.hidden)] * int(cfg.model.layers)),
              int(cfg.model.latent), n_inputs]
-    matmuls = step_matmuls(sizes, args.batch_size)
+    matmuls = step_matmuls(sizes, batch_size)
     reference = MatmulReference(matmuls, jnp.dtype(dtype))
-    square = MatmulReference([(2048, 2048, 2048)], jnp.dtype(dtype))
+    side = 8192 if on_accelerator() else 2048
+    square = MatmulReference([(side, side, side)], jnp.dtype(dtype))
     # Epochs and the reference matmuls alternate, so that a noisy machine slows both alike;
     # the efficiency is the median of the per-epoch ratios.
     epoch_times, ratios = [], []
@@ -165,27 +197,28 @@ def bench_shape(shape: str, dtype: str, args: argparse.Namespace) -> dict[str, A
         state, losses = run_epoch(state, epoch)
         jax.block_until_ready(losses)
         epoch_times.append(time.perf_counter() - started)
-        ratios.append(reference.seconds() * len(timed) / epoch_times[-1])
+        ratios.append(reference.seconds() * n_timed / epoch_times[-1])
     timed_seconds = statistics.median(epoch_times)
     epoch_seconds = timed_seconds / fraction
     # Padding rows of the last batch are computed too, so every batch counts in full.
-    flops = reference.flops * len(all_batches)
+    flops = reference.flops * n_batches
     achieved = flops / epoch_seconds
     efficiency = statistics.median(ratios)
     peak = achieved / efficiency
     square_flops = square.flops / square.seconds()
     device_stats = jax.devices()[0].memory_stats() or {}
     return {
-        "shape": shape, "source": source, "dtype": dtype, "rows": n_rows, "inputs": n_inputs,
-        "train_ratings": dataset.count(TRAIN), "resident": train.resident,
-        "batch_size": args.batch_size, "batches_timed": len(timed),
-        "batches_per_epoch": len(all_batches), "partial": fraction < 1.0,
-        "load_seconds": load_seconds,
+        "shape": loaded["shape"], "source": loaded["source"], "dtype": dtype, "rows": n_rows,
+        "inputs": n_inputs, "train_ratings": dataset.count(TRAIN), "resident": train.resident,
+        "batch_size": batch_size, "batches_timed": n_timed,
+        "batches_per_epoch": n_batches, "partial": fraction < 1.0,
+        "load_seconds": loaded["load_seconds"],
         "compile_seconds": max(first_epoch - timed_seconds, 0.0),
         "epoch_seconds": epoch_seconds, "epoch_seconds_all": [t / fraction for t in epoch_times],
         "ratings_per_second": dataset.count(TRAIN) / epoch_seconds,
         "model_flops_per_epoch": flops, "achieved_flops": achieved, "matmul_peak_flops": peak,
-        "square_matmul_flops": square_flops, "efficiency": efficiency,
+        "square_side": side, "square_matmul_flops": square_flops, "efficiency": efficiency,
+        "of_square": achieved / square_flops,
         "peak_host_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "peak_device_gib": device_stats.get("peak_bytes_in_use", float("nan")) / 2**30,
         "device": jax.devices()[0].device_kind, "host": platform.node(),
@@ -194,19 +227,20 @@ def bench_shape(shape: str, dtype: str, args: argparse.Namespace) -> dict[str, A
 
 def format_rows(records: list[dict[str, Any]]) -> str:
     """One markdown table of the records."""
-    lines = ["| shape | source | dtype | path | compile s | epoch s | ratings/s | model TFLOP/s "
-             "| same matmuls TFLOP/s | efficiency | 2048² matmul TFLOP/s | peak host GiB "
-             "| peak device GiB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| shape | source | dtype | batch | path | compile s | epoch s | ratings/s "
+             "| model TFLOP/s | same matmuls TFLOP/s | efficiency | square matmul TFLOP/s "
+             "| of square | peak host GiB | peak device GiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         source = "real" if r["source"] != "synthetic" else "synthetic"
         epoch = f"{r['epoch_seconds']:.2f}" + (" (partial)" if r["partial"] else "")
         lines.append(
-            f"| {r['shape']} | {source} | {r['dtype']} | "
+            f"| {r['shape']} | {source} | {r['dtype']} | {r['batch_size']} | "
             f"{'resident' if r['resident'] else 'streamed'} | {r['compile_seconds']:.1f} | "
             f"{epoch} | {r['ratings_per_second']:,.0f} | {r['achieved_flops'] / 1e12:.3f} | "
             f"{r['matmul_peak_flops'] / 1e12:.3f} | {r['efficiency']:.0%} | "
-            f"{r['square_matmul_flops'] / 1e12:.3f} | "
+            f"{r['square_matmul_flops'] / 1e12:.3f} ({r['square_side']}³) | "
+            f"{r['of_square']:.0%} | "
             f"{r['peak_host_gib']:.2f} | {r['peak_device_gib']:.2f} |")
     return "\n".join(lines)
 
@@ -218,7 +252,7 @@ def main() -> None:
                         choices=["float32", "bfloat16"])
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--data-path", default="auto", choices=["auto", "resident", "streamed"])
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, nargs="+", default=[256])
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs after a warm-up")
     parser.add_argument("--max-batches", type=int, default=0,
                         help="time only this many batches per epoch (0: all)")
@@ -226,7 +260,13 @@ def main() -> None:
                         help="also compare with scikit-surprise's SVD on ML-1M")
     parser.add_argument("--json", type=Path, default=None, help="write the records here")
     args = parser.parse_args()
-    records = [bench_shape(shape, dtype, args) for shape in args.shapes for dtype in args.dtypes]
+    records = []
+    for shape in args.shapes:
+        loaded = load_shape(shape, args)
+        for dtype, batch_size in itertools.product(args.dtypes, args.batch_size):
+            records.append(bench_shape(loaded, dtype, batch_size, args))
+            print(format_rows(records[-1:]).splitlines()[-1], flush=True)
+        del loaded  # the next shape's matrices take its place
     print(f"device: {jax.devices()[0].device_kind}, {jax.device_count()} device(s)")
     print(format_rows(records))
     output: dict[str, Any] = {"records": records}

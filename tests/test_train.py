@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 from flax import nnx
 
-from aerec.data.matrix import DeviceRows
+from aerec.data.matrix import DeviceRows, densify, rows_on_device, scatter_dense
 from aerec.errors import TrainingDivergedError
 from aerec.models.autoencoder import AutoEncoder
 from aerec.models.scaling import Scaling
@@ -123,6 +123,18 @@ def test_the_data_path_counts_the_observed_cells_of_each_row() -> None:
         assert given.dtype == np.int32 and list(given[ids < 0]) == [0, 0]
         np.testing.assert_array_equal(given, count_observed(rows.gather(ids)))
         assert np.array_equal(rows.counts, np.count_nonzero(matrix.toarray(), axis=1))
+
+
+def test_the_accelerators_device_side_densification_matches_the_hosts() -> None:
+    matrix = low_rank_matrix()  # CSR, as the data path holds it
+    rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int32), np.diff(matrix.indptr))
+    dense = scatter_dense(jnp.asarray(rows), jnp.asarray(matrix.indices), jnp.asarray(matrix.data),
+                          shape=matrix.shape)
+    np.testing.assert_array_equal(np.asarray(dense), matrix.toarray())
+    np.testing.assert_array_equal(np.asarray(densify(matrix)), matrix.toarray())
+    ids = np.array([3, 0, -1, 39, 7, -1], np.int32)  # a streamed batch, padded
+    np.testing.assert_array_equal(np.asarray(rows_on_device(matrix, ids)),
+                                  DeviceRows(matrix, False).host_rows(ids))
 
 
 def test_fit_is_deterministic_and_paths_agree() -> None:

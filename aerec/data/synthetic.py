@@ -17,6 +17,13 @@ def _power_law(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(weights / weights.sum())
 
 
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    # np.union1d / np.unique hash on recent numpy, several times slower than one sort here
+    # (14 of 23 s at the ML-10M shape); the result is the same sorted distinct values.
+    values.sort()
+    return values[np.concatenate(([True], values[1:] != values[:-1]))]
+
+
 def synthetic_ratings(n_users: int, n_items: int, n_ratings: int, *, rank: int = 10,
                       popularity_exponent: float = 0.8, activity_exponent: float = 0.5,
                       noise: float = 0.5, rating_min: float = 1.0, rating_max: float = 5.0,
@@ -35,7 +42,7 @@ def synthetic_ratings(n_users: int, n_items: int, n_ratings: int, *, rank: int =
         draw = int((n_ratings - keys.size) * OVERSAMPLE) + 16
         users = rng.choice(n_users, size=draw, p=user_p)
         items = rng.choice(n_items, size=draw, p=item_p)
-        keys = np.union1d(keys, users.astype(np.int64) * n_items + items)
+        keys = _sorted_unique(np.concatenate([keys, users.astype(np.int64) * n_items + items]))
         if keys.size >= n_ratings:
             keys = rng.choice(keys, size=n_ratings, replace=False)
             keys.sort()

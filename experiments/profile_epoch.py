@@ -1,0 +1,74 @@
+"""Where a training epoch's device time goes: the benchmark's epoch under JAX's profiler,
+summed per operation, for one shape, dtype and batch size.
+
+It prints the operations that take most of the device's time (their share of the total, and
+whether each is a matmul), so that an efficiency figure of bench.py can be explained:
+
+    PYTHONPATH=. python experiments/profile_epoch.py --shape ml10m --dtype bfloat16 \
+        --batch-size 4096
+
+On a GPU the device plane's "XLA Ops" line holds one event per executed HLO operation; on a
+CPU the host plane's XLA thunks are counted instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import tempfile
+from pathlib import Path
+
+import jax
+
+from experiments.bench import SHAPES, epoch_runner, load_shape
+
+MATMUL_MARKERS = ("dot", "gemm", "matmul", "cublas", "convolution")
+
+
+def op_seconds(trace_dir: Path) -> collections.Counter[str]:
+    """Seconds per operation name in the profile written under `trace_dir`."""
+    totals: collections.Counter[str] = collections.Counter()
+    for path in trace_dir.rglob("*.xplane.pb"):
+        profile = jax.profiler.ProfileData.from_file(str(path))
+        device_planes = [p for p in profile.planes if p.name.startswith("/device:")]
+        for plane in device_planes or [p for p in profile.planes if p.name.startswith("/host")]:
+            lines = list(plane.lines)
+            ops = [line for line in lines if line.name == "XLA Ops"] or lines
+            for line in ops:
+                for event in line.events:
+                    if not event.name.startswith(("$", "ThunkExecutor")):  # Python, wrappers
+                        totals[event.name] += event.duration_ns * 1e-9
+    return totals
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", default="ml10m", choices=sorted(SHAPES))
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--data-path", default="resident",
+                        choices=["auto", "resident", "streamed"])
+    parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
+    parser.add_argument("--batch-size", type=int, default=4096)
+    parser.add_argument("--max-batches", type=int, default=0)
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args()
+    loaded = load_shape(args.shape, args)
+    state, run_epoch, _, _ = epoch_runner(loaded, args.dtype, args.batch_size, args.max_batches)
+    state, losses = run_epoch(state, 1)  # compile outside the profile
+    jax.block_until_ready(losses)
+    with tempfile.TemporaryDirectory() as folder:
+        with jax.profiler.trace(folder):
+            state, losses = run_epoch(state, 2)
+            jax.block_until_ready(losses)
+        totals = op_seconds(Path(folder))
+    total = sum(totals.values())
+    matmul = sum(t for name, t in totals.items()
+                 if any(marker in name.lower() for marker in MATMUL_MARKERS))
+    print(f"{args.shape} {args.dtype} batch {args.batch_size}: {total * 1e3:.1f} ms of device "
+          f"operations in one epoch, matmuls {matmul / max(total, 1e-12):.0%}")
+    for name, seconds in totals.most_common(args.top):
+        print(f"{seconds / max(total, 1e-12):6.1%} {seconds * 1e3:9.2f} ms  {name[:110]}")
+
+
+if __name__ == "__main__":
+    main()
