@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 from aerec.data.matrix import DeviceRows
 from aerec.data.prepare import IdMap
 from aerec.errors import DataError, UnknownIdError
-from aerec.models.autoencoder import init_members, predict_ratings
+from aerec.models.autoencoder import graphdef_of, predict_ratings
 from aerec.models.popularity import predict_popularity
 from aerec.models.scaling import Scaling
 from aerec.models.svd import predict_svd
@@ -157,6 +157,23 @@ class TrainedModel:
         })
 
 
+def restore_here(path: Path) -> Any:
+    """The array tree saved at `path`, placed on this process's default device.
+
+    The target's shapes and dtypes come from the checkpoint's metadata and its placement from
+    here: a model written on a GPU loads on a CPU and the other way round (orbax refuses to
+    guess across topologies).
+    """
+    checkpointer = ocp.StandardCheckpointer()
+    metadata = checkpointer.metadata(path)
+    tree = getattr(metadata, "item_metadata", metadata)  # a StepMetadata on newer orbax
+    tree = getattr(tree, "tree", tree)
+    here = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=here),
+                          tree, is_leaf=lambda leaf: hasattr(leaf, "shape"))
+    return checkpointer.restore(path, target)
+
+
 def load(path: str | Path) -> TrainedModel:
     """Load an artifact written by a training run (its output directory's `model/`)."""
     directory = Path(path).absolute()
@@ -181,16 +198,12 @@ def load(path: str | Path) -> TrainedModel:
                for key in ("titles", "genres", "years")}
     scaling = Scaling(*description["scaling"])
     model_cfg = OmegaConf.create(description["model"])
-    checkpointer = ocp.StandardCheckpointer()
+    params = restore_here(directory / "params")
     if model_cfg.name == "autoencoder":
-        graphdef, like = init_members(model_cfg, description["n_inputs"], 0,
-                                      int(model_cfg.ensemble))
-        params = checkpointer.restore(directory / "params", jax.eval_shape(lambda: like))
+        graphdef = graphdef_of(model_cfg, description["n_inputs"])
         predict_rows = jax.jit(partial(predict_ratings, graphdef, scaling))
     elif model_cfg.name == "svd":
-        params = checkpointer.restore(directory / "params")
         predict_rows = jax.jit(partial(predict_svd, scaling=scaling))
     else:
-        params = checkpointer.restore(directory / "params")
         predict_rows = jax.jit(partial(predict_popularity, orientation=model_cfg.orientation))
     return TrainedModel(description, params, users, items, inputs, predict_rows, seen, catalog)

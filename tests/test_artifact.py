@@ -7,10 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
 import aerec
+from aerec.artifact import restore_here
 from aerec.cli import run_task
 from aerec.errors import ConfigError, DataError
 from tests.conftest import FAST_DATA, cli_env
@@ -63,3 +65,26 @@ def test_task_evaluate_reproduces_the_training_runs_figures(compose_config,
 def test_task_evaluate_needs_a_path(compose_config, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"checkpoint\.path"):
         run_task(compose_config("task=evaluate"), tmp_path)
+
+
+# Saves parameters from the second of two (forced) CPU devices: a topology this process lacks,
+# as a GPU-written model is to a CPU-only process.
+OTHER_TOPOLOGY_CHILD = """
+import sys
+import jax, jax.numpy as jnp, orbax.checkpoint as ocp
+params = {"w": jax.device_put(jnp.arange(6.0).reshape(2, 3), jax.devices()[1])}
+checkpointer = ocp.StandardCheckpointer()
+checkpointer.save(sys.argv[1], params)
+checkpointer.wait_until_finished()
+"""
+
+
+def test_parameters_written_on_another_topology_load_on_this_device(tmp_path: Path) -> None:
+    env = {**cli_env(), "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+           "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", OTHER_TOPOLOGY_CHILD, str(tmp_path / "p")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    params = restore_here(tmp_path / "p")
+    np.testing.assert_array_equal(params["w"], np.arange(6.0).reshape(2, 3))
+    assert params["w"].devices() == {jax.devices()[0]}
