@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from aerec.checkpoint import Checkpointer, Resumed
 from aerec.data.matrix import DeviceRows
 from aerec.errors import TrainingDivergedError
-from aerec.models.autoencoder import apply_members
+from aerec.models.autoencoder import apply_members, pad_inputs
 from aerec.models.scaling import Scaling
 from aerec.sharding import (
     batch_shardings,
@@ -77,6 +77,15 @@ def count_observed(rows: jax.Array) -> jax.Array:
     return jnp.sum(rows > 0, axis=1, dtype=jnp.int32)
 
 
+def aligned_width(n_inputs: int) -> int:
+    """The input width a training step computes with: on an accelerator `n_inputs` rounded up
+    to a multiple of 128, so that the wide matmuls have aligned shapes (an H200 ran ML-10M's
+    69,878 columns in slower fallback kernels, and padded each operand first); on a CPU
+    `n_inputs` itself."""
+    align = 1 if jax.default_backend() == "cpu" else 128
+    return -(-n_inputs // align) * align
+
+
 def loss_fn(objective: Objective, params: Any, rows: jax.Array, counts: jax.Array,
             key: jax.Array | None) -> jax.Array:
     """Masked MSE: squared error on observed cells / number of observed cells (+ L2).
@@ -87,13 +96,20 @@ def loss_fn(objective: Objective, params: Any, rows: jax.Array, counts: jax.Arra
     several ensemble members the loss is their mean; each member's gradient comes from its
     own error only.
     """
+    n_inputs = rows.shape[1]
+    width = aligned_width(n_inputs)
+    model_params = params
+    if width != n_inputs:  # dummy columns: never observed, zero weights, out of the loss
+        rows = jnp.pad(rows, ((0, 0), (0, width - n_inputs)))
+        model_params = pad_inputs(params, width)
     targets = objective.scaling.encode(rows)
-    outputs = apply_members(objective.graphdef, cast(params, objective.compute_dtype),
+    outputs = apply_members(objective.graphdef, cast(model_params, objective.compute_dtype),
                             targets.astype(objective.compute_dtype), key)
     outputs = outputs.astype(jnp.float32)  # the loss and its reductions stay in fp32
     valid = counts > 0
     if objective.all_cells:
-        counted, n_counted = valid[:, None], jnp.sum(valid) * rows.shape[1]
+        real = jnp.arange(width) < n_inputs
+        counted, n_counted = valid[:, None] & real, jnp.sum(valid) * n_inputs
     else:
         counted, n_counted = valid[:, None] & (rows > 0), jnp.sum(counts)
     # One masked error array serves the loss and its gradient: selecting rather than

@@ -43,7 +43,14 @@ from aerec.matrices import build_matrices
 from aerec.models.autoencoder import init_members
 from aerec.models.scaling import make_scaling
 from aerec.optim import build_optimizer
-from aerec.train import Objective, epoch_batches, init_state, train_epoch_resident, train_step
+from aerec.train import (
+    Objective,
+    aligned_width,
+    epoch_batches,
+    init_state,
+    train_epoch_resident,
+    train_step,
+)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # users, items, ratings of the official releases
@@ -183,8 +190,9 @@ def bench_shape(loaded: dict[str, Any], dtype: str, batch_size: int,
     state, losses = run_epoch(state, 1)  # compiles, then runs once
     jax.block_until_ready(losses)
     first_epoch = time.perf_counter() - started
-    sizes = [n_inputs, *([int(cfg.model.hidden)] * int(cfg.model.layers)),
-             int(cfg.model.latent), n_inputs]
+    width = aligned_width(n_inputs)  # what the step multiplies (padded on accelerators)
+    sizes = [width, *([int(cfg.model.hidden)] * int(cfg.model.layers)), int(cfg.model.latent),
+             width]
     matmuls = step_matmuls(sizes, batch_size)
     reference = MatmulReference(matmuls, jnp.dtype(dtype))
     side = 8192 if on_accelerator() else 2048

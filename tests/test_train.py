@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,6 +43,24 @@ def low_rank_matrix(n_rows: int = 40, density: float = 0.4, seed: int = 0) -> sp
     ratings = np.clip(np.round(3 + scores), 1, 5)
     return sp.csr_matrix(np.where(rng.random(ratings.shape) < density, ratings, 0.0)
                          .astype(np.float32))
+
+
+@pytest.mark.parametrize("all_cells", [False, True])
+def test_aligned_dummy_columns_change_neither_loss_nor_gradients(
+        monkeypatch: pytest.MonkeyPatch, all_cells: bool) -> None:
+    # What an accelerator runs (inputs padded to a multiple of 128), checked on the CPU, with
+    # a sigmoid output so that the dummy outputs are not zero.
+    objective, params = make(dropout=0.0, output_activation="sigmoid")
+    objective = dataclasses.replace(objective, all_cells=all_cells, l2=1e-3)
+    rows = jnp.asarray(low_rank_matrix(6).toarray())
+    args = (objective, params, rows, count_observed(rows), None)
+    loss, grads = jax.value_and_grad(loss_fn, argnums=1)(*args)
+    monkeypatch.setattr("aerec.train.aligned_width", lambda n: -(-n // 128) * 128)
+    padded_loss, padded_grads = jax.value_and_grad(loss_fn, argnums=1)(*args)
+    np.testing.assert_allclose(padded_loss, loss, rtol=1e-6)
+    for padded, plain in zip(jax.tree.leaves(padded_grads), jax.tree.leaves(grads), strict=True):
+        assert padded.shape == plain.shape
+        np.testing.assert_allclose(padded, plain, rtol=1e-5, atol=1e-7)
 
 
 def test_masked_cells_get_zero_gradient() -> None:
