@@ -1,9 +1,16 @@
-"""The benchmark's FLOP accounting and its shapes; what the checkpoint identity leaves out."""
+"""The benchmark's FLOP accounting, its shapes and its profile; what the checkpoint identity
+leaves out."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
 from aerec.checkpoint import run_identity
 from experiments.bench import SHAPES, step_matmuls
+from experiments.profile_epoch import op_seconds
 
 
 def test_step_matmuls_count_forward_and_both_gradients() -> None:
@@ -26,3 +33,15 @@ def test_evaluation_and_serving_keys_do_not_change_the_checkpoint_identity(
     assert run_identity(compose_config("ranking.k=[5]", "ranking.threshold=3.5", "k=3",
                                        "format=json", "paths.compile_cache_dir=off")) == base
     assert run_identity(compose_config("train.dtype=bfloat16")) != base
+
+
+def test_profile_sums_the_time_of_the_operations_run(tmp_path: Path) -> None:
+    product = jax.jit(lambda a: (a @ a).sum())
+    a = jnp.ones((256, 256))
+    product(a).block_until_ready()
+    with jax.profiler.trace(str(tmp_path)):
+        product(a).block_until_ready()
+    totals = op_seconds(tmp_path)
+    assert totals and all(seconds >= 0 for seconds in totals.values())
+    assert sum(totals.values()) > 0
+    assert not any(name.startswith("$") for name in totals)  # Python frames left out
