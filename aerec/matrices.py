@@ -32,6 +32,22 @@ def data_dir_of(cfg: Any) -> Path:
     return Path(cfg.paths.data_dir).expanduser() if cfg.paths.data_dir else default_data_dir()
 
 
+HOST_RESIDENT_BYTES = 4_000_000_000  # train.resident_max_bytes=null on a CPU
+
+
+def resident_budget(max_bytes: float | None, device_stats: dict[str, Any]) -> float:
+    """Bytes the dense training and validation matrices may take on the device.
+
+    An accelerator reports its memory (`bytes_limit`): half of it, leaving the rest to compute
+    with, and no more than `max_bytes` when that is set. The CPU's device memory is the host's:
+    `max_bytes`, or 4 GB when it is null.
+    """
+    if "bytes_limit" in device_stats:
+        half = 0.5 * float(device_stats["bytes_limit"])
+        return half if max_bytes is None else min(float(max_bytes), half)
+    return float(HOST_RESIDENT_BYTES if max_bytes is None else max_bytes)
+
+
 def choose_resident(cfg_train: Any, train: sp.csr_matrix) -> bool:
     """Keep train and validation matrices dense on the device when they fit the budget."""
     if jax.process_count() > 1:  # each process densifies only its own share of every batch
@@ -41,10 +57,8 @@ def choose_resident(cfg_train: Any, train: sp.csr_matrix) -> bool:
     if cfg_train.data_path != "auto":
         raise ValueError(f"train.data_path={cfg_train.data_path!r}; valid: auto, resident, "
                          "streamed")
-    budget = float(cfg_train.resident_max_bytes)
-    stats = jax.devices()[0].memory_stats() or {}
-    if "bytes_limit" in stats:  # accelerators report their memory; leave room to compute
-        budget = min(budget, 0.5 * stats["bytes_limit"])
+    budget = resident_budget(cfg_train.resident_max_bytes,
+                             jax.devices()[0].memory_stats() or {})
     return 2 * dense_bytes(train) <= budget
 
 

@@ -14,6 +14,7 @@ from flax import nnx
 
 from aerec.data.matrix import DeviceRows, densify, rows_on_device, scatter_dense
 from aerec.errors import TrainingDivergedError
+from aerec.matrices import resident_budget
 from aerec.models.autoencoder import AutoEncoder
 from aerec.models.scaling import Scaling
 from aerec.train import (
@@ -155,6 +156,20 @@ def test_the_accelerators_device_side_densification_matches_the_hosts() -> None:
     ids = np.array([3, 0, -1, 39, 7, -1], np.int32)  # a streamed batch, padded
     np.testing.assert_array_equal(np.asarray(rows_on_device(matrix, ids)),
                                   DeviceRows(matrix, False).host_rows(ids))
+
+
+def test_the_resident_budget_is_half_an_accelerators_memory_or_the_hosts() -> None:
+    gib = 2**30
+    assert resident_budget(None, {"bytes_limit": 80 * gib}) == 40 * gib
+    assert resident_budget(4e9, {"bytes_limit": 80 * gib}) == 4e9  # an explicit cap holds
+    assert resident_budget(1e12, {"bytes_limit": 80 * gib}) == 40 * gib
+    assert resident_budget(None, {}) == 4e9  # the CPU: its memory is the host's
+    assert resident_budget(1e9, {}) == 1e9
+    # ML-10M's item rows (train and validation dense: 6 GB) fit an 80 GB GPU, not the default
+    # host budget.
+    ml10m_both = 2 * 10_677 * 69_878 * 4
+    assert ml10m_both <= resident_budget(None, {"bytes_limit": 80 * gib})
+    assert ml10m_both > resident_budget(None, {})
 
 
 def test_fit_is_deterministic_and_paths_agree() -> None:
