@@ -60,9 +60,7 @@ def densify(matrix: sp.csr_matrix) -> jax.Array:
     """
     if jax.default_backend() == "cpu":
         return jnp.asarray(matrix.toarray())
-    rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int32), np.diff(matrix.indptr))
-    return scatter_dense(jnp.asarray(rows), jnp.asarray(matrix.indices, jnp.int32),
-                         jnp.asarray(matrix.data, jnp.float32), shape=matrix.shape)
+    return rows_on_device(matrix, np.arange(matrix.shape[0], dtype=np.int32))
 
 
 @partial(jax.jit, static_argnames="shape")
