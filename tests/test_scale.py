@@ -32,6 +32,17 @@ for path in ("resident", "streamed"):
                 f"train.mesh={mesh}", f"train.wide_shards={wide}"])
         results, _ = run_experiment(cfg)
         out[f"{path}-{mesh}-{wide}"] = [results["valid_rmse"], results["test_rmse"]]
+# the step as an accelerator runs it (inputs padded to 128 columns), wide layers split
+import aerec.train
+aligned_width = aerec.train.aligned_width
+aerec.train.aligned_width = lambda n: -(-n // 128) * 128
+with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+    cfg = compose(config_name="config", overrides=[*FAST, "train.epochs=4",
+        "checkpoint.enabled=false", "ranking.enabled=false", "train.data_path=resident",
+        "train.mesh=4", "train.wide_shards=2"])
+results, _ = run_experiment(cfg)
+out["padded-4-2"] = [results["valid_rmse"], results["test_rmse"]]
+aerec.train.aligned_width = aligned_width
 # interrupted at epoch 3 with the wide layers split, then resumed from the checkpoint
 class Stop(Exception):
     pass
