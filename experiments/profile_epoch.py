@@ -1,8 +1,9 @@
 """Where a training epoch's device time goes: the benchmark's epoch under JAX's profiler,
 summed per operation, for one shape, dtype and batch size.
 
-It prints the operations that take most of the device's time (their share of the total, and
-whether each is a matmul), so that an efficiency figure of bench.py can be explained:
+It prints the share of the device's time spent in matmuls and the operations that take most of
+it (each with its share of the total), so that an efficiency figure of bench.py can be
+explained:
 
     PYTHONPATH=. python experiments/profile_epoch.py --shape ml10m --dtype bfloat16 \
         --batch-size 4096
@@ -22,7 +23,9 @@ import jax
 
 from experiments.bench import SHAPES, epoch_runner, load_shape
 
-MATMUL_MARKERS = ("dot", "gemm", "matmul", "cublas", "convolution")
+# XLA's own matmul fusions (gemm_fusion_dot), cuBLAS kernels (nvjet_..., cutlass_..._gemm_...),
+# the CPU's dots.
+MATMUL_MARKERS = ("dot", "gemm", "matmul", "cublas", "nvjet", "convolution")
 
 
 def op_seconds(trace_dir: Path) -> collections.Counter[str]:
