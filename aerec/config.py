@@ -103,6 +103,8 @@ def validate(cfg: Any) -> None:
         _positive_int("model.rank", cfg.model.rank)
         if cfg.model.bias_reg < 0:
             raise ConfigError(f"model.bias_reg={cfg.model.bias_reg} must be >= 0")
+        for key in ("power_iterations", "oversample"):
+            _count(f"model.{key}", cfg.model[key])
         _one_of("model.scaling", cfg.model.scaling, SCALINGS)
 
 
@@ -132,6 +134,11 @@ def _validate_autoencoder(cfg: Any) -> None:
 def _positive_int(key: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{key}={value!r} must be an integer >= 1")
+
+
+def _count(key: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{key}={value!r} must be an integer >= 0")
 
 
 def _validate_recommend(cfg: Any) -> None:

@@ -77,6 +77,7 @@ def train_svd(cfg: Any, matrices: Matrices, scaling: Scaling, validate_with: Cal
         lambda: fit_svd(matrices.train.matrix, int(cfg.model.rank), bias_reg=cfg.model.bias_reg,
                         seed=cfg.seed, scaling=scaling, center=bool(cfg.model.center),
                         power_iterations=int(cfg.model.power_iterations),
+                        oversample=int(cfg.model.oversample),
                         dense=matrices.train.dense),
         partial(predict_svd, scaling=scaling), matrices, validate_with)
 

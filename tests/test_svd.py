@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import scipy.sparse as sp
 from jax.experimental import sparse
 
+from aerec.cli import run_task
+from aerec.config import ConfigError
 from aerec.models.scaling import Scaling
-from aerec.models.svd import fit_biases, fit_svd, predict_svd, randomized_svd
+from aerec.models.svd import (
+    fit_biases,
+    fit_svd,
+    predict_svd,
+    randomized_svd,
+    transposed_product,
+)
+from tests.conftest import FAST_DATA
 
 
-def test_randomized_svd_matches_numpy_on_a_low_rank_matrix() -> None:
+@pytest.mark.parametrize("form", ["dense", "sparse"])
+@pytest.mark.parametrize("oversample", [0, 10])
+def test_randomized_svd_matches_numpy_on_a_low_rank_matrix(form: str, oversample: int) -> None:
     rng = np.random.default_rng(0)
     dense = (rng.normal(size=(60, 4)) * [10, 5, 2, 1]) @ rng.normal(size=(4, 30))
-    matrix = sparse.BCOO.fromdense(jnp.asarray(dense, jnp.float32))
-    u, s, vt = randomized_svd(matrix, 4, jax.random.key(0))
+    matrix = jnp.asarray(dense, jnp.float32)
+    if form == "sparse":
+        matrix = sparse.BCOO.fromdense(matrix)
+    u, s, vt = jax.jit(partial(randomized_svd, rank=4, oversample=oversample))(
+        matrix, key=jax.random.key(0))
     np.testing.assert_allclose(s, np.linalg.svd(dense, compute_uv=False)[:4], rtol=1e-3)
     np.testing.assert_allclose((u * s) @ vt, dense, atol=1e-3 * np.abs(dense).max())
 
@@ -81,3 +98,22 @@ def test_dense_and_sparse_products_fit_the_same_model() -> None:
         np.testing.assert_allclose(
             predict_svd(dense_fit, rows, jnp.asarray(observed), scaling),
             predict_svd(sparse_fit, rows, jnp.asarray(observed), scaling), atol=1e-4)
+
+
+def test_transposed_product_of_dense_and_sparse_matrices() -> None:
+    rng = np.random.default_rng(4)
+    dense = rng.normal(size=(7, 5)).astype(np.float32)
+    basis = rng.normal(size=(7, 3)).astype(np.float32)
+    for matrix in (jnp.asarray(dense), sparse.BCOO.fromdense(jnp.asarray(dense))):
+        product = jax.jit(transposed_product)(matrix, jnp.asarray(basis))
+        np.testing.assert_allclose(product, dense.T @ basis, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("model.power_iterations=-1", r"model\.power_iterations=-1 must be an integer >= 0"),
+    ("model.oversample=2.5", r"model\.oversample=2\.5 must be an integer >= 0"),
+])
+def test_randomized_svd_options_are_validated(compose_config, tmp_path, override: str,
+                                              message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        run_task(compose_config(*FAST_DATA, "model=svd", override, fast=False), tmp_path)
