@@ -19,6 +19,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import scipy.sparse as sp
 from jax.experimental import sparse
 
@@ -78,19 +79,23 @@ def fit_svd(train: sp.csr_matrix, rank: int, *, bias_reg: float, seed: int,
     products are then dense matmuls, about twice as fast on ML-1M as sparse ones.
     """
     coo = train.tocoo()
+    # Host arrays put on the device as they are, and the key made inside the compiled fit: in
+    # a fresh process each eager conversion or key would be one more small XLA compilation
+    # (~0.1 s in all on ML-1M, which the persistent cache does not keep).
+    rows, cols, ratings, seed_array = jax.device_put(
+        (coo.row.astype(np.int32), coo.col.astype(np.int32), coo.data.astype(np.float32),
+         np.int32(seed)))
     # Full float32 products: on GPUs the default matmul precision is TF32, whose 10-bit
     # mantissa visibly perturbs the factorisation.
     with jax.default_matmul_precision("highest"):
-        return _fit_svd(jnp.asarray(coo.row), jnp.asarray(coo.col),
-                        jnp.asarray(coo.data, jnp.float32), jax.random.key(seed), dense,
-                        shape=train.shape, rank=rank, bias_reg=bias_reg, scaling=scaling,
-                        center=center, power_iterations=power_iterations,
-                        oversample=oversample)
+        return _fit_svd(rows, cols, ratings, seed_array, dense, shape=train.shape, rank=rank,
+                        bias_reg=bias_reg, scaling=scaling, center=center,
+                        power_iterations=power_iterations, oversample=oversample)
 
 
 @partial(jax.jit, static_argnames=("shape", "rank", "scaling", "center", "power_iterations",
                                    "oversample"))
-def _fit_svd(rows: jax.Array, cols: jax.Array, ratings: jax.Array, key: jax.Array,
+def _fit_svd(rows: jax.Array, cols: jax.Array, ratings: jax.Array, seed: jax.Array,
              dense: jax.Array | None, *,
              shape: tuple[int, int], rank: int, bias_reg: float, scaling: Scaling,
              center: bool, power_iterations: int, oversample: int) -> dict[str, Any]:
@@ -106,7 +111,7 @@ def _fit_svd(rows: jax.Array, cols: jax.Array, ratings: jax.Array, key: jax.Arra
     else:  # the same residuals, element for element, with zeros where nothing was observed
         matrix = jnp.where(dense > 0, scaling.encode(dense) - mean - row_bias[:, None]
                            - col_bias[None, :], 0.0)
-    _, _, vt = randomized_svd(matrix, rank, key, oversample=oversample,
+    _, _, vt = randomized_svd(matrix, rank, jax.random.key(seed), oversample=oversample,
                               power_iterations=power_iterations)
     return {"mean": mean, "row_bias": row_bias, "col_bias": col_bias, "basis": vt.T}
 
