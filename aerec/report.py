@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -36,10 +37,14 @@ def architecture(model: str, layers: int) -> str:
 
 
 def load_runs(directory: Path) -> list[dict[str, Any]]:
-    """Every results.json below `directory`, with the run's overrides when Hydra saved them."""
+    """Every training run's results.json below `directory`, with the run's overrides when Hydra
+    saved them. Other tasks' results (`task=evaluate` re-scores a saved model: no training
+    figures) are left out."""
     runs = []
     for path in sorted(directory.rglob("results.json")):
         result = json.loads(path.read_text())
+        if "epochs_run" not in result:
+            continue
         overrides = path.parent / ".hydra" / "overrides.yaml"
         result["overrides"] = (" ".join(OmegaConf.load(overrides)) if overrides.is_file()
                                else "")
@@ -57,12 +62,43 @@ def _summary(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} (n={len(values)})"
 
 
-def group(runs: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, list[dict]]]:
-    """Runs by (model, layers), then by dataset."""
-    grouped: dict[tuple[str, int], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+# Overrides that name a paper-table row's place (dataset column, model and depth, seeds) or
+# where and how it ran (data location, progress bars, checkpoints), not what was trained.
+ROW_KEYS = ("dataset=", "model=", "model.layers=", "seed=", "split.seed=", "paths.",
+            "dataset.ratings_file=", "dataset.download=", "train.progress=", "checkpoint.",
+            "hydra.")
+
+
+def configuration(run: dict[str, Any]) -> str:
+    """The run's overrides less those naming its place in the table or where it ran."""
+    return " ".join(token for token in run["overrides"].split()
+                    if not token.startswith(ROW_KEYS))
+
+
+def group(runs: list[dict[str, Any]]) -> dict[tuple[str, int, str], dict[str, list[dict]]]:
+    """Runs by (model, layers, configuration), then by dataset: runs averaged together differ
+    only in their seeds."""
+    grouped: dict[tuple[str, int, str], dict[str, list[dict]]] = defaultdict(
+        lambda: defaultdict(list))
     for run in runs:
-        grouped[(run["model"], int(run["layers"]))][run["dataset"]].append(run)
+        grouped[(run["model"], int(run["layers"]), configuration(run))][run["dataset"]].append(
+            run)
     return grouped
+
+
+def row_label(key: tuple[str, int, str]) -> str:
+    """The paper's architecture label, with the configuration when there is one."""
+    model, layers, config = key
+    return architecture(model, layers) + (f" ({config})" if config else "")
+
+
+def row_order(key: tuple[str, int, str]) -> tuple[bool, int, str]:
+    return key[0] == "svd", key[1], key[2]
+
+
+def mean_or_nan(values: list[float | None]) -> float:
+    present = [value for value in values if value is not None]
+    return statistics.mean(present) if present else float("nan")
 
 
 def paper_table(runs: list[dict[str, Any]]) -> str:
@@ -74,10 +110,10 @@ def paper_table(runs: list[dict[str, Any]]) -> str:
         label = DATASET_LABELS.get(name, name)
         header += [f"{label} paper", f"{label} paper_rmse", f"{label} test_rmse"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for key in sorted(grouped, key=lambda k: (k[0] == "svd", k[1])):
-        cells = [architecture(*key)]
+    for key in sorted(grouped, key=row_order):
+        cells = [row_label(key)]
         for name in datasets:
-            reported = PAPER_RMSE.get(key, {}).get(name)
+            reported = PAPER_RMSE.get(key[:2], {}).get(name)
             found = grouped[key].get(name, [])
             cells += [f"{reported:.3f}" if reported is not None else "-",
                       _summary([run["paper_rmse"] for run in found]),
@@ -150,18 +186,19 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
 
     grouped = group(runs)
     datasets = sorted({run["dataset"] for run in runs}, key=lambda name: (name != "ml1m", name))
-    keys = sorted(grouped, key=lambda k: (k[0] == "svd", k[1]))
-    figure, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.8),
+    keys = sorted(grouped, key=row_order)
+    width = max(5.0, 1.6 * len(keys))  # room for each row's wrapped label
+    figure, axes = plt.subplots(1, len(datasets), figsize=(width * len(datasets), 4.5),
                                 squeeze=False)
     for axis, name in zip(axes[0], datasets, strict=True):
         positions = range(len(keys))
-        reported = [PAPER_RMSE.get(key, {}).get(name, float("nan")) for key in keys]
-        ours = [statistics.mean([run["paper_rmse"] for run in grouped[key].get(name, [])])
-                if grouped[key].get(name) else float("nan") for key in keys]
+        reported = [PAPER_RMSE.get(key[:2], {}).get(name, float("nan")) for key in keys]
+        ours = [mean_or_nan([run.get("paper_rmse") for run in grouped[key].get(name, [])])
+                for key in keys]
         axis.bar([p - 0.2 for p in positions], reported, width=0.4, label="paper (reported)")
         axis.bar([p + 0.2 for p in positions], ours, width=0.4, label="ours (paper_rmse)")
-        axis.set_xticks(list(positions), [architecture(*key) for key in keys], rotation=15,
-                        fontsize=8)
+        axis.set_xticks(list(positions), [textwrap.fill(row_label(key), 22) for key in keys],
+                        fontsize=7)
         axis.set(title=DATASET_LABELS.get(name, name), ylabel="RMSE on the [0, 1] scale")
         axis.legend(fontsize=8)
     figure.tight_layout()
@@ -173,7 +210,7 @@ def report(directory: Path, out: Path | None = None) -> str:
     """Write report.md and report.png for the runs below `directory`; return the markdown."""
     runs = load_runs(directory)
     if not runs:
-        raise SystemExit(f"error: no results.json below {directory}")
+        raise SystemExit(f"error: no training run's results.json below {directory}")
     out = out or directory
     out.mkdir(parents=True, exist_ok=True)
     markdown = (f"## Paper tables (runs below {directory})\n\n{paper_table(runs)}\n\n"

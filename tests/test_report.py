@@ -42,7 +42,7 @@ def test_paper_table_and_ranking(tmp_path: Path) -> None:
 
 
 def test_empty_directory_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match=r"no results\.json"):
+    with pytest.raises(SystemExit, match=r"no training run's results\.json"):
         main([str(tmp_path)])
 
 
@@ -83,3 +83,29 @@ def test_ranking_table_orders_by_ndcg(tmp_path: Path) -> None:
     rows = [line for line in section.splitlines() if line.startswith("| ") and "@" not in line]
     assert [row.split(" | ")[0].strip("| ") for row in rows] == ["svd", "pop"]
     assert "| 0.8800 | 0.2000 | 0.1000 | 0.2700 |" in rows[0]
+
+
+def test_paper_table_keeps_configurations_apart(tmp_path: Path) -> None:
+    # The same architecture under two experiments is two rows, not one mean of both.
+    for name, overrides, test in [("paper", "experiment=paper model.layers=1 seed=0", 0.95),
+                                  ("best", "experiment=best_ml1m model.layers=1 seed=0", 0.83),
+                                  ("best1", "experiment=best_ml1m model.layers=1 seed=1", 0.85)]:
+        write_run(tmp_path / name, overrides, dataset="ml1m", model="autoencoder", layers=1,
+                  paper_rmse=0.5, test_rmse=test)
+    rows = {line.split(" | ")[0].strip("| "): line
+            for line in report(tmp_path).split("## Mean")[0].splitlines()}
+    assert "| 0.029 | 0.5000 | 0.9500 |" in rows["1 layer + 1 latent space (experiment=paper)"]
+    assert "| 0.8400 ± 0.0141 (n=2) |" in rows[
+        "1 layer + 1 latent space (experiment=best_ml1m)"]
+
+
+def test_evaluate_runs_and_missing_paper_metric_do_not_break_the_report(tmp_path: Path) -> None:
+    write_run(tmp_path / "train", dataset="ml1m", model="autoencoder", layers=1, test_rmse=0.9,
+              paper_rmse=None)
+    evaluated = tmp_path / "evaluate"
+    evaluated.mkdir()
+    (evaluated / "results.json").write_text(json.dumps(
+        {"dataset": "ml1m", "model": "autoencoder", "layers": 1, "test_rmse": 0.9}))
+    markdown = report(tmp_path)
+    assert "evaluate" not in markdown.split("## Runs")[1]
+    assert (tmp_path / "report.png").is_file()
