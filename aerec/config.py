@@ -43,10 +43,9 @@ def validate(cfg: Any) -> None:
         _validate_recommend(cfg)
     _validate_ranking(cfg.ranking)
     _one_of("dataset.name", cfg.dataset.name, DATASET_NAMES)
-    low = cfg.dataset.get("rating_min")
-    if low is not None and not low > 0:
-        raise ConfigError(f"dataset.rating_min={low!r} must be > 0: 0 marks a missing cell in "
-                          "the rating matrices (shift the scale, e.g. 1..21 for -10..10)")
+    _validate_scale(cfg.dataset)
+    if cfg.dataset.name == "synthetic":
+        _validate_synthetic(cfg.dataset)
     _one_of("model.name", cfg.model.name, MODELS)
     _one_of("model.orientation", cfg.model.orientation, ORIENTATIONS)
     _one_of("split.kind", cfg.split.kind, SPLIT_KINDS)
@@ -63,8 +62,8 @@ def validate(cfg: Any) -> None:
         raise ConfigError("split.kind=users holds users out whole, which an item-oriented "
                           "model cannot score (their output columns are never trained): set "
                           "model.orientation=user, or split.kind=ratings / per_user")
-    for key in ("epochs", "batch_size", "eval_chunk_rows"):
-        _positive(f"train.{key}", cfg.train[key])
+    for key in ("epochs", "batch_size", "eval_chunk_rows", "patience"):
+        _positive_int(f"train.{key}", cfg.train[key])
     _one_of("train.dtype", cfg.train.dtype, ("float32", "bfloat16"))
     mesh = cfg.train.mesh
     if mesh is not None and (not isinstance(mesh, int) or isinstance(mesh, bool)
@@ -89,11 +88,8 @@ def validate(cfg: Any) -> None:
         raise ConfigError(f"train.resume={cfg.train.resume!r} must be auto, true or false")
     for key in ("every_epochs", "keep"):
         _positive_int(f"checkpoint.{key}", cfg.checkpoint[key])
-    if cfg.train.patience < 1:
-        raise ConfigError(f"train.patience={cfg.train.patience} must be at least 1")
     for key in ("min_item_ratings", "min_user_ratings"):
-        if cfg.prepare[key] < 0:
-            raise ConfigError(f"prepare.{key}={cfg.prepare[key]} must be >= 0")
+        _count(f"prepare.{key}", cfg.prepare[key])
     if cfg.model.name == "autoencoder":
         _validate_autoencoder(cfg)
     elif cfg.model.name == "popularity":
@@ -134,6 +130,40 @@ def _validate_autoencoder(cfg: Any) -> None:
 def _positive_int(key: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{key}={value!r} must be an integer >= 1")
+
+
+def _number(key: str, value: Any) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r} must be a number")
+
+
+def _validate_scale(dataset: Any) -> None:
+    """The rating scale: both ends or neither (then read from the data), low > 0, low < high."""
+    low, high = dataset.get("rating_min"), dataset.get("rating_max")
+    if (low is None) != (high is None):
+        given, missing = ("rating_min", "rating_max") if high is None else ("rating_max",
+                                                                            "rating_min")
+        raise ConfigError(f"dataset.{given} is set but dataset.{missing} is not: give both "
+                          "ends of the rating scale, or neither to read them from the data")
+    if low is None:
+        return
+    _number("dataset.rating_min", low)
+    _number("dataset.rating_max", high)
+    if not low > 0:
+        raise ConfigError(f"dataset.rating_min={low!r} must be > 0: 0 marks a missing cell in "
+                          "the rating matrices (shift the scale, e.g. 1..21 for -10..10)")
+    if not high > low:
+        raise ConfigError(f"dataset.rating_max={high!r} must be above "
+                          f"dataset.rating_min={low!r}")
+
+
+def _validate_synthetic(dataset: Any) -> None:
+    for key in ("n_users", "n_items", "n_ratings", "rank"):
+        _positive_int(f"dataset.{key}", dataset[key])
+    for key in ("popularity_exponent", "activity_exponent", "noise", "rating_step"):
+        _number(f"dataset.{key}", dataset[key])
+    if dataset.rating_step <= 0:
+        raise ConfigError(f"dataset.rating_step={dataset.rating_step!r} must be > 0")
 
 
 def _count(key: str, value: Any) -> None:

@@ -1,0 +1,36 @@
+"""Configuration checks: a bad value is refused before any work, naming its key."""
+
+from __future__ import annotations
+
+import pytest
+
+from aerec.config import ConfigError, validate
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["train.batch_size=0.5"], r"train\.batch_size=0\.5 must be an integer >= 1"),
+    (["train.epochs=10.5"], r"train\.epochs=10\.5 must be an integer >= 1"),
+    (["train.patience=abc"], r"train\.patience='abc' must be an integer >= 1"),
+    (["train.eval_chunk_rows=0"], r"train\.eval_chunk_rows=0 must be an integer >= 1"),
+    (["prepare.min_item_ratings=-1"], r"prepare\.min_item_ratings=-1 must be an integer >= 0"),
+    (["dataset.n_ratings=0"], r"dataset\.n_ratings=0 must be an integer >= 1"),
+    (["dataset.rating_step=0"], r"dataset\.rating_step=0 must be > 0"),
+    (["dataset.noise=loud"], r"dataset\.noise='loud' must be a number"),
+    (["dataset.rating_max=1.0"], r"dataset\.rating_max=1\.0 must be above dataset\.rating_min"),
+    (["dataset=custom", "dataset.path=x.csv", "dataset.rating_min=1"],
+     r"dataset\.rating_min is set but dataset\.rating_max is not"),
+    (["dataset=custom", "dataset.path=x.csv", "dataset.rating_max=5"],
+     r"dataset\.rating_max is set but dataset\.rating_min is not"),
+    (["dataset=custom", "dataset.path=x.csv", "dataset.rating_min=0", "dataset.rating_max=5"],
+     r"dataset\.rating_min=0 must be > 0"),
+])
+def test_invalid_values_name_their_key(compose_config, overrides: list[str],
+                                       message: str) -> None:
+    synthetic = "dataset=custom" not in overrides  # the fast overrides are synthetic's
+    with pytest.raises(ConfigError, match=message):
+        validate(compose_config(*overrides, fast=synthetic))
+
+
+def test_the_defaults_and_the_fast_test_config_are_valid(compose_config) -> None:
+    validate(compose_config(fast=False))
+    validate(compose_config())
