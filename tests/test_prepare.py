@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from aerec.data.parse import read_ratings
 from aerec.data.prepare import IdMap, build_id_maps, filter_min_counts, resolve_duplicates
 from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID, split_roles
-from aerec.errors import DataError
+from aerec.errors import DataError, UnknownIdError
 
 
 def table(pairs: list[tuple[int, int]]) -> pd.DataFrame:
@@ -59,6 +59,15 @@ def test_id_maps_are_invertible(raw: list[int]) -> None:
 def test_unknown_id_is_named() -> None:
     with pytest.raises(KeyError, match="unknown id 7"):
         IdMap(np.array([1, 5, 9])).index([5, 7])
+
+
+@pytest.mark.parametrize("raw_id", [5.5, "abc", float("nan")])
+def test_an_id_that_is_not_a_whole_known_id_is_unknown(raw_id: object) -> None:
+    ids = IdMap(np.array([1, 5, 9]))
+    assert ids.index([5.0, 9.0]).tolist() == [1, 2]  # whole floats and digit strings are ids
+    assert ids.index(["9"]).tolist() == [2]
+    with pytest.raises(UnknownIdError, match="unknown id"):
+        ids.index([raw_id])
 
 
 def test_duplicate_policies() -> None:

@@ -22,12 +22,21 @@ class IdMap:
     def index(self, raw_ids: np.ndarray | list[int], kind: str = "id") -> np.ndarray:
         """Contiguous indices of `raw_ids`; UnknownIdError (a KeyError) naming the first
         unknown one, as `unknown <kind> <id>`."""
-        raw_ids = np.asarray(raw_ids, dtype=self.raw.dtype)
+        given = np.asarray(raw_ids)
+        if given.dtype.kind == "f":  # 2.7 would be cast to id 2: a float id must be whole
+            whole = np.isfinite(given) & (np.floor(given) == given)
+            if not np.all(whole):
+                raise UnknownIdError(f"unknown {kind} {given[~whole][0]}")
+        try:
+            raw_ids = given.astype(self.raw.dtype)
+        except ValueError:  # e.g. "abc" for integer ids
+            raise UnknownIdError(f"unknown {kind} {given.ravel()[0]!r}: ids are "
+                                 f"{self.raw.dtype} here") from None
         positions = np.searchsorted(self.raw, raw_ids)
         positions = np.minimum(positions, max(len(self) - 1, 0))
         known = (len(self) > 0) & (self.raw[positions] == raw_ids)
         if not np.all(known):
-            raise UnknownIdError(f"unknown {kind} {raw_ids[~known][0]}")
+            raise UnknownIdError(f"unknown {kind} {given[~known][0]}")
         return positions.astype(np.int32)
 
 
