@@ -19,6 +19,7 @@ from aerec.models.svd import (
     fit_svd,
     predict_svd,
     randomized_svd,
+    svd_history_row,
     transposed_product,
 )
 from tests.conftest import FAST_DATA
@@ -46,6 +47,18 @@ def test_biases_without_regularisation_fit_an_additive_matrix() -> None:
                                           sweeps=20)
     fitted = mean + row_bias[rows.ravel()] + col_bias[cols.ravel()]
     np.testing.assert_allclose(fitted, ratings, atol=1e-4)
+
+
+def test_rows_and_columns_without_ratings_get_zero_bias_also_unregularised() -> None:
+    # 3 x 3 with row 1 and column 2 empty: with reg = 0 their biases would be 0 / 0.
+    rows, cols = jnp.array([0, 0, 2]), jnp.array([0, 1, 1])
+    _, row_bias, col_bias = fit_biases(rows, cols, jnp.array([4.0, 2.0, 3.0]), (3, 3), reg=0.0)
+    assert np.isfinite(row_bias).all() and np.isfinite(col_bias).all()
+    assert row_bias[1] == 0.0 and col_bias[2] == 0.0
+    params = {"mean": jnp.float32(3.0), "row_bias": row_bias, "col_bias": col_bias,
+              "basis": jnp.eye(3, 1)}
+    empty_history = svd_history_row(params, jnp.zeros((1, 3)), bias_reg=0.0)
+    np.testing.assert_allclose(empty_history, [3.0 + col_bias], rtol=1e-6)  # the mean user
 
 
 def low_rank(seed: int = 1) -> np.ndarray:

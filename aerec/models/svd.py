@@ -35,13 +35,14 @@ def fit_biases(rows: jax.Array, cols: jax.Array, ratings: jax.Array, shape: tupl
     mean = jnp.mean(ratings)
     row_bias = jnp.zeros(shape[0])
     col_bias = jnp.zeros(shape[1])
-    row_count = jax.ops.segment_sum(jnp.ones_like(ratings), rows, shape[0])
-    col_count = jax.ops.segment_sum(jnp.ones_like(ratings), cols, shape[1])
+    # A row or column without ratings gets bias 0 (0 / tiny; with reg = 0 it would be 0 / 0).
+    row_norm = jnp.maximum(jax.ops.segment_sum(jnp.ones_like(ratings), rows, shape[0]) + reg,
+                           1e-30)
+    col_norm = jnp.maximum(jax.ops.segment_sum(jnp.ones_like(ratings), cols, shape[1]) + reg,
+                           1e-30)
     for _ in range(sweeps):
-        col_bias = jax.ops.segment_sum(ratings - mean - row_bias[rows], cols, shape[1]) / (
-            col_count + reg)
-        row_bias = jax.ops.segment_sum(ratings - mean - col_bias[cols], rows, shape[0]) / (
-            row_count + reg)
+        col_bias = jax.ops.segment_sum(ratings - mean - row_bias[rows], cols, shape[1]) / col_norm
+        row_bias = jax.ops.segment_sum(ratings - mean - col_bias[cols], rows, shape[0]) / row_norm
     return mean, row_bias, col_bias
 
 
@@ -133,7 +134,8 @@ def svd_history_row(params: dict[str, Any], inputs: jax.Array, *, scaling: Scali
     observed = inputs > 0
     deviation = jnp.where(observed, scaling.encode(inputs) - params["mean"] - params["col_bias"],
                           0.0)
-    row_bias = jnp.sum(deviation, axis=1) / (jnp.sum(observed, axis=1) + bias_reg)
+    row_bias = jnp.sum(deviation, axis=1) / jnp.maximum(jnp.sum(observed, axis=1) + bias_reg,
+                                                        1e-30)  # an empty history: bias 0
     baseline = params["mean"] + row_bias[:, None] + params["col_bias"][None, :]
     residual = jnp.where(observed, scaling.encode(inputs) - baseline, 0.0)
     code = jnp.matmul(residual, params["basis"], precision=HIGHEST)
