@@ -37,12 +37,15 @@ from aerec.scoring import Ranker, build_ranker
 
 
 def save_artifact(directory: Path, params: Any, *, config: Any, scaling: Scaling,
-                  rating_range: tuple[float, float], fallback: float, users: IdMap,
+                  rating_range: tuple[float, float], fallback: float,
+                  trained_columns: np.ndarray, users: IdMap,
                   items: IdMap, inputs: sp.csr_matrix, seen: sp.csr_matrix,
                   catalog: dict[str, np.ndarray]) -> Path:
     """Write the artifact into `directory`, which must not exist yet.
 
-    `inputs`: the ratings the model reads (model orientation); `seen`: every rating of each
+    `inputs`: the ratings the model reads (model orientation); `trained_columns`: the output
+    columns that had training ratings (the others predict `fallback`, as in evaluation);
+    `seen`: every rating of each
     user (users x items), excluded from their recommendations; `catalog`: titles, years and
     genres aligned with `items`. Everything is written into a temporary sibling that is
     renamed at the end, so a reader never sees a partial model.
@@ -63,7 +66,8 @@ def save_artifact(directory: Path, params: Any, *, config: Any, scaling: Scaling
     (directory / "model.json").write_text(json.dumps(description, indent=2) + "\n")
     with open(directory / "data.npz", "wb") as handle:
         np.savez(handle, users=users.raw, items=items.raw, indptr=inputs.indptr,
-                 indices=inputs.indices, data=inputs.data, seen_indptr=seen.indptr,
+                 indices=inputs.indices, data=inputs.data, trained_columns=trained_columns,
+                 seen_indptr=seen.indptr,
                  seen_indices=seen.indices, titles=catalog["titles"],
                  genres=catalog["genres"], years=catalog["years"])
     directory.rename(final)
@@ -81,6 +85,7 @@ class TrainedModel:
     inputs: sp.csr_matrix
     predict_rows: Any
     seen: sp.csr_matrix  # users x items: every rating each user gave
+    trained_columns: np.ndarray  # output columns with training ratings
     catalog: dict[str, np.ndarray] = field(repr=False)
 
     @property
@@ -90,14 +95,18 @@ class TrainedModel:
 
     def predict(self, user_ids: Any, item_ids: Any) -> np.ndarray:
         """Predicted ratings, clipped to the rating scale; UnknownIdError (a KeyError) for an
-        id the model does not know."""
+        id the model does not know. As in evaluation, a cell whose row has no input ratings or
+        whose column had no training ratings is predicted as the training mean."""
         users, items = self.users.index(user_ids, "user"), self.items.index(item_ids, "item")
         rows, cols = (users, items) if self.by_user else (items, users)
         unique_rows, position = np.unique(rows, return_inverse=True)
         block = jnp.asarray(self.inputs[unique_rows].toarray())
         predictions = np.asarray(self.predict_rows(self.params, jnp.asarray(unique_rows), block))
+        row_known = np.diff(self.inputs.indptr)[rows] > 0
+        known = row_known & self.trained_columns[cols]
         low, high = self.description["rating_range"]
-        return np.clip(predictions[position, cols], low, high)
+        return np.clip(np.where(known, predictions[position, cols], self.description["fallback"]),
+                       low, high)
 
     @cached_property
     def ranker(self) -> Ranker:
@@ -194,6 +203,9 @@ def load(path: str | Path) -> TrainedModel:
                              shape=(len(users), len(items)))
     else:  # written before recommendations existed: the model's inputs are all it knows
         seen = inputs if description["model"]["orientation"] == "user" else inputs.T.tocsr()
+    # Written before it was stored: the columns of the model's inputs (training and fold-in).
+    trained_columns = arrays.get("trained_columns", np.bincount(
+        inputs.indices, minlength=inputs.shape[1]) > 0)
     catalog = {key: arrays[key] if key in arrays else np.array([])
                for key in ("titles", "genres", "years")}
     scaling = Scaling(*description["scaling"])
@@ -206,4 +218,5 @@ def load(path: str | Path) -> TrainedModel:
         predict_rows = jax.jit(partial(predict_svd, scaling=scaling))
     else:
         predict_rows = jax.jit(partial(predict_popularity, orientation=model_cfg.orientation))
-    return TrainedModel(description, params, users, items, inputs, predict_rows, seen, catalog)
+    return TrainedModel(description, params, users, items, inputs, predict_rows, seen,
+                        trained_columns, catalog)

@@ -47,7 +47,7 @@ def evaluator_factory(dataset: Dataset, matrices: Matrices, chunk_rows: int) -> 
     """evaluator_of(predict, row_known=...) -> an Evaluator bound to this dataset."""
     return partial(Evaluator, rating_min=dataset.rating_min, rating_max=dataset.rating_max,
                    fallback=dataset.train_mean(),
-                   col_known=np.diff(matrices.train.matrix.tocsc().indptr) > 0,
+                   col_known=matrices.train.nonempty_columns(),
                    chunk_rows=chunk_rows)
 
 

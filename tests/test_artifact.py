@@ -62,6 +62,22 @@ def test_task_evaluate_reproduces_the_training_runs_figures(compose_config,
         pytest.approx(trained["test_rmse"], rel=1e-6))
 
 
+def test_cells_without_training_data_predict_the_training_mean(compose_config,
+                                                              tmp_path: Path) -> None:
+    # As in evaluation: an output column that no training rating reached is not the network's
+    # (untrained) output but the training mean.
+    run_task(compose_config(), tmp_path / "run")
+    model = aerec.load(tmp_path / "run" / "model")
+    assert model.trained_columns.any()
+    users, items = PAIRS["users"][:2], PAIRS["items"][:2]
+    trained = model.predict(users, items)
+    column = model.users.index(users[:1])[0]  # item rows (the default): users are columns
+    model.trained_columns[column] = False
+    low, high = model.description["rating_range"]
+    fallback = np.clip(model.description["fallback"], low, high)
+    np.testing.assert_allclose(model.predict(users, items), [fallback, trained[1]], rtol=1e-6)
+
+
 def test_task_evaluate_needs_a_path(compose_config, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"checkpoint\.path"):
         run_task(compose_config("task=evaluate"), tmp_path)

@@ -107,6 +107,10 @@ class DeviceRows:
         """Boolean mask of the rows that hold at least one rating."""
         return self.counts > 0
 
+    def nonempty_columns(self) -> np.ndarray:
+        """Boolean mask of the columns that hold at least one rating."""
+        return np.bincount(self.matrix.indices, minlength=self.matrix.shape[1]) > 0
+
     @cached_property
     def counts(self) -> np.ndarray:
         """Observed cells per row (int32), known from the CSR structure without densifying."""
