@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from omegaconf import OmegaConf
+
+from aerec.atomic import atomic_output
 
 TABLE_KEYS = ("dataset", "model", "layers", "n_users", "n_items", "n_train", "n_test",
               "test_rmse", "test_mae", "paper_rmse", "precision@10", "recall@10", "ndcg@10",
@@ -25,9 +26,9 @@ def _plain(value: Any) -> Any:
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     """Write JSON to a temporary sibling, then rename: readers never see half a file."""
-    partial = path.with_name(f".{path.name}.tmp")
-    partial.write_text(json.dumps({k: _plain(v) for k, v in payload.items()}, indent=2) + "\n")
-    os.replace(partial, path)
+    text = json.dumps({k: _plain(v) for k, v in payload.items()}, indent=2) + "\n"
+    with atomic_output(path) as handle:
+        handle.write(text.encode())
 
 
 class EpochLog:
@@ -45,13 +46,15 @@ class EpochLog:
 
 def write_id_maps(dataset: Any, path: Path) -> None:
     """Raw MovieLens ids of the contiguous user and item indices (npz, no pickle)."""
-    with open(path, "wb") as handle:
+    with atomic_output(path) as handle:
         np.savez(handle, users=dataset.users.raw, items=dataset.items.raw)
 
 
 def write_config(cfg: Any, output_dir: Path) -> None:
     """The fully resolved configuration of the run, as YAML."""
-    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    text = OmegaConf.to_yaml(cfg, resolve=True)
+    with atomic_output(output_dir / "config.yaml") as handle:
+        handle.write(text.encode())
 
 
 def plot_learning_curve(history: list[dict[str, Any]], path: Path) -> None:
@@ -68,8 +71,11 @@ def plot_learning_curve(history: list[dict[str, Any]], path: Path) -> None:
     rmse_axis.plot(epochs, [record["valid_rmse"] for record in history], color="tab:orange")
     rmse_axis.set(xlabel="epoch", ylabel="RMSE", title="validation RMSE")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    try:
+        with atomic_output(path) as handle:
+            figure.savefig(handle, dpi=100, format="png")
+    finally:
+        plt.close(figure)
 
 
 def format_table(results: dict[str, Any]) -> str:

@@ -17,6 +17,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from aerec.atomic import atomic_output
+
 # Tables 3 and 4 of Ferreira et al. 2020: RMSE by (model, encoder layers) and dataset.
 PAPER_RMSE: dict[tuple[str, int], dict[str, float]] = {
     ("autoencoder", 1): {"ml1m": 0.029, "ml10m": 0.010},
@@ -202,8 +204,11 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
         axis.set(title=DATASET_LABELS.get(name, name), ylabel="RMSE on the [0, 1] scale")
         axis.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    try:
+        with atomic_output(path) as handle:
+            figure.savefig(handle, dpi=100, format="png")
+    finally:
+        plt.close(figure)
 
 
 def report(directory: Path, out: Path | None = None) -> str:
@@ -217,7 +222,8 @@ def report(directory: Path, out: Path | None = None) -> str:
                 f"## Mean ± standard deviation over seeds\n\n{seeds_table(runs)}\n\n"
                 f"## Runs, best validation RMSE first\n\n{runs_table(runs)}\n\n"
                 f"## Top-k ranking, best NDCG@10 first\n\n{ranking_table(runs)}\n")
-    (out / "report.md").write_text(markdown)
+    with atomic_output(out / "report.md") as handle:
+        handle.write(markdown.encode())
     plot(runs, out / "report.png")
     return markdown
 

@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
+from aerec.atomic import temporary_sibling
 from aerec.errors import DataError, DownloadError
 
 CHUNK_BYTES = 1 << 20
@@ -27,17 +28,11 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _temporary_sibling(path: Path) -> Path:
-    # Same directory as the target so that os.replace is an atomic rename, and a name that
-    # no lookup ever mistakes for the finished file.
-    return path.with_name(f".{path.name}.part-{os.getpid()}")
-
-
 def download(url: str, dest: Path, sha256: str | None, *, timeout: float = 60.0,
              progress: bool = True) -> Path:
     """Download `url` to `dest`, verifying `sha256`; `dest` appears only when complete and valid."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = _temporary_sibling(dest)
+    partial = temporary_sibling(dest)
     digest = hashlib.sha256()
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -85,7 +80,7 @@ def extract_member(archive: Path, member: str, dest: Path) -> Path:
     if member_path.is_absolute() or ".." in member_path.parts:
         raise DataError(f"{archive}: refusing unsafe member name {member!r}")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = _temporary_sibling(dest)
+    partial = temporary_sibling(dest)
     try:
         with zipfile.ZipFile(archive) as bundle:
             try:
