@@ -42,7 +42,6 @@ NOT_IDENTITY = {"task", "train.progress", "train.resume", "train.data_path",
 # Keys added after checkpoints were first written, at the value that trains as before: left
 # out of the identity then, so that older checkpoints still resume (and keep their directory).
 NEUTRAL_DEFAULTS = {"train.wide_shards": 1}
-RESUME_MODES = ("auto", "true", "false")
 
 
 def run_identity(cfg: Any) -> dict[str, Any]:

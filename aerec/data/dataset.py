@@ -14,12 +14,11 @@ from aerec.data.locate import locate_file
 from aerec.data.parse import read_ratings
 from aerec.data.prepare import IdMap, build_id_maps, filter_min_counts, resolve_duplicates
 from aerec.data.sources import SOURCES, get_source
-from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID, split_roles
+from aerec.data.split import TRAIN, split_roles
 from aerec.data.synthetic import synthetic_ratings
 from aerec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
-ROLE_NAMES = {TRAIN: "train", VALID: "valid", TEST: "test", FOLD_IN: "fold_in"}
 DATASET_NAMES = (*SOURCES, "custom", "synthetic")
 
 
