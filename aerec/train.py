@@ -49,12 +49,24 @@ class Objective:
     compute_dtype: Any = jnp.float32  # bfloat16: matmuls in bf16, parameters and Adam in fp32
 
 
+# The training stream's tag under key(seed). The parameters are drawn from key(seed) by
+# nnx.Rngs(seed) as fold_in(key(seed), 0), fold_in(key(seed), 1), ...; dropout keys are
+# fold_in(training key, step), so the training key must not be key(seed) itself (step s would
+# reuse the s-th initialisation key) nor split(key(seed))[i], which equals fold_in(key(seed), i).
+TRAINING_STREAM = 0x7A41_D0E5
+
+
+def training_key(seed: int) -> jax.Array:
+    """The root of a run's dropout keys: independent of its parameter initialisation keys."""
+    return jax.random.fold_in(jax.random.key(seed), TRAINING_STREAM)
+
+
 def init_state(params: Any, optimizer: optax.GradientTransformation, seed: int) -> TrainState:
-    """A fresh training state; the RNG key is derived from `seed` alone."""
+    """A fresh training state; the RNG key is derived from `seed` alone (`training_key`)."""
     # The optimizer state in one compiled program (eagerly, each zero-filled moment is a
     # separately compiled op); the parameters are passed on as they are, not copied.
     return TrainState(jnp.zeros((), jnp.int32), params, jax.jit(optimizer.init)(params),
-                      jax.random.key_data(jax.random.key(seed)))
+                      jax.random.key_data(training_key(seed)))
 
 
 def l2_penalty(params: Any) -> jax.Array:

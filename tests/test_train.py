@@ -26,6 +26,7 @@ from aerec.train import (
     loss_fn,
     steps_per_epoch,
     train_step,
+    training_key,
 )
 
 N_COLS = 12
@@ -248,3 +249,15 @@ def test_compiled_initialisation_draws_each_members_eager_parameters() -> None:
         for a, b in zip(jax.tree.leaves(jax.tree.map(lambda x, m=member: x[m], stacked)),
                         jax.tree.leaves(eager), strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_dropout_keys_are_not_the_parameter_initialisation_keys() -> None:
+    # nnx.Rngs(seed) draws the parameters with fold_in(key(seed), c), c = 0, 1, ...; the
+    # dropout key of step s is fold_in(training key, s) and must be none of them.
+    from flax import nnx
+
+    rngs = nnx.Rngs(3)
+    init_keys = {tuple(np.asarray(jax.random.key_data(rngs.params()))) for _ in range(64)}
+    dropout_keys = {tuple(np.asarray(jax.random.key_data(jax.random.fold_in(training_key(3), s))))
+                    for s in range(64)}
+    assert len(dropout_keys) == 64 and not init_keys & dropout_keys
