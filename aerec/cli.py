@@ -20,10 +20,13 @@ from aerec.outputs import (
 )
 from aerec.recommend import format_recommendations, recommend
 
-# Hydra's job logging shows INFO records; JAX's note that it found no TPU is not news to anyone.
-logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
-# orbax reports every step of every save through absl at INFO level: progress, not news.
-logging.getLogger("absl").setLevel(logging.WARNING)
+
+def quiet_library_logging() -> None:
+    """For the command line only (importing aerec changes no logging)."""
+    # Hydra's job logging shows INFO records; JAX's note that it found no TPU is not news.
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+    # orbax reports every step of every save through absl at INFO level: progress, not news.
+    logging.getLogger("absl").setLevel(logging.WARNING)
 
 
 def quote_ratings_argument(argv: list[str]) -> list[str]:
@@ -103,6 +106,7 @@ def main(cfg: Any, output_dir: Path) -> float:
     Returns the validation RMSE, so that a Hydra sweeper tunes on validation ratings, never
     on the test ratings (NaN without validation ratings).
     """
+    quiet_library_logging()
     try:
         enable_compile_cache(cfg.paths.get("compile_cache_dir"))
         init_distributed(cfg.distributed)
