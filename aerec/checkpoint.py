@@ -42,6 +42,11 @@ NOT_IDENTITY = {"task", "train.progress", "train.resume", "train.data_path",
 # Keys added after checkpoints were first written, at the value that trains as before: left
 # out of the identity then, so that older checkpoints still resume (and keep their directory).
 NEUTRAL_DEFAULTS = {"train.wide_shards": 1}
+# What the same configuration trains, as a number: raised when a code change makes it train
+# differently, so that a checkpoint of the older training is neither resumed nor reported as
+# this one's (its directory differs, and an explicit checkpoint.dir names the mismatch).
+# 2: dropout keys from their own stream (aerec.train.training_key).
+TRAINING_FORMAT = 2
 
 
 def run_identity(cfg: Any) -> dict[str, Any]:
@@ -56,9 +61,10 @@ def run_identity(cfg: Any) -> dict[str, Any]:
             flat[prefix[:-1]] = node
 
     walk(OmegaConf.to_container(cfg, resolve=True), "")
-    return {key: value for key, value in sorted(flat.items())
-            if key not in NOT_IDENTITY and not key.startswith(NOT_IDENTITY_SECTIONS)
-            and not (key in NEUTRAL_DEFAULTS and value == NEUTRAL_DEFAULTS[key])}
+    identity = {key: value for key, value in flat.items()
+                if key not in NOT_IDENTITY and not key.startswith(NOT_IDENTITY_SECTIONS)
+                and not (key in NEUTRAL_DEFAULTS and value == NEUTRAL_DEFAULTS[key])}
+    return dict(sorted({**identity, "aerec.training_format": TRAINING_FORMAT}.items()))
 
 
 def default_checkpoint_root() -> Path:

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hypothesis import settings
 from omegaconf import DictConfig
+
+# Property tests draw the same examples on every run (deterministic seeds, as everywhere), with
+# no per-example deadline: a loaded 2-core machine is slow, not wrong.
+settings.register_profile("aerec", derandomize=True, deadline=None)
+settings.load_profile("aerec")
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

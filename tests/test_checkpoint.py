@@ -14,7 +14,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from aerec.checkpoint import Checkpointer, checkpoint_dir_of, run_identity
+from aerec.checkpoint import TRAINING_FORMAT, Checkpointer, checkpoint_dir_of, run_identity
 from aerec.cli import run_task
 from aerec.errors import ConfigError
 from tests.conftest import FAST, ROOT, cli_env
@@ -139,6 +139,17 @@ def test_default_directory_depends_on_the_identity_only(compose_config) -> None:
     # a key added later, at its neutral default, keeps older checkpoints' identity and directory
     assert "train.wide_shards" not in run_identity(base)
     assert run_identity(compose_config("train.wide_shards=2"))["train.wide_shards"] == 2
+
+
+def test_a_change_in_what_training_computes_moves_the_directory(compose_config,
+                                                                monkeypatch) -> None:
+    # A checkpoint written by code that trained the same configuration differently (older
+    # dropout keys, say) is neither resumed nor reported: the training format is identity.
+    base = compose_config()
+    assert run_identity(base)["aerec.training_format"] == TRAINING_FORMAT
+    before = checkpoint_dir_of(base)
+    monkeypatch.setattr("aerec.checkpoint.TRAINING_FORMAT", TRAINING_FORMAT + 1)
+    assert checkpoint_dir_of(base) != before
 
 
 def run_cli(*args: str, cwd: Path, log: Path) -> subprocess.Popen:

@@ -60,6 +60,9 @@ def test_interrupted_transfer_leaves_nothing_and_retry_works(tmp_path: Path) -> 
             download(f"{server.base_url}/f.bin", tmp_path / "f.bin", sha256(body),
                      progress=False)
         assert leftovers(tmp_path) == []
+        with pytest.raises(DownloadError, match="ended after"):  # not only the checksum
+            download(f"{server.base_url}/f.bin", tmp_path / "f.bin", None, progress=False)
+        assert leftovers(tmp_path) == []
         served.truncate.clear()
         download(f"{server.base_url}/f.bin", tmp_path / "f.bin", sha256(body), progress=False)
     assert (tmp_path / "f.bin").read_bytes() == body

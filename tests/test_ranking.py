@@ -66,6 +66,21 @@ def test_metrics_match_hand_computed_values(chunk_users: int) -> None:
         assert figures[key] == pytest.approx(value, rel=1e-6), key
 
 
+def test_more_relevant_items_than_k_cap_the_ideal_at_k() -> None:
+    # Three relevant items, two slots, both hits: a perfect top-2 list. NDCG's ideal list and
+    # MAP's denominator hold min(k, |R|) = 2 items, not 3; recall still counts all three.
+    hits = np.array([[1.0, 1.0, 0.0, 0.0]])
+    precision, recall, ndcg, hit_rate, average_precision = user_metrics(hits, np.array([3]),
+                                                                        (2,))[0, 0]
+    assert (precision, ndcg, hit_rate, average_precision) == (1.0, 1.0, 1.0, 1.0)
+    assert recall == pytest.approx(2 / 3)
+    # one hit in second place: DCG 1/log2(3) over the ideal 1 + 1/log2(3); AP (1/2) / 2
+    _, _, ndcg, _, average_precision = user_metrics(np.array([[0.0, 1.0, 1.0, 0.0]]),
+                                                    np.array([3]), (2,))[0, 0]
+    assert ndcg == pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3)))
+    assert average_precision == pytest.approx(1 / 4)
+
+
 def test_excluded_items_never_ranked_and_short_lists_padded() -> None:
     scores = jnp.asarray([[5.0, 4.0, 3.0, 2.0]])
     exclude = jnp.asarray([[True, False, True, True]])

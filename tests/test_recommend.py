@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -55,9 +56,10 @@ def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_cli(*overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "run.py"), *overrides,
-                           "hydra.run.dir=${oc.env:TMPDIR,/tmp}/aerec-recommend-test"],
-                          env=cli_env(), capture_output=True, text=True, timeout=300)
+    with tempfile.TemporaryDirectory() as run_dir:  # not a fixed path other runs share
+        return subprocess.run([sys.executable, str(ROOT / "run.py"), *overrides,
+                               f"hydra.run.dir={run_dir}"],
+                              env=cli_env(), capture_output=True, text=True, timeout=300)
 
 
 def test_known_user_gets_titled_unrated_items(small_model: Path) -> None:

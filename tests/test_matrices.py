@@ -1,0 +1,42 @@
+"""The matrices a run reads hold exactly the ratings of their roles: no test rating leaks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aerec.data.dataset import load_dataset
+from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID
+from aerec.matrices import build_matrices, data_dir_of
+
+
+def cells(matrix) -> set[tuple[int, int, float]]:
+    coo = matrix.tocoo()
+    return set(zip(coo.row.tolist(), coo.col.tolist(), coo.data.tolist(), strict=True))
+
+
+@pytest.mark.parametrize(("split", "orientation"), [("users", "user"), ("ratings", "item")])
+def test_each_matrix_holds_exactly_its_roles_ratings(compose_config, split: str,
+                                                     orientation: str) -> None:
+    cfg = compose_config(f"split.kind={split}", f"model.orientation={orientation}")
+    dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir_of(cfg), progress=False)
+    matrices = build_matrices(dataset, cfg)
+
+    def expected(*roles: int) -> set[tuple[int, int, float]]:
+        chosen = np.isin(dataset.role, roles)
+        users, items = dataset.user_index[chosen], dataset.item_index[chosen]
+        rows, cols = (users, items) if orientation == "user" else (items, users)
+        return set(zip(rows.tolist(), cols.tolist(), dataset.rating[chosen].tolist(),
+                       strict=True))
+
+    assert cells(matrices.train.matrix) == expected(TRAIN)
+    assert cells(matrices.valid.matrix) == expected(VALID)
+    assert cells(matrices.eval_input.matrix) == expected(TRAIN, FOLD_IN)
+    assert cells(matrices.test.matrix) == expected(TEST)
+    assert cells(matrices.everything.matrix) == expected(TRAIN, VALID, TEST, FOLD_IN)
+    test_cells = {(row, col) for row, col, _ in cells(matrices.test.matrix)}
+    for readable in (matrices.train, matrices.valid, matrices.eval_input):
+        assert not test_cells & {(row, col) for row, col, _ in cells(readable.matrix)}
+    if split == "users":  # held-out users are read whole: their fold-in ratings are inputs
+        assert (dataset.role == FOLD_IN).any()
+        assert cells(matrices.paper_input.matrix) == expected(TRAIN, FOLD_IN, TEST)
