@@ -21,7 +21,10 @@ def fit_popularity(train: sp.csr_matrix, orientation: str, damping: float) -> di
     counts = np.diff(by_item.indptr).astype(np.float32)
     sums = np.asarray(by_item.sum(axis=1), np.float64).ravel()
     global_mean = sums.sum() / max(counts.sum(), 1.0)
-    means = (sums + damping * global_mean) / (counts + damping)
+    # An item without ratings gets the global mean (also with damping 0, where it is 0 / 0).
+    weight = counts + damping
+    means = np.where(weight > 0, (sums + damping * global_mean) / np.maximum(weight, 1e-30),
+                     global_mean)
     return {"count": jnp.asarray(counts), "mean": jnp.asarray(means, jnp.float32)}
 
 
