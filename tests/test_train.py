@@ -115,6 +115,10 @@ def test_epoch_batches_cover_each_row_once_and_depend_on_seed_and_epoch() -> Non
     assert sorted(batches[batches >= 0].tolist()) == rows.tolist()
     np.testing.assert_array_equal(batches, epoch_batches(rows, 8, seed=1, epoch=2))
     assert not np.array_equal(batches, epoch_batches(rows, 8, seed=1, epoch=3))
+    assert not np.array_equal(batches, epoch_batches(rows, 8, seed=2, epoch=2))
+    # (seed, epoch) is not folded into one number: seed 1 epoch 3 is not seed 2 epoch 2 etc.
+    assert not np.array_equal(epoch_batches(rows, 8, seed=1, epoch=3),
+                              epoch_batches(rows, 8, seed=2, epoch=2))
 
 
 def test_steps_per_epoch_counts_the_batches_of_rows_with_ratings() -> None:
