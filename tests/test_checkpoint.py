@@ -43,23 +43,27 @@ class InterruptError(Exception):
     pass
 
 
-def test_resume_in_process_equals_an_uninterrupted_run(compose_config, tmp_path: Path) -> None:
-    overrides = ("train.epochs=6", "train.patience=100")
+@pytest.mark.parametrize(("every", "interrupted", "saved"), [(1, 3, 2), (3, 5, 3)])
+def test_resume_in_process_equals_an_uninterrupted_run(compose_config, tmp_path: Path,
+                                                       every: int, interrupted: int,
+                                                       saved: int) -> None:
+    overrides = ("train.epochs=6", "train.patience=100", f"checkpoint.every_epochs={every}")
     full = run_task(compose_config(*overrides, f"checkpoint.dir={tmp_path / 'full'}"),
                     tmp_path / "out_full")
     cfg = compose_config(*overrides, f"checkpoint.dir={tmp_path / 'cut'}")
 
     from aerec.experiment import run_experiment
 
-    def stop_after_three(record: dict) -> None:
-        if record["epoch"] == 3:
+    def stop(record: dict) -> None:
+        if record["epoch"] == interrupted:
             raise InterruptError
 
     with pytest.raises(InterruptError):
-        run_experiment(cfg, on_epoch=stop_after_three)
+        run_experiment(cfg, on_epoch=stop)
     resumed = run_task(cfg, tmp_path / "out_cut")
-    # interrupted while logging epoch 3, before its checkpoint: epoch 3 is trained again
-    assert resumed["resumed_from_epoch"] == 2
+    # interrupted while logging an epoch, before its checkpoint: training resumes after the
+    # last epoch saved (every `every` epochs) and repeats the rest
+    assert resumed["resumed_from_epoch"] == saved
     assert {key: resumed[key] for key in COMPARED} == {key: full[key] for key in COMPARED}
     lines = (tmp_path / "out_cut" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4, 5, 6]
