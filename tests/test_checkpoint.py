@@ -91,9 +91,14 @@ def test_each_checkpoint_holds_the_history_of_its_own_epoch(tmp_path: Path) -> N
     assert steps and all(len(saved[step]) == step for step in steps), saved
 
 
-def test_a_finished_run_is_not_trained_again(compose_config, tmp_path: Path) -> None:
-    cfg = compose_config(f"checkpoint.dir={tmp_path / 'ckpt'}")
+@pytest.mark.parametrize("stopping", [(), ("train.epochs=30", "train.patience=1")],
+                         ids=["all epochs", "stopped early"])
+def test_a_finished_run_is_not_trained_again(compose_config, tmp_path: Path,
+                                             stopping: tuple[str, ...]) -> None:
+    cfg = compose_config(f"checkpoint.dir={tmp_path / 'ckpt'}", *stopping)
     first = run_task(cfg, tmp_path / "a")
+    if stopping:
+        assert first["epochs_run"] < 30  # the case is really an early stop
     again = run_task(cfg, tmp_path / "b")
     assert again["resumed_from_epoch"] == first["epochs_run"]
     assert {key: again[key] for key in COMPARED} == {key: first[key] for key in COMPARED}
