@@ -40,7 +40,7 @@ from aerec.models.autoencoder import (
     predict_ratings,
 )
 from aerec.models.scaling import Scaling
-from aerec.models.svd import predict_svd, svd_history_row
+from aerec.models.svd import fold_in_bias_reg, predict_svd, project, svd_history_row
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -207,19 +207,16 @@ def build_ranker(model_cfg: Any, params: Any, inputs: DeviceRows, *, scaling: Sc
                             model_cfg.output_activation, scaling, fold_in_prior)
     if name == "svd":
         if by_user:
-            bias_reg = float(model_cfg.bias_reg)
-            return RowRanker(jax.jit(partial(predict_svd, scaling=scaling)),
+            bias_reg = fold_in_bias_reg(model_cfg)
+            return RowRanker(jax.jit(partial(predict_svd, scaling=scaling, bias_reg=bias_reg)),
                              jax.jit(partial(svd_history_row, scaling=scaling,
                                              bias_reg=bias_reg)), params, inputs)
-        basis = params["basis"]
 
-        def project(ids: jax.Array, x: jax.Array) -> jax.Array:
-            baseline = params["mean"] + params["row_bias"][ids][:, None] + params["col_bias"]
-            residual = jnp.where(x > 0, scaling.encode(x) - baseline, 0.0)
-            return jnp.matmul(residual, basis, precision=HIGHEST)[None]
+        def item_codes(ids: jax.Array, x: jax.Array) -> jax.Array:
+            return project(params, params["row_bias"][ids], x, scaling)[None]
 
-        codes = _item_codes(jax.jit(project), inputs, chunk_rows)
+        codes = _item_codes(jax.jit(item_codes), inputs, chunk_rows)
         offset = (params["mean"] + params["row_bias"])[None]
-        return ColumnRanker(codes, basis.T[None], params["col_bias"][None], offset, "linear",
-                            scaling, fold_in_prior)
+        return ColumnRanker(codes, params["basis"].T[None], params["col_bias"][None], offset,
+                            "linear", scaling, fold_in_prior)
     raise ValueError(f"model.name={name!r}; valid: autoencoder, svd, popularity")

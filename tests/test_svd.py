@@ -91,6 +91,35 @@ def test_a_new_row_is_folded_in() -> None:
     assert np.abs(np.asarray(predictions) - dense[25:]).mean() < 0.2
 
 
+def test_a_history_is_folded_in_as_the_trained_rows_are() -> None:
+    # The same row given as a new user's history or read as a training row: the same
+    # predictions. Uncentred (the paper's plain SVD) no bias is estimated for a history.
+    dense = low_rank() * (np.random.default_rng(5).random((30, 20)) < 0.6)
+    params = fit_svd(sp.csr_matrix(dense), rank=3, bias_reg=2.0, seed=0, center=False)
+    rows = jnp.asarray(dense[:4])
+    np.testing.assert_allclose(svd_history_row(params, rows, bias_reg=None),
+                               predict_svd(params, jnp.arange(4), rows), atol=1e-5)
+
+
+def test_a_held_out_row_gets_its_bias_from_its_inputs() -> None:
+    # Rows 25..29 have no training ratings (a held-out user read from fold-in ratings): with
+    # `bias_reg` their bias is estimated from the input, as for a new user's history.
+    dense = np.clip(np.round(low_rank(6)), 1, 5).astype(np.float32)
+    train = dense.copy()
+    train[25:] = 0.0
+    params = fit_svd(sp.csr_matrix(train), rank=3, bias_reg=2.0, seed=0)
+    assert (np.asarray(params["row_count"]) == 0).tolist() == [False] * 25 + [True] * 5
+    held_out = jnp.asarray(dense[25:])
+    folded = predict_svd(params, jnp.arange(25, 30), held_out, bias_reg=2.0)
+    np.testing.assert_allclose(folded, svd_history_row(params, held_out, bias_reg=2.0),
+                               rtol=1e-6)
+    assert not np.allclose(folded, predict_svd(params, jnp.arange(25, 30), held_out))
+    # trained rows keep their fitted biases
+    np.testing.assert_array_equal(
+        predict_svd(params, jnp.arange(5), jnp.asarray(train[:5]), bias_reg=2.0),
+        predict_svd(params, jnp.arange(5), jnp.asarray(train[:5])))
+
+
 def test_paper_scaling_round_trips() -> None:
     dense = low_rank()
     scaling = Scaling(0.5, 4.5)

@@ -114,29 +114,70 @@ def _fit_svd(rows: jax.Array, cols: jax.Array, ratings: jax.Array, seed: jax.Arr
                            - col_bias[None, :], 0.0)
     _, _, vt = randomized_svd(matrix, rank, jax.random.key(seed), oversample=oversample,
                               power_iterations=power_iterations)
-    return {"mean": mean, "row_bias": row_bias, "col_bias": col_bias, "basis": vt.T}
+    # Training ratings per row: a row without any is folded in at prediction (predict_svd).
+    row_count = jax.ops.segment_sum(jnp.ones_like(values), rows, shape[0])
+    return {"mean": mean, "row_bias": row_bias, "col_bias": col_bias, "basis": vt.T,
+            "row_count": row_count}
 
 
-def predict_svd(params: dict[str, Any], row_ids: jax.Array, inputs: jax.Array,
-                scaling: Scaling = IDENTITY) -> jax.Array:
-    """Raw-scale predictions for whole rows from their input ratings (0 = missing)."""
-    baseline = (params["mean"] + params["row_bias"][row_ids][:, None]
-                + params["col_bias"][None, :])
-    residual = jnp.where(inputs > 0, scaling.encode(inputs) - baseline, 0.0)
-    code = jnp.matmul(residual, params["basis"], precision=HIGHEST)
-    return scaling.decode(baseline + jnp.matmul(code, params["basis"].T, precision=HIGHEST))
+def fold_in_bias_reg(model_cfg: Any) -> float | None:
+    """The ridge penalty for estimating the bias of a row that training never saw, or None for
+    an uncentred model (`center=False`: no biases, a row is projected as it is)."""
+    return float(model_cfg.bias_reg) if bool(model_cfg.center) else None
 
 
-def svd_history_row(params: dict[str, Any], inputs: jax.Array, *, scaling: Scaling = IDENTITY,
-                    bias_reg: float) -> jax.Array:
-    """Predictions for rows not seen in training (a new user's history): the row bias is
-    estimated from the row's ratings as in training (ridge, `bias_reg`), then folded in."""
+def estimated_row_bias(params: dict[str, Any], inputs: jax.Array, scaling: Scaling,
+                       bias_reg: float) -> jax.Array:
+    """Each row's bias from its own ratings, as training's row sweep computes it (ridge)."""
     observed = inputs > 0
     deviation = jnp.where(observed, scaling.encode(inputs) - params["mean"] - params["col_bias"],
                           0.0)
-    row_bias = jnp.sum(deviation, axis=1) / jnp.maximum(jnp.sum(observed, axis=1) + bias_reg,
-                                                        1e-30)  # an empty history: bias 0
-    baseline = params["mean"] + row_bias[:, None] + params["col_bias"][None, :]
-    residual = jnp.where(observed, scaling.encode(inputs) - baseline, 0.0)
-    code = jnp.matmul(residual, params["basis"], precision=HIGHEST)
-    return scaling.decode(baseline + jnp.matmul(code, params["basis"].T, precision=HIGHEST))
+    return jnp.sum(deviation, axis=1) / jnp.maximum(jnp.sum(observed, axis=1) + bias_reg,
+                                                    1e-30)  # an empty row: bias 0
+
+
+def baseline_of(params: dict[str, Any], row_bias: jax.Array) -> jax.Array:
+    """mean + row bias + column bias, on the model's scale: (rows, columns)."""
+    return params["mean"] + row_bias[:, None] + params["col_bias"][None, :]
+
+
+def project(params: dict[str, Any], row_bias: jax.Array, inputs: jax.Array,
+            scaling: Scaling) -> jax.Array:
+    """The rows' codes: their observed residuals (missing = 0) times the basis V."""
+    residual = jnp.where(inputs > 0, scaling.encode(inputs) - baseline_of(params, row_bias),
+                         0.0)
+    return jnp.matmul(residual, params["basis"], precision=HIGHEST)
+
+
+def reconstruct(params: dict[str, Any], row_bias: jax.Array, inputs: jax.Array,
+                scaling: Scaling) -> jax.Array:
+    """Raw-scale predictions: baseline + (residual V) V^T, the rows' biases given."""
+    code = project(params, row_bias, inputs, scaling)
+    return scaling.decode(baseline_of(params, row_bias)
+                          + jnp.matmul(code, params["basis"].T, precision=HIGHEST))
+
+
+def predict_svd(params: dict[str, Any], row_ids: jax.Array, inputs: jax.Array,
+                scaling: Scaling = IDENTITY, bias_reg: float | None = None) -> jax.Array:
+    """Raw-scale predictions for whole rows from their input ratings (0 = missing).
+
+    A row that had no training ratings (a held-out user read from fold-in ratings) gets its
+    bias estimated from `inputs` when `bias_reg` is given (`fold_in_bias_reg`), as a new
+    user's history does in `svd_history_row`; otherwise its fitted bias, 0.
+    """
+    row_bias = params["row_bias"][row_ids]
+    if bias_reg is not None and "row_count" in params:  # models saved before lack the counts
+        untrained = params["row_count"][row_ids] == 0
+        row_bias = jnp.where(untrained, estimated_row_bias(params, inputs, scaling, bias_reg),
+                             row_bias)
+    return reconstruct(params, row_bias, inputs, scaling)
+
+
+def svd_history_row(params: dict[str, Any], inputs: jax.Array, *, scaling: Scaling = IDENTITY,
+                    bias_reg: float | None) -> jax.Array:
+    """Predictions for rows not seen in training (a new user's history): the row bias is
+    estimated from the row's ratings as in training (ridge, `bias_reg`; none for an uncentred
+    model, `bias_reg=None`), then the row is folded in."""
+    row_bias = (jnp.zeros(inputs.shape[0]) if bias_reg is None
+                else estimated_row_bias(params, inputs, scaling, bias_reg))
+    return reconstruct(params, row_bias, inputs, scaling)
