@@ -149,7 +149,13 @@ def test_two_processes_train_like_one(compose_config, tmp_path) -> None:
     children = [subprocess.Popen([sys.executable, "-c", PROCESS, port, str(rank),
                                   str(tmp_path / "run")], env=env, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
-    outputs = [child.communicate(timeout=600) for child in children]
+    try:
+        outputs = [child.communicate(timeout=600) for child in children]
+    finally:  # a failed or stuck pair must not outlive the test (the other waits for it)
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
     for child, (_, stderr) in zip(children, outputs, strict=True):
         assert child.returncode == 0, stderr[-3000:]
     figures = [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in outputs]
