@@ -23,50 +23,15 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import platformdirs
-from omegaconf import OmegaConf
 from orbax.checkpoint import checkpoint_managers
 
 from aerec.errors import CheckpointError, ConfigError
+from aerec.identity import run_identity
 from aerec.lock import DirectoryLock
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR_ENV = "AEREC_CHECKPOINT_DIR"
-# Keys that do not change what is trained: where files live, how progress is shown, how often
-# checkpoints are written, and the data path (resident and streamed give the same results).
-# Keys that change how a run is carried out or evaluated, never what it trains.
-NOT_IDENTITY_SECTIONS = ("paths.", "checkpoint.", "hydra.", "ranking.", "distributed.")
-NOT_IDENTITY = {"task", "train.progress", "train.resume", "train.data_path",
-                "train.resident_max_bytes", "train.eval_chunk_rows", "user", "ratings",
-                "ratings_file", "k", "format"}
-# Keys added after checkpoints were first written, at the value that trains as before: left
-# out of the identity then, so that older checkpoints still resume (and keep their directory).
-NEUTRAL_DEFAULTS = {"train.wide_shards": 1}
-# What the same configuration trains, as a number: raised when a code change makes it train
-# differently, so that a checkpoint of the older training is neither resumed nor reported as
-# this one's (its directory differs, and an explicit checkpoint.dir names the mismatch).
-# 2: dropout keys from their own stream (aerec.train.training_key).
-TRAINING_FORMAT = 2
-
-
-def run_identity(cfg: Any) -> dict[str, Any]:
-    """The flattened configuration keys that define what a run trains."""
-    flat: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{prefix}{key}.")
-        else:
-            flat[prefix[:-1]] = node
-
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
-    identity = {key: value for key, value in flat.items()
-                if key not in NOT_IDENTITY and not key.startswith(NOT_IDENTITY_SECTIONS)
-                and not (key in NEUTRAL_DEFAULTS and value == NEUTRAL_DEFAULTS[key])}
-    return dict(sorted({**identity, "aerec.training_format": TRAINING_FORMAT}.items()))
-
-
 def default_checkpoint_root() -> Path:
     """`$AEREC_CHECKPOINT_DIR` if set, else the per-user cache's checkpoints directory."""
     configured = os.environ.get(CHECKPOINT_DIR_ENV)

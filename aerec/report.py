@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from aerec.atomic import atomic_output
+from aerec.identity import is_identity_key
 
 # Tables 3 and 4 of Ferreira et al. 2020: RMSE by (model, encoder layers) and dataset.
 PAPER_RMSE: dict[tuple[str, int], dict[str, float]] = {
@@ -64,17 +65,20 @@ def _summary(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} (n={len(values)})"
 
 
-# Overrides that name a paper-table row's place (dataset column, model and depth, seeds) or
-# where and how it ran (data location, progress bars, checkpoints), not what was trained.
-ROW_KEYS = ("dataset=", "model=", "model.layers=", "seed=", "split.seed=", "paths.",
-            "dataset.ratings_file=", "dataset.download=", "train.progress=", "checkpoint.",
-            "hydra.")
+# Overrides that place a run in the paper table (dataset column, model and depth) or name its
+# seeds; with those that do not change what is trained (aerec.identity) they are left out of
+# the configuration that labels a row.
+ROW_KEYS = ("dataset", "model", "model.layers", "seed", "split.seed")
 
 
 def configuration(run: dict[str, Any]) -> str:
-    """The run's overrides less those naming its place in the table or where it ran."""
-    return " ".join(token for token in run["overrides"].split()
-                    if not token.startswith(ROW_KEYS))
+    """The run's overrides that change what it trains, less its place in the table; sorted."""
+    kept = []
+    for token in run["overrides"].split():
+        key = token.split("=", 1)[0].lstrip("+~")
+        if key not in ROW_KEYS and is_identity_key(key):
+            kept.append(token)
+    return " ".join(sorted(kept))
 
 
 def group(runs: list[dict[str, Any]]) -> dict[tuple[str, int, str], dict[str, list[dict]]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from aerec.checkpoint import run_identity
+from aerec.identity import run_identity
 from experiments.bench import SHAPES, step_matmuls
 from experiments.profile_epoch import op_seconds
 

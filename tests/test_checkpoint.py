@@ -14,7 +14,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from aerec.checkpoint import TRAINING_FORMAT, Checkpointer, checkpoint_dir_of, run_identity
+from aerec.checkpoint import Checkpointer, checkpoint_dir_of
+from aerec.identity import TRAINING_FORMAT, run_identity
 from aerec.cli import run_task
 from aerec.errors import ConfigError
 from tests.conftest import FAST, ROOT, cli_env
@@ -157,7 +158,7 @@ def test_a_change_in_what_training_computes_moves_the_directory(compose_config,
     base = compose_config()
     assert run_identity(base)["aerec.training_format"] == TRAINING_FORMAT
     before = checkpoint_dir_of(base)
-    monkeypatch.setattr("aerec.checkpoint.TRAINING_FORMAT", TRAINING_FORMAT + 1)
+    monkeypatch.setattr("aerec.identity.TRAINING_FORMAT", TRAINING_FORMAT + 1)
     assert checkpoint_dir_of(base) != before
 
 
