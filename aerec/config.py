@@ -42,6 +42,9 @@ def validate(cfg: Any) -> None:
     if cfg.task == "recommend":
         _validate_recommend(cfg)
     _validate_ranking(cfg.ranking)
+    seed = cfg.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31:
+        raise ConfigError(f"seed={seed!r} must be an integer in [0, 2**31)")
     _one_of("dataset.name", cfg.dataset.name, DATASET_NAMES)
     _validate_scale(cfg.dataset)
     if cfg.dataset.name == "synthetic":

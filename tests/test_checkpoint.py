@@ -15,9 +15,9 @@ import orbax.checkpoint as ocp
 import pytest
 
 from aerec.checkpoint import Checkpointer, checkpoint_dir_of
-from aerec.identity import TRAINING_FORMAT, run_identity
 from aerec.cli import run_task
 from aerec.errors import ConfigError
+from aerec.identity import TRAINING_FORMAT, run_identity
 from tests.conftest import FAST, ROOT, cli_env
 
 COMPARED = ("test_rmse", "test_mae", "paper_rmse", "valid_rmse", "best_epoch", "epochs_run")

@@ -8,6 +8,8 @@ from aerec.config import ConfigError, validate
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
+    (["seed=-1"], r"seed=-1 must be an integer in \[0, 2\*\*31\)"),
+    (["seed=2147483648"], r"seed=2147483648 must be an integer in"),
     (["train.batch_size=0.5"], r"train\.batch_size=0\.5 must be an integer >= 1"),
     (["train.epochs=10.5"], r"train\.epochs=10\.5 must be an integer >= 1"),
     (["train.patience=abc"], r"train\.patience='abc' must be an integer >= 1"),

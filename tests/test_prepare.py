@@ -68,6 +68,13 @@ def test_an_id_that_is_not_a_whole_known_id_is_unknown(raw_id: object) -> None:
     assert ids.index(["9"]).tolist() == [2]
     with pytest.raises(UnknownIdError, match="unknown id"):
         ids.index([raw_id])
+    with pytest.raises(UnknownIdError, match="unknown id"):  # also in an object column
+        ids.index(np.array([raw_id], dtype=object))
+
+
+def test_the_unknown_id_named_is_the_wrong_one() -> None:
+    with pytest.raises(UnknownIdError, match=r"unknown id abc"):
+        IdMap(np.array([1, 5, 9])).index([5, "abc"])
 
 
 def test_duplicate_policies() -> None:

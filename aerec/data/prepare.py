@@ -22,16 +22,16 @@ class IdMap:
     def index(self, raw_ids: np.ndarray | list[int], kind: str = "id") -> np.ndarray:
         """Contiguous indices of `raw_ids`; UnknownIdError (a KeyError) naming the first
         unknown one, as `unknown <kind> <id>`."""
-        given = np.asarray(raw_ids)
-        if given.dtype.kind == "f":  # 2.7 would be cast to id 2: a float id must be whole
-            whole = np.isfinite(given) & (np.floor(given) == given)
-            if not np.all(whole):
+        given = np.asarray(raw_ids).ravel()
+        if self.raw.dtype.kind in "iu":  # numbers, strings or objects: each must be a whole id
+            numbers = pd.to_numeric(pd.Series(given, dtype=object), errors="coerce").to_numpy(
+                np.float64)
+            whole = np.isfinite(numbers) & (np.floor(numbers) == numbers)
+            if not np.all(whole):  # 2.7 would otherwise be cast to id 2, "abc" fail anywhere
                 raise UnknownIdError(f"unknown {kind} {given[~whole][0]}")
-        try:
+            raw_ids = numbers.astype(self.raw.dtype)
+        else:
             raw_ids = given.astype(self.raw.dtype)
-        except ValueError:  # e.g. "abc" for integer ids
-            raise UnknownIdError(f"unknown {kind} {given.ravel()[0]!r}: ids are "
-                                 f"{self.raw.dtype} here") from None
         positions = np.searchsorted(self.raw, raw_ids)
         positions = np.minimum(positions, max(len(self) - 1, 0))
         known = (len(self) > 0) & (self.raw[positions] == raw_ids)
