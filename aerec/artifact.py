@@ -32,7 +32,7 @@ from aerec.errors import DataError, UnknownIdError
 from aerec.models.autoencoder import graphdef_of, predict_ratings
 from aerec.models.popularity import predict_popularity
 from aerec.models.scaling import Scaling
-from aerec.models.svd import fold_in_bias_reg, predict_svd
+from aerec.models.svd import svd_predictor
 from aerec.scoring import Ranker, build_ranker
 
 
@@ -215,8 +215,7 @@ def load(path: str | Path) -> TrainedModel:
         graphdef = graphdef_of(model_cfg, description["n_inputs"])
         predict_rows = jax.jit(partial(predict_ratings, graphdef, scaling))
     elif model_cfg.name == "svd":
-        predict_rows = jax.jit(partial(predict_svd, scaling=scaling,
-                                       bias_reg=fold_in_bias_reg(model_cfg)))
+        predict_rows = jax.jit(svd_predictor(model_cfg, scaling))
     else:
         predict_rows = jax.jit(partial(predict_popularity, orientation=model_cfg.orientation))
     return TrainedModel(description, params, users, items, inputs, predict_rows, seen,

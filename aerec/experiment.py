@@ -22,7 +22,7 @@ from aerec.matrices import Matrices, build_matrices, data_dir_of
 from aerec.models.autoencoder import init_members, predict_ratings
 from aerec.models.popularity import fit_popularity, predict_popularity
 from aerec.models.scaling import Scaling, make_scaling
-from aerec.models.svd import fit_svd, fold_in_bias_reg, predict_svd
+from aerec.models.svd import fit_svd, svd_predictor
 from aerec.optim import build_optimizer
 from aerec.sharding import data_mesh
 from aerec.train import FitResult, Objective, fit, init_state, steps_per_epoch
@@ -79,8 +79,7 @@ def train_svd(cfg: Any, matrices: Matrices, scaling: Scaling, validate_with: Cal
                         power_iterations=int(cfg.model.power_iterations),
                         oversample=int(cfg.model.oversample),
                         dense=matrices.train.dense),
-        partial(predict_svd, scaling=scaling, bias_reg=fold_in_bias_reg(cfg.model)), matrices,
-        validate_with)
+        svd_predictor(cfg.model, scaling), matrices, validate_with)
 
 
 def train_popularity(cfg: Any, matrices: Matrices, validate_with: Callable

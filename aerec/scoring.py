@@ -40,7 +40,7 @@ from aerec.models.autoencoder import (
     predict_ratings,
 )
 from aerec.models.scaling import Scaling
-from aerec.models.svd import fold_in_bias_reg, predict_svd, project, svd_history_row
+from aerec.models.svd import fold_in_bias_reg, project, svd_history_row, svd_predictor
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -207,10 +207,10 @@ def build_ranker(model_cfg: Any, params: Any, inputs: DeviceRows, *, scaling: Sc
                             model_cfg.output_activation, scaling, fold_in_prior)
     if name == "svd":
         if by_user:
-            bias_reg = fold_in_bias_reg(model_cfg)
-            return RowRanker(jax.jit(partial(predict_svd, scaling=scaling, bias_reg=bias_reg)),
+            return RowRanker(jax.jit(svd_predictor(model_cfg, scaling)),
                              jax.jit(partial(svd_history_row, scaling=scaling,
-                                             bias_reg=bias_reg)), params, inputs)
+                                             bias_reg=fold_in_bias_reg(model_cfg))),
+                             params, inputs)
 
         def item_codes(ids: jax.Array, x: jax.Array) -> jax.Array:
             return project(params, params["row_bias"][ids], x, scaling)[None]

@@ -14,7 +14,9 @@ import pytest
 import aerec
 from aerec.artifact import restore_here
 from aerec.cli import run_task
+from aerec.data.dataset import load_dataset
 from aerec.errors import ConfigError, DataError
+from aerec.matrices import build_matrices, data_dir_of
 from tests.conftest import FAST_DATA, cli_env
 
 PAIRS = {"users": [1, 5, 17, 42, 99], "items": [3, 3, 10, 7, 50]}
@@ -76,6 +78,23 @@ def test_cells_without_training_data_predict_the_training_mean(compose_config,
     low, high = model.description["rating_range"]
     fallback = np.clip(model.description["fallback"], low, high)
     np.testing.assert_allclose(model.predict(users, items), [fallback, trained[1]], rtol=1e-6)
+    # a row without input ratings (an item nobody rated in training) too
+    row = model.items.index(items[1:])[0]
+    inputs = model.inputs.tolil()
+    inputs[row, :] = 0
+    model.inputs = inputs.tocsr()
+    model.inputs.eliminate_zeros()
+    np.testing.assert_allclose(model.predict(users, items), [fallback, fallback], rtol=1e-6)
+
+
+def test_the_saved_trained_columns_are_the_training_matrix_columns(compose_config,
+                                                                     tmp_path: Path) -> None:
+    cfg = compose_config()
+    run_task(cfg, tmp_path / "run")
+    dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir_of(cfg), progress=False)
+    trained = build_matrices(dataset, cfg).train.nonempty_columns()
+    np.testing.assert_array_equal(aerec.load(tmp_path / "run" / "model").trained_columns,
+                                  trained)
 
 
 def test_task_evaluate_needs_a_path(compose_config, tmp_path: Path) -> None:

@@ -265,3 +265,6 @@ def test_dropout_keys_are_not_the_parameter_initialisation_keys() -> None:
     dropout_keys = {tuple(np.asarray(jax.random.key_data(jax.random.fold_in(training_key(3), s))))
                     for s in range(64)}
     assert len(dropout_keys) == 64 and not init_keys & dropout_keys
+    _, params = make()
+    state = init_state(params, optax.adam(1e-3), seed=3)  # what training really starts from
+    np.testing.assert_array_equal(state.rng, jax.random.key_data(training_key(3)))

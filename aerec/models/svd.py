@@ -14,6 +14,7 @@ the same way: the baseline is a linear autoencoder with tied weights.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -118,6 +119,11 @@ def _fit_svd(rows: jax.Array, cols: jax.Array, ratings: jax.Array, seed: jax.Arr
     row_count = jax.ops.segment_sum(jnp.ones_like(values), rows, shape[0])
     return {"mean": mean, "row_bias": row_bias, "col_bias": col_bias, "basis": vt.T,
             "row_count": row_count}
+
+
+def svd_predictor(model_cfg: Any, scaling: Scaling) -> Callable[..., jax.Array]:
+    """predict_svd for a model configured by `model_cfg`: predict(params, row_ids, inputs)."""
+    return partial(predict_svd, scaling=scaling, bias_reg=fold_in_bias_reg(model_cfg))
 
 
 def fold_in_bias_reg(model_cfg: Any) -> float | None:
