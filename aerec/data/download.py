@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import os
 import shutil
 import urllib.error
 import urllib.request
@@ -13,7 +12,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
-from aerec.atomic import temporary_sibling
+from aerec.atomic import atomic_output
 from aerec.errors import DataError, DownloadError
 
 CHUNK_BYTES = 1 << 20
@@ -32,35 +31,29 @@ def download(url: str, dest: Path, sha256: str | None, *, timeout: float = 60.0,
              progress: bool = True) -> Path:
     """Download `url` to `dest`, verifying `sha256`; `dest` appears only when complete and valid."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = temporary_sibling(dest)
     digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(url, timeout=timeout) as response, \
+                atomic_output(dest) as out:  # dest appears only if the block ends cleanly
             expected = response.headers.get("Content-Length")
             total = int(expected) if expected and expected.isdigit() else None
-            with open(partial, "wb") as out, tqdm(
-                total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress
-            ) as bar:
+            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name,
+                      disable=not progress) as bar:
                 for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
                     out.write(chunk)
                     digest.update(chunk)
                     bar.update(len(chunk))
-                received = out.tell()
-        if total is not None and received != total:
-            raise DownloadError(
-                f"download of {url} ended after {received} of {total} bytes; run again to retry"
-            )
-        if sha256 is not None and digest.hexdigest() != sha256:
-            raise DownloadError(
-                f"checksum mismatch for {url}: expected sha256 {sha256}, got {digest.hexdigest()}."
-                " The file was discarded; run again to retry, or put a verified copy at "
-                f"{dest}"
-            )
-        os.replace(partial, dest)
+            received = out.tell()
+            if total is not None and received != total:
+                raise DownloadError(f"download of {url} ended after {received} of {total} "
+                                    "bytes; run again to retry")
+            if sha256 is not None and digest.hexdigest() != sha256:
+                raise DownloadError(
+                    f"checksum mismatch for {url}: expected sha256 {sha256}, got "
+                    f"{digest.hexdigest()}. The file was discarded; run again to retry, or put "
+                    f"a verified copy at {dest}")
     except (urllib.error.URLError, http.client.HTTPException, TimeoutError, OSError) as error:
         raise DownloadError(f"could not download {url} to {dest}: {error}") from error
-    finally:
-        partial.unlink(missing_ok=True)
     return dest
 
 
@@ -80,18 +73,14 @@ def extract_member(archive: Path, member: str, dest: Path) -> Path:
     if member_path.is_absolute() or ".." in member_path.parts:
         raise DataError(f"{archive}: refusing unsafe member name {member!r}")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = temporary_sibling(dest)
     try:
         with zipfile.ZipFile(archive) as bundle:
             try:
                 info = bundle.getinfo(member)
             except KeyError:
                 raise DataError(f"{archive} has no member {member!r}") from None
-            with bundle.open(info) as source, open(partial, "wb") as out:
+            with bundle.open(info) as source, atomic_output(dest) as out:
                 shutil.copyfileobj(source, out, CHUNK_BYTES)
-        os.replace(partial, dest)
     except zipfile.BadZipFile as error:
         raise DataError(f"{archive} is not a valid zip archive: {error}") from error
-    finally:
-        partial.unlink(missing_ok=True)
     return dest
