@@ -26,7 +26,7 @@ import pandas as pd
 import scipy.sparse as sp
 from omegaconf import OmegaConf
 
-from aerec.data.matrix import DeviceRows
+from aerec.data.matrix import DeviceRows, nonempty_columns
 from aerec.data.prepare import IdMap
 from aerec.errors import DataError, UnknownIdError
 from aerec.models.autoencoder import graphdef_of, predict_ratings
@@ -204,8 +204,7 @@ def load(path: str | Path) -> TrainedModel:
     else:  # written before recommendations existed: the model's inputs are all it knows
         seen = inputs if description["model"]["orientation"] == "user" else inputs.T.tocsr()
     # Written before it was stored: the columns of the model's inputs (training and fold-in).
-    trained_columns = arrays.get("trained_columns", np.bincount(
-        inputs.indices, minlength=inputs.shape[1]) > 0)
+    trained_columns = arrays.get("trained_columns", nonempty_columns(inputs))
     catalog = {key: arrays[key] if key in arrays else np.array([])
                for key in ("titles", "genres", "years")}
     scaling = Scaling(*description["scaling"])

@@ -36,6 +36,11 @@ def rating_matrix(dataset: Dataset, roles: tuple[int, ...], orientation: str) ->
     return matrix
 
 
+def nonempty_columns(matrix: sp.csr_matrix) -> np.ndarray:
+    """Boolean mask of the columns of a CSR matrix that hold at least one stored rating."""
+    return np.bincount(matrix.indices, minlength=matrix.shape[1]) > 0
+
+
 def padded_chunks(rows: np.ndarray, size: int) -> Iterator[tuple[int, np.ndarray, int]]:
     """(start, ids, count) for consecutive chunks of `rows`: `ids` always holds `size` int32
     ids, the last chunk padded with -1, so that one compiled program serves every chunk."""
@@ -109,7 +114,7 @@ class DeviceRows:
 
     def nonempty_columns(self) -> np.ndarray:
         """Boolean mask of the columns that hold at least one rating."""
-        return np.bincount(self.matrix.indices, minlength=self.matrix.shape[1]) > 0
+        return nonempty_columns(self.matrix)
 
     @cached_property
     def counts(self) -> np.ndarray:
