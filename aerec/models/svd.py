@@ -8,8 +8,10 @@ faster), otherwise on a sparse BCOO matrix, so memory grows with the ratings, no
 
 A row is predicted by projecting its input residuals on the top right singular vectors V:
 prediction = baseline + (x V) V^T. For a training row this equals its rank-k SVD
-reconstruction (A V = U S), and a row never seen in training (a held-out user) is folded in
-the same way: the baseline is a linear autoencoder with tied weights.
+reconstruction (A V = U S), and a row never seen in training (a held-out user, a new user's
+history) is folded in the same way, its bias first estimated from its own ratings as
+training's row sweep does (none for an uncentred model): the baseline is a linear autoencoder
+with tied weights.
 """
 
 from __future__ import annotations
