@@ -12,8 +12,8 @@ Ranking needs a user's scores over all items, whichever way the model is oriente
   user's column (the classic fold-in of matrix factorisation; the item codes stay fixed because
   the new user's ratings are not part of any training input). The pull towards the average
   user weighs as much as `fold_in_prior` items with average code norm (2 by default: on
-  ML-1M priors 1 to 5 give the same NDCG@10 within 0.001, 2 the best recall@10;
-  experiments/README.md, "New users"). Without history it gives the average user's scores.
+  ML-1M priors 1 to 5 give NDCG@10 within 0.003 of each other; experiments/README.md, "New
+  users"). Without history it gives the average user's scores.
 - `PopularityRanker`: the number of training ratings, the same for everyone.
 
 Scores are on the raw rating scale (predicted ratings) except for popularity (counts).
