@@ -26,3 +26,9 @@ def atomic_output(path: Path) -> Iterator[BinaryIO]:
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """`path`'s new content `text` (UTF-8), written whole or not at all (`atomic_output`)."""
+    with atomic_output(path) as handle:
+        handle.write(text.encode())

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-from aerec.atomic import atomic_output
+from aerec.atomic import atomic_output, write_text_atomic
 
 TABLE_KEYS = ("dataset", "model", "layers", "n_users", "n_items", "n_train", "n_test",
               "test_rmse", "test_mae", "paper_rmse", "precision@10", "recall@10", "ndcg@10",
@@ -26,9 +26,8 @@ def _plain(value: Any) -> Any:
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     """Write JSON to a temporary sibling, then rename: readers never see half a file."""
-    text = json.dumps({k: _plain(v) for k, v in payload.items()}, indent=2) + "\n"
-    with atomic_output(path) as handle:
-        handle.write(text.encode())
+    write_text_atomic(path, json.dumps({k: _plain(v) for k, v in payload.items()}, indent=2)
+                      + "\n")
 
 
 class EpochLog:
@@ -52,9 +51,7 @@ def write_id_maps(dataset: Any, path: Path) -> None:
 
 def write_config(cfg: Any, output_dir: Path) -> None:
     """The fully resolved configuration of the run, as YAML."""
-    text = OmegaConf.to_yaml(cfg, resolve=True)
-    with atomic_output(output_dir / "config.yaml") as handle:
-        handle.write(text.encode())
+    write_text_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
 
 def plot_learning_curve(history: list[dict[str, Any]], path: Path) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from aerec.atomic import atomic_output
+from aerec.atomic import atomic_output, write_text_atomic
 from aerec.identity import is_identity_key
 
 # Tables 3 and 4 of Ferreira et al. 2020: RMSE by (model, encoder layers) and dataset.
@@ -226,8 +226,7 @@ def report(directory: Path, out: Path | None = None) -> str:
                 f"## Mean ± standard deviation over seeds\n\n{seeds_table(runs)}\n\n"
                 f"## Runs, best validation RMSE first\n\n{runs_table(runs)}\n\n"
                 f"## Top-k ranking, best NDCG@10 first\n\n{ranking_table(runs)}\n")
-    with atomic_output(out / "report.md") as handle:
-        handle.write(markdown.encode())
+    write_text_atomic(out / "report.md", markdown)
     plot(runs, out / "report.png")
     return markdown
 
