@@ -17,8 +17,10 @@ from aerec.models.scaling import Scaling
 from aerec.models.svd import (
     fit_biases,
     fit_svd,
+    gaussian_test_matrix,
     predict_svd,
     randomized_svd,
+    sketch_width,
     svd_history_row,
     transposed_product,
 )
@@ -33,8 +35,8 @@ def test_randomized_svd_matches_numpy_on_a_low_rank_matrix(form: str, oversample
     matrix = jnp.asarray(dense, jnp.float32)
     if form == "sparse":
         matrix = sparse.BCOO.fromdense(matrix)
-    u, s, vt = jax.jit(partial(randomized_svd, rank=4, oversample=oversample))(
-        matrix, key=jax.random.key(0))
+    test_matrix = gaussian_test_matrix(30, sketch_width(4, oversample, dense.shape), seed=0)
+    u, s, vt = jax.jit(partial(randomized_svd, rank=4))(matrix, test_matrix=test_matrix)
     np.testing.assert_allclose(s, np.linalg.svd(dense, compute_uv=False)[:4], rtol=1e-3)
     np.testing.assert_allclose((u * s) @ vt, dense, atol=1e-3 * np.abs(dense).max())
 
@@ -139,7 +141,8 @@ def test_dense_and_sparse_products_fit_the_same_model() -> None:
         rows = jnp.arange(observed.shape[0])
         np.testing.assert_allclose(
             predict_svd(dense_fit, rows, jnp.asarray(observed), scaling),
-            predict_svd(sparse_fit, rows, jnp.asarray(observed), scaling), atol=1e-4)
+            predict_svd(sparse_fit, rows, jnp.asarray(observed), scaling),
+            atol=5e-4)  # float32 sums in different orders, through four power iterations
 
 
 def test_transposed_product_of_dense_and_sparse_matrices() -> None:
