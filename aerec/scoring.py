@@ -94,20 +94,43 @@ def _decode_columns(codes: jax.Array, kernel: jax.Array, bias: jax.Array, offset
 
 
 def _fold_in_column(codes: jax.Array, kernel: jax.Array, bias: jax.Array, offset: jax.Array,
-                    items: jax.Array, targets: jax.Array, l2: float) -> tuple[jax.Array,
-                                                                                jax.Array]:
+                    items: jax.Array, targets: jax.Array, weight: jax.Array, l2: float
+                    ) -> tuple[jax.Array, jax.Array]:
     """Per member, the output column (w, b) fitted to `targets` on `items`, by ridge
     regression towards the average column: (A^T A + l2 I) d = A^T (t - A p), (w, b) = p + d.
+    Entries of weight 0 (a padded history) take no part.
     """
     def one_member(codes_m, kernel_m, bias_m, offset_m):
         prior = jnp.concatenate([jnp.mean(kernel_m, axis=1), jnp.mean(bias_m)[None]])
-        design = jnp.concatenate([codes_m[items], jnp.ones((items.size, 1))], axis=1)
-        residual = targets - offset_m[items] - design @ prior
+        design = jnp.concatenate([codes_m[items], jnp.ones((items.size, 1))],
+                                 axis=1) * weight[:, None]
+        residual = (targets - offset_m[items]) * weight - design @ prior
         gram = design.T @ design + l2 * jnp.eye(design.shape[1])
         column = prior + jnp.linalg.solve(gram, design.T @ residual)
         return column[:-1], column[-1]
 
     return jax.vmap(one_member)(codes, kernel, bias, offset)
+
+
+def _history_scores(codes: jax.Array, kernel: jax.Array, bias: jax.Array, offset: jax.Array,
+                    items: jax.Array, targets: jax.Array, weight: jax.Array, l2: float, *,
+                    scaling: Scaling) -> jax.Array:
+    """(n_items,) raw-scale scores decoded with the column folded in from a history."""
+    weights, biases = _fold_in_column(codes, kernel, bias, offset, items, targets, weight, l2)
+    outputs = codes @ weights[:, :, None] + biases[:, None, None]
+    return jnp.mean(scaling.decode(outputs[..., 0] + offset), axis=0)
+
+
+def padded_history(items: np.ndarray, targets: np.ndarray, minimum: int = 16
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A history padded to the next power of two (at least `minimum`) with weight-0 entries:
+    (items, targets, weight). Histories of many lengths then share a few compiled programs
+    instead of compiling one each (~0.3 s per new length on ML-1M)."""
+    size = max(minimum, 1 << max(int(items.size) - 1, 0).bit_length())
+    padding = size - items.size
+    return (np.pad(np.asarray(items, np.int32), (0, padding)),
+            np.pad(np.asarray(targets, np.float32), (0, padding)),
+            np.pad(np.ones(items.size, np.float32), (0, padding)))
 
 
 @dataclass
@@ -129,7 +152,7 @@ class ColumnRanker:
         self.code_norm = float(jnp.mean(jnp.sum(self.codes**2, axis=-1))) + 1.0
         self._decode = jax.jit(partial(_decode_columns, activation=self.activation,
                                        scaling=self.scaling))
-        self._fold_in = jax.jit(_fold_in_column)
+        self._history = jax.jit(partial(_history_scores, scaling=self.scaling))
 
     @property
     def n_items(self) -> int:
@@ -149,11 +172,10 @@ class ColumnRanker:
         strength = self.fold_in_prior * self.code_norm
         if math.isinf(strength):  # an infinitely strong prior: the average user
             items, ratings, strength = items[:0], ratings[:0], 1.0
-        targets = (jnp.asarray(ratings, jnp.float32) - self.scaling.shift) / self.scaling.scale
-        weights, biases = self._fold_in(self.codes, self.kernel, self.bias, self.offset,
-                                        jnp.asarray(items), targets, strength)
-        outputs = self.codes @ weights[:, :, None] + biases[:, None, None]
-        return np.asarray(jnp.mean(self.scaling.decode(outputs[..., 0] + self.offset), axis=0))
+        targets = (np.asarray(ratings, np.float32) - self.scaling.shift) / self.scaling.scale
+        items, targets, weight = padded_history(np.asarray(items), targets)
+        return np.asarray(self._history(self.codes, self.kernel, self.bias, self.offset,
+                                        items, targets, weight, strength))
 
 
 @dataclass

@@ -17,7 +17,7 @@ from aerec.data.matrix import DeviceRows
 from aerec.matrices import build_matrices, data_dir_of
 from aerec.models.scaling import Scaling
 from aerec.ranking import evaluate_ranking, ranking_targets, top_hits, user_metrics
-from aerec.scoring import ColumnRanker, build_ranker
+from aerec.scoring import ColumnRanker, _history_scores, build_ranker, padded_history
 from tests.conftest import FAST_DATA
 
 
@@ -184,6 +184,27 @@ def test_fold_in_recovers_a_column_exactly() -> None:
     average = ranker.history_scores(np.array([], np.int32), np.array([], np.float32))
     expected = scaling.decode(codes[0] @ kernel[0].mean(axis=1) + bias[0].mean() + offset[0])
     np.testing.assert_allclose(average, np.asarray(expected), atol=1e-4)
+
+
+def test_padded_histories_fold_in_as_unpadded_ones() -> None:
+    """Histories are padded to a power of two (one compilation per size class, not per
+    length); the weight-0 padding must not change the fitted column."""
+    rng = np.random.default_rng(1)
+    codes = jnp.asarray(rng.normal(size=(2, 50, 4)), jnp.float32)
+    kernel = jnp.asarray(rng.normal(size=(2, 4, 7)), jnp.float32)
+    bias = jnp.asarray(rng.normal(size=(2, 7)), jnp.float32)
+    offset = jnp.asarray(rng.normal(size=(2, 50)), jnp.float32)
+    scaling = Scaling(shift=3.0, scale=2.0)
+    for length, size in ((0, 16), (5, 16), (16, 16), (17, 32)):
+        items = rng.choice(50, length, replace=False).astype(np.int32)
+        targets = rng.normal(size=length).astype(np.float32)
+        padded = padded_history(items, targets)
+        assert [part.size for part in padded] == [size] * 3
+        np.testing.assert_allclose(
+            _history_scores(codes, kernel, bias, offset, *padded, 3.0, scaling=scaling),
+            _history_scores(codes, kernel, bias, offset, items, targets,
+                            np.ones(length, np.float32), 3.0, scaling=scaling),
+            rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["autoencoder-user", "svd-user", "svd-user-plain"])
