@@ -26,7 +26,7 @@ import pandas as pd
 import scipy.sparse as sp
 from omegaconf import OmegaConf
 
-from aerec.data.matrix import DeviceRows, nonempty_columns
+from aerec.data.matrix import DeviceRows, nonempty_columns, padded_size
 from aerec.data.prepare import IdMap
 from aerec.errors import DataError, UnknownIdError
 from aerec.models.autoencoder import graphdef_of, predict_ratings
@@ -99,9 +99,14 @@ class TrainedModel:
         whose column had no training ratings is predicted as the training mean."""
         users, items = self.users.index(user_ids, "user"), self.items.index(item_ids, "item")
         rows, cols = (users, items) if self.by_user else (items, users)
+        if rows.size == 0:
+            return np.zeros(0)
         unique_rows, position = np.unique(rows, return_inverse=True)
-        block = jnp.asarray(self.inputs[unique_rows].toarray())
-        predictions = np.asarray(self.predict_rows(self.params, jnp.asarray(unique_rows), block))
+        # Padded (with the first row) to a power of two: one compilation per size class.
+        padded = np.pad(unique_rows, (0, padded_size(unique_rows.size) - unique_rows.size),
+                        mode="edge")
+        block = jnp.asarray(self.inputs[padded].toarray())
+        predictions = np.asarray(self.predict_rows(self.params, jnp.asarray(padded), block))
         row_known = np.diff(self.inputs.indptr)[rows] > 0
         known = row_known & self.trained_columns[cols]
         low, high = self.description["rating_range"]

@@ -87,6 +87,21 @@ def test_cells_without_training_data_predict_the_training_mean(compose_config,
     np.testing.assert_allclose(model.predict(users, items), [fallback, fallback], rtol=1e-6)
 
 
+def test_a_pair_predicts_the_same_alone_and_in_any_request(compose_config,
+                                                           tmp_path: Path) -> None:
+    # Requests are padded to a power of two of rows (one compilation per size class): the
+    # padding rows must not leak into, or reorder, the requested predictions.
+    run_task(compose_config(), tmp_path / "run")
+    model = aerec.load(tmp_path / "run" / "model")
+    together = model.predict(PAIRS["users"], PAIRS["items"])
+    for start in range(len(PAIRS["users"])):
+        for stop in range(start + 1, len(PAIRS["users"]) + 1):
+            np.testing.assert_allclose(
+                model.predict(PAIRS["users"][start:stop], PAIRS["items"][start:stop]),
+                together[start:stop], rtol=1e-5, atol=1e-5)
+    assert model.predict([], []).shape == (0,)
+
+
 def test_the_saved_trained_columns_are_the_training_matrix_columns(compose_config,
                                                                      tmp_path: Path) -> None:
     cfg = compose_config()

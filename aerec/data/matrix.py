@@ -51,6 +51,12 @@ def padded_chunks(rows: np.ndarray, size: int) -> Iterator[tuple[int, np.ndarray
         yield start, ids, part.size
 
 
+def padded_size(count: int, minimum: int = 1) -> int:
+    """The power of two at or above `count` (and `minimum`): requests of varying size padded
+    to it share one compiled program per size class instead of compiling one per size."""
+    return max(minimum, 1 << max(count - 1, 0).bit_length())
+
+
 def dense_bytes(matrix: sp.csr_matrix) -> int:
     """Bytes the matrix takes when dense (float32)."""
     return int(matrix.shape[0]) * int(matrix.shape[1]) * BYTES_PER_CELL
