@@ -22,11 +22,15 @@ from aerec.models.scaling import paper_scaling
 Predict = Callable[[Any, jax.Array, jax.Array], jax.Array]
 
 
-def chunk_sums(predict: Predict, params: Any, row_ids: jax.Array, inputs: jax.Array,
-               targets: jax.Array, row_valid: jax.Array, paper_rows: jax.Array,
-               paper_cols: jax.Array, row_known: jax.Array, col_known: jax.Array, *,
+@partial(jax.jit, static_argnames=("predict", "rating_min", "rating_max", "fallback"))
+def chunk_sums(params: Any, row_ids: jax.Array, inputs: jax.Array, targets: jax.Array,
+               row_valid: jax.Array, paper_rows: jax.Array, paper_cols: jax.Array,
+               row_known: jax.Array, col_known: jax.Array, *, predict: Predict,
                rating_min: float, rating_max: float, fallback: float) -> dict[str, jax.Array]:
     """Error sums for one chunk of rows (`row_valid` is False on padding rows).
+
+    Compiled once per predictor and shapes: the validation, test and paper evaluators of a run
+    share one program (one `jax.jit` per evaluator would trace and compile each anew).
 
     Observed cells (target > 0): squared and absolute error of the prediction clipped to the
     rating scale. Cells of rows or columns without training data get `fallback`. Paper cells
@@ -56,10 +60,10 @@ class Evaluator:
     def __init__(self, predict: Predict, *, rating_min: float, rating_max: float,
                  fallback: float, row_known: np.ndarray, col_known: np.ndarray,
                  chunk_rows: int = 1024):
-        self._sums = jax.jit(partial(chunk_sums, predict, rating_min=rating_min,
-                                     rating_max=rating_max, fallback=fallback))
+        self._sums = partial(chunk_sums, predict=predict, rating_min=float(rating_min),
+                             rating_max=float(rating_max), fallback=float(fallback))
         self.row_known = row_known
-        self.col_known = jnp.asarray(col_known)
+        self.col_known = jax.device_put(np.asarray(col_known))
         self.chunk_rows = chunk_rows
 
     def evaluate(self, params: Any, inputs: DeviceRows, targets: DeviceRows, *,
@@ -73,17 +77,21 @@ class Evaluator:
         with_paper = paper_rows is not None and paper_cols is not None
         paper_rows = (np.asarray(paper_rows, np.float32) if with_paper
                       else np.zeros(n_rows, np.float32))
-        paper_cols = jnp.asarray(np.asarray(paper_cols, np.float32) if with_paper
-                                 else np.zeros(n_cols, np.float32))
+        paper_cols = jax.device_put(np.asarray(paper_cols, np.float32) if with_paper
+                                    else np.zeros(n_cols, np.float32))
         # Only rows that hold a target or a paper cell need a forward pass.
         rows = np.flatnonzero(targets.nonempty_rows() | (paper_rows > 0))
         totals = dict.fromkeys(("sse", "sae", "count", "paper_sse", "paper_count"), 0.0)
         for _, ids, _ in padded_chunks(rows, self.chunk_rows):
             safe = np.maximum(ids, 0)
             # Padding rows are invalid and gathered as zeros, so they add nothing.
-            sums = self._sums(params, jnp.asarray(safe), inputs.gather(ids), targets.gather(ids),
-                              jnp.asarray(ids >= 0), jnp.asarray(paper_rows[safe]), paper_cols,
-                              jnp.asarray(self.row_known[safe]), self.col_known)
+            # Host arrays go to the device with device_put: jnp.asarray would compile a small
+            # program for each new shape.
+            row_ids, row_valid, chunk_paper_rows, row_known = jax.device_put(
+                (safe, ids >= 0, paper_rows[safe], self.row_known[safe]))
+            sums = self._sums(params, row_ids, inputs.gather(ids), targets.gather(ids),
+                              row_valid, chunk_paper_rows, paper_cols, row_known,
+                              self.col_known)
             for key, value in sums.items():
                 totals[key] += float(value)
         return summarise(totals)

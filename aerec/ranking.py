@@ -98,8 +98,8 @@ def evaluate_ranking(ranker: Ranker, exclude: sp.csr_matrix, relevant: sp.csr_ma
     for start, ids, count in padded_chunks(users, chunk_users):
         safe = np.maximum(ids, 0)
         top, chunk_hits = top_of(ranker.user_scores(ids),
-                                 jnp.asarray(exclude[safe].toarray() > 0),
-                                 jnp.asarray(relevant[safe].toarray() > 0))
+                                 jax.device_put(exclude[safe].toarray() > 0),
+                                 jax.device_put(relevant[safe].toarray() > 0))
         hits[start:start + count] = np.asarray(chunk_hits)[:count]
         top = np.asarray(top)[:count]
         for position, k in enumerate(ks):

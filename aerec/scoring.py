@@ -76,13 +76,13 @@ class RowRanker:
     def user_scores(self, users: np.ndarray) -> jax.Array:
         """Predictions from the users' input rows."""
         safe = np.maximum(users, 0)
-        return self.predict_rows(self.params, jnp.asarray(safe), self.inputs.gather(users))
+        return self.predict_rows(self.params, jax.device_put(safe), self.inputs.gather(users))
 
     def history_scores(self, items: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         """The forward pass of a row holding only the history."""
         row = np.zeros((1, self.n_items), np.float32)
         row[0, items] = ratings
-        return np.asarray(self.predict_new_rows(self.params, jnp.asarray(row)))[0]
+        return np.asarray(self.predict_new_rows(self.params, jax.device_put(row)))[0]
 
 
 def _decode_columns(codes: jax.Array, kernel: jax.Array, bias: jax.Array, offset: jax.Array,
@@ -161,7 +161,7 @@ class ColumnRanker:
     def user_scores(self, users: np.ndarray) -> jax.Array:
         """Decode every item's code with the users' output columns."""
         return self._decode(self.codes, self.kernel, self.bias, self.offset,
-                            jnp.asarray(np.maximum(users, 0)))
+                            jax.device_put(np.maximum(users, 0)))
 
     def history_scores(self, items: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         """Decode with an output column fitted to the history (see the module docstring)."""
@@ -199,13 +199,15 @@ class PopularityRanker:
         return np.asarray(self.counts)
 
 
-def _item_codes(encode: Any, inputs: DeviceRows, chunk_rows: int) -> jax.Array:
-    """encode(rows) over every row of `inputs` in fixed-size chunks: (members, rows, width)."""
-    parts = []
-    for _, ids, count in padded_chunks(np.arange(inputs.shape[0]), chunk_rows):
-        codes = encode(jnp.asarray(np.maximum(ids, 0)), inputs.gather(ids))
-        parts.append(codes[:, :count])
-    return jnp.concatenate(parts, axis=1)
+def _item_codes(encode: Any, params: Any, inputs: DeviceRows, chunk_rows: int) -> jax.Array:
+    """encode(params, ids, rows) over every row of `inputs` in fixed-size chunks: (members,
+    rows, width). The parameters are an argument of the compiled `encode`, not constants
+    captured in it (which would put the whole input layer into the program and its cache
+    entry). The padding is cut once, after the chunks are joined: slicing each chunk would
+    compile one more program for the last, partial one."""
+    parts = [encode(params, jax.device_put(np.maximum(ids, 0)), inputs.gather(ids))
+             for _, ids, _ in padded_chunks(np.arange(inputs.shape[0]), chunk_rows)]
+    return jnp.concatenate(parts, axis=1)[:, :inputs.shape[0]]
 
 
 def build_ranker(model_cfg: Any, params: Any, inputs: DeviceRows, *, scaling: Scaling,
@@ -221,8 +223,8 @@ def build_ranker(model_cfg: Any, params: Any, inputs: DeviceRows, *, scaling: Sc
             predict = partial(predict_ratings, graphdef, scaling)
             return RowRanker(jax.jit(predict), jax.jit(lambda p, x: predict(p, None, x)),
                              params, inputs)
-        encode = jax.jit(lambda ids, x: encode_members(graphdef, params, scaling.encode(x)))
-        codes = _item_codes(encode, inputs, chunk_rows)
+        encode = jax.jit(lambda p, ids, x: encode_members(graphdef, p, scaling.encode(x)))
+        codes = _item_codes(encode, params, inputs, chunk_rows)
         kernel, bias = decoder_members(graphdef, params)
         return ColumnRanker(codes, kernel, bias, jnp.zeros(codes.shape[:2]),
                             model_cfg.output_activation, scaling, fold_in_prior)
@@ -233,10 +235,10 @@ def build_ranker(model_cfg: Any, params: Any, inputs: DeviceRows, *, scaling: Sc
                                              bias_reg=fold_in_bias_reg(model_cfg))),
                              params, inputs)
 
-        def item_codes(ids: jax.Array, x: jax.Array) -> jax.Array:
-            return project(params, params["row_bias"][ids], x, scaling)[None]
+        def item_codes(p: Any, ids: jax.Array, x: jax.Array) -> jax.Array:
+            return project(p, p["row_bias"][ids], x, scaling)[None]
 
-        codes = _item_codes(jax.jit(item_codes), inputs, chunk_rows)
+        codes = _item_codes(jax.jit(item_codes), params, inputs, chunk_rows)
         offset = (params["mean"] + params["row_bias"])[None]
         return ColumnRanker(codes, params["basis"].T[None], params["col_bias"][None], offset,
                             "linear", scaling, fold_in_prior)

@@ -232,7 +232,7 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
                                      shardings=shardings),
                              donate_argnums=0, **step_options)
     dense = train_rows.dense
-    dense_counts = jnp.asarray(train_rows.counts) if train_rows.resident else None
+    dense_counts = jax.device_put(train_rows.counts) if train_rows.resident else None
     if mesh is not None and dense is not None:  # every device reads its batch rows from it
         dense, dense_counts = jax.device_put((dense, dense_counts),
                                              NamedSharding(mesh, PartitionSpec()))
@@ -241,7 +241,7 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
     def train_one_epoch(state: TrainState, batches: np.ndarray) -> tuple[TrainState, float]:
         """One epoch over `batches` on the run's data path; the mean training loss."""
         if train_rows.resident:
-            state, losses = resident_epoch(state, dense, dense_counts, jnp.asarray(batches))
+            state, losses = resident_epoch(state, dense, dense_counts, jax.device_put(batches))
             return state, float(jnp.mean(local_value(losses, mesh)))
         losses = []
         for ids in batches:

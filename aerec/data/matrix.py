@@ -70,7 +70,7 @@ def densify(matrix: sp.csr_matrix) -> jax.Array:
     on the CPU the host's dense array already is the device's.
     """
     if jax.default_backend() == "cpu":
-        return jnp.asarray(matrix.toarray())
+        return jax.device_put(matrix.toarray())
     return rows_on_device(matrix, np.arange(matrix.shape[0], dtype=np.int32))
 
 
@@ -98,8 +98,16 @@ def rows_on_device(matrix: sp.csr_matrix, row_ids: np.ndarray) -> jax.Array:
     cols[:n] = block.indices
     values = np.zeros(capacity, np.float32)
     values[:n] = block.data
-    return scatter_dense(jnp.asarray(rows), jnp.asarray(cols), jnp.asarray(values),
+    return scatter_dense(*jax.device_put((rows, cols, values)),
                          shape=(row_ids.size, matrix.shape[1]))
+
+
+@jax.jit
+def gather_rows(dense: jax.Array, row_ids: jax.Array) -> jax.Array:
+    """Rows `row_ids` of a device matrix, zero rows for ids < 0; one compiled program (as
+    eager ops, a first gather compiled seven small ones)."""
+    block = dense[jnp.maximum(row_ids, 0)]
+    return jnp.where((row_ids >= 0)[:, None], block, 0.0)
 
 
 class DeviceRows:
@@ -139,12 +147,10 @@ class DeviceRows:
     def gather(self, row_ids: np.ndarray) -> jax.Array:
         """Dense rows `row_ids` (host int array) as a device array; ids < 0 give zero rows."""
         if self.resident:
-            safe = np.where(row_ids >= 0, row_ids, 0)
-            block = self.dense[jnp.asarray(safe)]
-            return jnp.where(jnp.asarray(row_ids >= 0)[:, None], block, 0.0)
+            return gather_rows(self.dense, jax.device_put(np.asarray(row_ids, np.int32)))
         if jax.default_backend() != "cpu":  # ship the rows' entries, densify on the device
             return rows_on_device(self.matrix, row_ids)
-        return jnp.asarray(self.host_rows(row_ids))
+        return jax.device_put(self.host_rows(row_ids))
 
     def host_rows(self, row_ids: np.ndarray) -> np.ndarray:
         """Dense rows `row_ids` densified on the host from the CSR matrix (ids < 0: zeros)."""
