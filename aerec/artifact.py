@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pandas as pd
 import scipy.sparse as sp
 from omegaconf import OmegaConf
 
-from aerec.data.matrix import DeviceRows, nonempty_columns, padded_size
+from aerec.data.matrix import DeviceRows, nonempty_columns, padded_chunks, padded_size
 from aerec.data.prepare import IdMap
 from aerec.errors import DataError, UnknownIdError
 from aerec.models.autoencoder import graphdef_of, predict_ratings
@@ -93,25 +92,39 @@ class TrainedModel:
         """True when the model's rows are users (user orientation)."""
         return self.description["model"]["orientation"] == "user"
 
-    def predict(self, user_ids: Any, item_ids: Any) -> np.ndarray:
-        """Predicted ratings, clipped to the rating scale; UnknownIdError (a KeyError) for an
-        id the model does not know. As in evaluation, a cell whose row has no input ratings or
-        whose column had no training ratings is predicted as the training mean."""
+    def predict(self, user_ids: Any, item_ids: Any, chunk_rows: int = 1024) -> np.ndarray:
+        """Predicted ratings of (user, item) pairs, clipped to the rating scale;
+        UnknownIdError (a KeyError) for an id the model does not know. As in evaluation, a
+        cell whose row has no input ratings or whose column had no training ratings is
+        predicted as the training mean. The model's rows a request needs go through the
+        network in blocks of at most `chunk_rows`, a small request padded to a power of two
+        (at least 16 rows): a serving process compiles once per size class, not per request
+        size, and memory stays bounded for any request."""
         users, items = self.users.index(user_ids, "user"), self.items.index(item_ids, "item")
+        if users.size != items.size:
+            raise DataError(f"{users.size} user ids and {items.size} item ids: predict takes "
+                            "(user, item) pairs, as two sequences of the same length")
         rows, cols = (users, items) if self.by_user else (items, users)
         if rows.size == 0:
-            return np.zeros(0)
+            return np.zeros(0, np.float32)
         unique_rows, position = np.unique(rows, return_inverse=True)
-        # Padded (with the first row) to a power of two: one compilation per size class.
-        padded = np.pad(unique_rows, (0, padded_size(unique_rows.size) - unique_rows.size),
-                        mode="edge")
-        block = jnp.asarray(self.inputs[padded].toarray())
-        predictions = np.asarray(self.predict_rows(self.params, jnp.asarray(padded), block))
+        predictions = self._row_predictions(unique_rows, chunk_rows)
         row_known = np.diff(self.inputs.indptr)[rows] > 0
         known = row_known & self.trained_columns[cols]
         low, high = self.description["rating_range"]
         return np.clip(np.where(known, predictions[position, cols], self.description["fallback"]),
                        low, high)
+
+    def _row_predictions(self, rows: np.ndarray, chunk_rows: int) -> np.ndarray:
+        """The network's (unclipped) predictions for whole model rows `rows`, in blocks."""
+        size = min(chunk_rows, padded_size(rows.size, 16))
+        parts = []
+        for _, ids, count in padded_chunks(rows, size):
+            safe = np.maximum(ids, 0)  # padding (-1) predicts row 0, then is cut
+            block = jax.device_put(self.inputs[safe].toarray())
+            parts.append(np.asarray(self.predict_rows(self.params, jax.device_put(safe),
+                                                      block))[:count])
+        return np.concatenate(parts)
 
     @cached_property
     def ranker(self) -> Ranker:

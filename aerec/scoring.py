@@ -98,7 +98,7 @@ def _fold_in_column(codes: jax.Array, kernel: jax.Array, bias: jax.Array, offset
                     ) -> tuple[jax.Array, jax.Array]:
     """Per member, the output column (w, b) fitted to `targets` on `items`, by ridge
     regression towards the average column: (A^T A + l2 I) d = A^T (t - A p), (w, b) = p + d.
-    Entries of weight 0 (a padded history) take no part.
+    `weight` is 1 for the history's entries and 0 for padding, which takes no part.
     """
     def one_member(codes_m, kernel_m, bias_m, offset_m):
         prior = jnp.concatenate([jnp.mean(kernel_m, axis=1), jnp.mean(bias_m)[None]])

@@ -87,19 +87,29 @@ def test_cells_without_training_data_predict_the_training_mean(compose_config,
     np.testing.assert_allclose(model.predict(users, items), [fallback, fallback], rtol=1e-6)
 
 
-def test_a_pair_predicts_the_same_alone_and_in_any_request(compose_config,
-                                                           tmp_path: Path) -> None:
-    # Requests are padded to a power of two of rows (one compilation per size class): the
-    # padding rows must not leak into, or reorder, the requested predictions.
-    run_task(compose_config(), tmp_path / "run")
+@pytest.mark.parametrize("kind", ["autoencoder", "svd"])
+def test_a_pair_predicts_the_same_alone_and_in_any_request(compose_config, tmp_path: Path,
+                                                           kind: str) -> None:
+    # Requests are padded to a power of two of rows (one compilation per size class), and
+    # large ones go in chunks: neither may leak into, or reorder, the requested predictions.
+    # The autoencoder's rows are items (the default), the SVD's users.
+    cfg = (compose_config() if kind == "autoencoder" else compose_config(
+        *FAST_DATA, "model=svd", "model.rank=3", "model.orientation=user", fast=False))
+    run_task(cfg, tmp_path / "run")
     model = aerec.load(tmp_path / "run" / "model")
-    together = model.predict(PAIRS["users"], PAIRS["items"])
-    for start in range(len(PAIRS["users"])):
-        for stop in range(start + 1, len(PAIRS["users"]) + 1):
-            np.testing.assert_allclose(
-                model.predict(PAIRS["users"][start:stop], PAIRS["items"][start:stop]),
-                together[start:stop], rtol=1e-5, atol=1e-5)
-    assert model.predict([], []).shape == (0,)
+    users, items = PAIRS["users"] + PAIRS["users"][:2], PAIRS["items"] + [60, 61]  # repeats
+    together = model.predict(users, items)
+    for start in range(len(users)):
+        for stop in range(start + 1, len(users) + 1):
+            np.testing.assert_allclose(model.predict(users[start:stop], items[start:stop]),
+                                       together[start:stop], rtol=1e-5, atol=1e-5)
+    assert model.predict_rows._cache_size() == 1  # all padded to the smallest class, 16
+    np.testing.assert_allclose(model.predict(users, items, chunk_rows=2), together,
+                               rtol=1e-5, atol=1e-5)  # 3 or 4 blocks of 2 rows
+    empty = model.predict([], [])
+    assert empty.shape == (0,) and empty.dtype == together.dtype
+    with pytest.raises(DataError, match="2 user ids and 1 item ids"):
+        model.predict(users[:2], items[:1])
 
 
 def test_the_saved_trained_columns_are_the_training_matrix_columns(compose_config,

@@ -205,6 +205,10 @@ def test_padded_histories_fold_in_as_unpadded_ones() -> None:
             _history_scores(codes, kernel, bias, offset, items, targets,
                             np.ones(length, np.float32), 3.0, scaling=scaling),
             rtol=1e-5, atol=1e-5)
+    ranker = ColumnRanker(codes, kernel, bias, offset, "linear", scaling)
+    for length in (3, 5, 9, 16):  # one size class: one compilation
+        ranker.history_scores(np.arange(length), np.full(length, 4.0, np.float32))
+    assert ranker._history._cache_size() == 1
 
 
 @pytest.mark.parametrize("name", ["autoencoder-user", "svd-user", "svd-user-plain"])

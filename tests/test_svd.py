@@ -75,6 +75,18 @@ def test_fit_and_predict_recover_a_fully_observed_low_rank_matrix() -> None:
     np.testing.assert_allclose(predictions, dense, atol=1e-3)
 
 
+def test_the_seed_fixes_the_random_sketch() -> None:
+    # A flat spectrum and no power iteration: the basis found depends on the test matrix.
+    dense = (np.abs(np.random.default_rng(5).normal(size=(40, 25))) + 1).astype(np.float32)
+
+    def basis(seed: int) -> np.ndarray:
+        return np.asarray(fit_svd(sp.csr_matrix(dense), rank=3, bias_reg=0.0, seed=seed,
+                                  power_iterations=0)["basis"])
+
+    np.testing.assert_array_equal(basis(0), basis(0))
+    assert not np.allclose(np.abs(basis(0)), np.abs(basis(1)), atol=1e-2)
+
+
 def test_projection_equals_the_truncated_reconstruction() -> None:
     # Without centring, (x V) V^T on the training rows is the rank-k SVD of the matrix itself.
     dense = low_rank() * (np.random.default_rng(2).random((30, 20)) < 0.5)

@@ -107,7 +107,8 @@ def fit_svd(train: sp.csr_matrix, rank: int, *, bias_reg: float, seed: int,
     # mantissa visibly perturbs the factorisation. On a CPU the QR and SVD calls run in
     # OpenBLAS's LAPACK, whose idle threads spin and take the cores from XLA's matmuls in
     # between: with one BLAS thread the fit is ~1.6x faster (ML-1M, 2 cores: 330 -> 200 ms).
-    # The limit holds until the fit has finished, hence the wait inside it.
+    # The limit holds until the fit has finished, hence the wait inside it; it is the
+    # process's, so BLAS calls of other threads meanwhile get one thread too.
     with jax.default_matmul_precision("highest"), threadpool_limits(1, user_api="blas"):
         return jax.block_until_ready(
             _fit_svd(rows, cols, ratings, test_matrix, dense, shape=train.shape, rank=rank,
