@@ -81,14 +81,21 @@ def configuration(run: dict[str, Any]) -> str:
     return " ".join(sorted(kept))
 
 
+def shared_configuration(runs: list[dict[str, Any]]) -> list[str]:
+    """The configuration settings every run has (sorted): said once, not in every row."""
+    settings = [set(configuration(run).split()) for run in runs]
+    return sorted(set.intersection(*settings)) if settings else []
+
+
 def group(runs: list[dict[str, Any]]) -> dict[tuple[str, int, str], dict[str, list[dict]]]:
-    """Runs by (model, layers, configuration), then by dataset: runs averaged together differ
-    only in their seeds."""
+    """Runs by (model, layers, configuration less the shared settings), then by dataset: runs
+    averaged together differ only in their seeds."""
+    shared = set(shared_configuration(runs))
     grouped: dict[tuple[str, int, str], dict[str, list[dict]]] = defaultdict(
         lambda: defaultdict(list))
     for run in runs:
-        grouped[(run["model"], int(run["layers"]), configuration(run))][run["dataset"]].append(
-            run)
+        own = " ".join(token for token in configuration(run).split() if token not in shared)
+        grouped[(run["model"], int(run["layers"]), own)][run["dataset"]].append(run)
     return grouped
 
 
@@ -222,7 +229,10 @@ def report(directory: Path, out: Path | None = None) -> str:
         raise SystemExit(f"error: no training run's results.json below {directory}")
     out = out or directory
     out.mkdir(parents=True, exist_ok=True)
-    markdown = (f"## Paper tables (runs below {directory})\n\n{paper_table(runs)}\n\n"
+    shared = shared_configuration(runs)
+    settings = (f"Settings of every run, left out of the row labels: `{' '.join(shared)}`.\n\n"
+                if shared else "")
+    markdown = (f"## Paper tables (runs below {directory})\n\n{settings}{paper_table(runs)}\n\n"
                 f"## Mean ± standard deviation over seeds\n\n{seeds_table(runs)}\n\n"
                 f"## Runs, best validation RMSE first\n\n{runs_table(runs)}\n\n"
                 f"## Top-k ranking, best NDCG@10 first\n\n{ranking_table(runs)}\n")

@@ -99,6 +99,21 @@ def test_paper_table_keeps_configurations_apart(tmp_path: Path) -> None:
         "1 layer + 1 latent space (experiment=best_ml1m)"]
 
 
+def test_settings_every_run_shares_are_said_once(tmp_path: Path) -> None:
+    for name, layers in (("one", 1), ("two", 2)):
+        write_run(tmp_path / name, f"experiment=paper model.layers={layers} model.hidden=64",
+                  dataset="ml1m", model="autoencoder", layers=layers, paper_rmse=0.5,
+                  test_rmse=0.9)
+    write_run(tmp_path / "svd", "experiment=paper model=svd", dataset="ml1m", model="svd",
+              layers=0, paper_rmse=0.6, test_rmse=1.0)
+    table = report(tmp_path).split("## Mean")[0]
+    assert "Settings of every run, left out of the row labels: `experiment=paper`." in table
+    labels = [line.split(" | ")[0].strip("| ") for line in table.splitlines()
+              if line.startswith("| ") and "---" not in line][1:]
+    assert labels == ["1 layer + 1 latent space (model.hidden=64)",
+                      "2 layers + 1 latent space (model.hidden=64)", "SVD"]
+
+
 def test_evaluate_runs_and_missing_paper_metric_do_not_break_the_report(tmp_path: Path) -> None:
     write_run(tmp_path / "train", dataset="ml1m", model="autoencoder", layers=1, test_rmse=0.9,
               paper_rmse=None)
