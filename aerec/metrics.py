@@ -92,7 +92,7 @@ class Evaluator:
             sums = self._sums(params, row_ids, inputs.gather(ids), targets.gather(ids),
                               row_valid, chunk_paper_rows, paper_cols, row_known,
                               self.col_known)
-            for key, value in sums.items():
+            for key, value in jax.device_get(sums).items():  # one transfer per chunk
                 totals[key] += float(value)
         return summarise(totals)
 

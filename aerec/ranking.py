@@ -36,6 +36,7 @@ from aerec.scoring import Ranker
 METRICS = ("precision", "recall", "ndcg", "hit_rate", "map")
 
 
+@partial(jax.jit, static_argnames="k_max")
 def top_hits(scores: jax.Array, exclude: jax.Array, relevant: jax.Array, k_max: int
              ) -> tuple[jax.Array, jax.Array]:
     """The top-`k_max` items of each user (scores masked by `exclude`) and which are relevant.
@@ -91,15 +92,14 @@ def evaluate_ranking(ranker: Ranker, exclude: sp.csr_matrix, relevant: sp.csr_ma
                      ks: Sequence[int], chunk_users: int = 1024) -> dict[str, float]:
     """Mean top-k figures over the users with relevant items, and coverage@k."""
     ks = tuple(sorted({int(k) for k in ks}))
-    top_of = jax.jit(partial(top_hits, k_max=max(ks)))
     users = np.flatnonzero(np.diff(relevant.indptr) > 0).astype(np.int32)
     hits = np.zeros((users.size, max(ks)), bool)
     covered = np.zeros((len(ks), ranker.n_items), bool)
     for start, ids, count in padded_chunks(users, chunk_users):
         safe = np.maximum(ids, 0)
-        top, chunk_hits = top_of(ranker.user_scores(ids),
-                                 jax.device_put(exclude[safe].toarray() > 0),
-                                 jax.device_put(relevant[safe].toarray() > 0))
+        top, chunk_hits = top_hits(ranker.user_scores(ids),
+                                   jax.device_put(exclude[safe].toarray() > 0),
+                                   jax.device_put(relevant[safe].toarray() > 0), max(ks))
         hits[start:start + count] = np.asarray(chunk_hits)[:count]
         top = np.asarray(top)[:count]
         for position, k in enumerate(ks):
