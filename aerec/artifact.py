@@ -93,38 +93,44 @@ class TrainedModel:
         return self.description["model"]["orientation"] == "user"
 
     def predict(self, user_ids: Any, item_ids: Any, chunk_rows: int = 1024) -> np.ndarray:
-        """Predicted ratings of (user, item) pairs, clipped to the rating scale;
-        UnknownIdError (a KeyError) for an id the model does not know. As in evaluation, a
-        cell whose row has no input ratings or whose column had no training ratings is
-        predicted as the training mean. The model's rows a request needs go through the
-        network in blocks of at most `chunk_rows`, a small request padded to a power of two
-        (at least 16 rows): a serving process compiles once per size class, not per request
-        size, and memory stays bounded for any request."""
+        """Predicted ratings of (user, item) pairs, clipped to the rating scale (one id on a
+        side pairs with every id of the other); UnknownIdError (a KeyError) for an id the
+        model does not know. As in evaluation, a cell whose row has no input ratings or whose
+        column had no training ratings is predicted as the training mean. The model's rows a
+        request needs go through the network in blocks of at most `chunk_rows`, a small
+        request padded to a power of two (at least 16 rows): a serving process compiles once
+        per size class, not per request size, and only the requested cells are kept, so
+        memory stays bounded for any request."""
         users, items = self.users.index(user_ids, "user"), self.items.index(item_ids, "item")
-        if users.size != items.size:
+        if users.size != items.size and 1 not in (users.size, items.size):
             raise DataError(f"{users.size} user ids and {items.size} item ids: predict takes "
-                            "(user, item) pairs, as two sequences of the same length")
+                            "(user, item) pairs, as two sequences of the same length (or one "
+                            "id on a side)")
+        users, items = np.broadcast_arrays(users, items)
         rows, cols = (users, items) if self.by_user else (items, users)
-        if rows.size == 0:
-            return np.zeros(0, np.float32)
-        unique_rows, position = np.unique(rows, return_inverse=True)
-        predictions = self._row_predictions(unique_rows, chunk_rows)
+        predictions = self._cell_predictions(rows, cols, chunk_rows)
         row_known = np.diff(self.inputs.indptr)[rows] > 0
         known = row_known & self.trained_columns[cols]
         low, high = self.description["rating_range"]
-        return np.clip(np.where(known, predictions[position, cols], self.description["fallback"]),
-                       low, high)
+        return np.clip(np.where(known, predictions, self.description["fallback"]), low, high)
 
-    def _row_predictions(self, rows: np.ndarray, chunk_rows: int) -> np.ndarray:
-        """The network's (unclipped) predictions for whole model rows `rows`, in blocks."""
-        size = min(chunk_rows, padded_size(rows.size, 16))
-        parts = []
-        for _, ids, count in padded_chunks(rows, size):
-            safe = np.maximum(ids, 0)  # padding (-1) predicts row 0, then is cut
-            block = jax.device_put(self.inputs[safe].toarray())
-            parts.append(np.asarray(self.predict_rows(self.params, jax.device_put(safe),
-                                                      block))[:count])
-        return np.concatenate(parts)
+    def _cell_predictions(self, rows: np.ndarray, cols: np.ndarray, chunk_rows: int
+                          ) -> np.ndarray:
+        """The network's (unclipped) predictions of cells (rows, cols): the model rows they
+        need go through it in blocks, and of each block only the requested cells are kept."""
+        predictions = np.zeros(rows.size, np.float32)
+        unique_rows, position = np.unique(rows, return_inverse=True)
+        order = np.argsort(position, kind="stable")  # cells grouped by row, in block order
+        sorted_position = position[order]
+        size = min(chunk_rows, padded_size(unique_rows.size, 16))
+        for start, ids, count in padded_chunks(unique_rows, size):
+            safe = np.maximum(ids, 0)  # padding (-1) predicts row 0, then is not read
+            block = np.asarray(self.predict_rows(self.params, jax.device_put(safe),
+                                                 jax.device_put(self.inputs[safe].toarray())))
+            cells = order[np.searchsorted(sorted_position, start):
+                          np.searchsorted(sorted_position, start + count)]
+            predictions[cells] = block[position[cells] - start, cols[cells]]
+        return predictions
 
     @cached_property
     def ranker(self) -> Ranker:

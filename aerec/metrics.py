@@ -30,7 +30,9 @@ def chunk_sums(params: Any, row_ids: jax.Array, inputs: jax.Array, targets: jax.
     """Error sums for one chunk of rows (`row_valid` is False on padding rows).
 
     Compiled once per predictor and shapes: the validation, test and paper evaluators of a run
-    share one program (one `jax.jit` per evaluator would trace and compile each anew).
+    share one program (one `jax.jit` per evaluator would trace and compile each anew). The
+    cache keys on the predictor object, so each run adds one entry that the process keeps
+    (runs of an in-process sweep: one program each, as before).
 
     Observed cells (target > 0): squared and absolute error of the prediction clipped to the
     rating scale. Cells of rows or columns without training data get `fallback`. Paper cells

@@ -106,10 +106,20 @@ def test_a_pair_predicts_the_same_alone_and_in_any_request(compose_config, tmp_p
     assert model.predict_rows._cache_size() == 1  # all padded to the smallest class, 16
     np.testing.assert_allclose(model.predict(users, items, chunk_rows=2), together,
                                rtol=1e-5, atol=1e-5)  # 3 or 4 blocks of 2 rows
+    # against the network's own output for the whole rows
+    rows, cols = ((model.users.index(users), model.items.index(items)) if kind == "svd"
+                  else (model.items.index(items), model.users.index(users)))
+    whole = np.asarray(model.predict_rows(model.params, rows, model.inputs[rows].toarray()))
+    low, high = model.description["rating_range"]
+    np.testing.assert_allclose(together, np.clip(whole[np.arange(len(rows)), cols], low, high),
+                               rtol=1e-5, atol=1e-5)
+    # one user with many items
+    np.testing.assert_allclose(model.predict(users[0], items), model.predict(
+        [users[0]] * len(items), items), rtol=1e-6)
     empty = model.predict([], [])
     assert empty.shape == (0,) and empty.dtype == together.dtype
-    with pytest.raises(DataError, match="2 user ids and 1 item ids"):
-        model.predict(users[:2], items[:1])
+    with pytest.raises(DataError, match="2 user ids and 3 item ids"):
+        model.predict(users[:2], items[:3])
 
 
 def test_the_saved_trained_columns_are_the_training_matrix_columns(compose_config,

@@ -85,3 +85,14 @@ def test_chunk_size_does_not_change_the_figures(chunk_rows: int) -> None:
     for key in ("rmse", "mae", "paper_rmse"):
         assert result[key] == pytest.approx(reference[key], rel=1e-6)
     assert result["count"] == np.count_nonzero(targets)
+
+
+def test_a_runs_evaluations_share_one_compiled_program(compose_config, tmp_path) -> None:
+    # Validation every epoch, the test figures and the paper metric: one predictor, the same
+    # chunk shapes, so one compilation of the evaluation pass (not one per evaluator).
+    from aerec.cli import run_task
+    from aerec.metrics import chunk_sums
+
+    before = chunk_sums._cache_size()
+    run_task(compose_config(), tmp_path / "run")
+    assert chunk_sums._cache_size() == before + 1

@@ -69,8 +69,8 @@ def densify(matrix: sp.csr_matrix) -> jax.Array:
     (ML-20M's item rows are 15 GB dense, 0.2 GB as entries) and only the entries cross the bus;
     on the CPU the host's dense array already is the device's.
     """
-    if jax.default_backend() == "cpu":
-        return jax.device_put(matrix.toarray())
+    if jax.default_backend() == "cpu":  # jnp.asarray shares the buffer; device_put copies it
+        return jnp.asarray(matrix.toarray())
     return rows_on_device(matrix, np.arange(matrix.shape[0], dtype=np.int32))
 
 
