@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aerec.data.parse import read_ratings
-from aerec.data.prepare import IdMap, build_id_maps, filter_min_counts, resolve_duplicates
+from aerec.data.prepare import (
+    IdMap,
+    build_id_maps,
+    filter_min_counts,
+    resolve_duplicates,
+    strictly_increasing_pairs,
+)
 from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID, split_roles
 from aerec.errors import DataError, UnknownIdError
 
@@ -119,3 +125,27 @@ def test_splits_are_complete_and_respect_their_kind(users: list[int], kind: str,
         held_users = np.unique(user_index[held_out])
         # a held-out user has no training or validation ratings at all
         assert not np.any(np.isin(user_index[~held_out], held_users))
+
+
+@pytest.mark.parametrize(("users", "items", "expected"), [
+    ([1, 1, 2, 5], [3, 7, 1, 1], True),
+    ([1, 1, 2], [3, 3, 1], False),   # a repeated pair
+    ([2, 1], [1, 2], False),         # users out of order
+    ([1, 1], [7, 3], False),         # items out of order within a user
+    ([], [], True), ([4], [4], True),
+])
+def test_strictly_increasing_pairs(users, items, expected) -> None:
+    for dtype in (np.int64, np.uint32):  # unsigned: a step down must not wrap around to "up"
+        assert strictly_increasing_pairs(np.array(users, dtype), np.array(items, dtype)) is (
+            expected)
+
+
+def test_id_maps_are_the_sorted_ids_and_their_positions() -> None:
+    ratings = pd.DataFrame({"user": [30, 10, 30, 20], "item": [5, 9, 1, 5],
+                            "rating": [1.0, 2.0, 3.0, 4.0]})
+    users, items, user_index, item_index = build_id_maps(ratings)
+    np.testing.assert_array_equal(users.raw, [10, 20, 30])
+    np.testing.assert_array_equal(items.raw, [1, 5, 9])
+    np.testing.assert_array_equal(user_index, [2, 0, 2, 1])
+    np.testing.assert_array_equal(item_index, [1, 2, 0, 1])
+    assert user_index.dtype == np.int32 and item_index.dtype == np.int32
