@@ -267,14 +267,24 @@ def main() -> None:
     parser.add_argument("--surprise", action="store_true",
                         help="also compare with scikit-surprise's SVD on ML-1M")
     parser.add_argument("--json", type=Path, default=None, help="write the records here")
+    parser.add_argument("--load-only", action="store_true",
+                        help="only time loading each shape (data to the run's matrices)")
     args = parser.parse_args()
     records = []
     for shape in args.shapes:
         loaded = load_shape(shape, args)
+        if args.load_only:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+            print(f"{shape} ({loaded['source']}): {loaded['dataset'].rating.size:,} ratings "
+                  f"loaded in {loaded['load_seconds']:.1f} s; peak host memory so far "
+                  f"{peak:.2f} GiB", flush=True)
+            continue
         for dtype, batch_size in itertools.product(args.dtypes, args.batch_size):
             records.append(bench_shape(loaded, dtype, batch_size, args))
             print(format_rows(records[-1:]).splitlines()[-1], flush=True)
         del loaded  # the next shape's matrices take its place
+    if args.load_only:
+        return
     print(f"device: {jax.devices()[0].device_kind}, {jax.device_count()} device(s)")
     print(format_rows(records))
     output: dict[str, Any] = {"records": records}
