@@ -3,8 +3,9 @@
 # the wide layers are 480,189 wide) training on one GPU held to 80 GB, whatever the card: JAX
 # may take only 76 GB of it. The data path is chosen automatically (dense train + validation
 # would need 68 GB, more than half the budget: streamed, each batch densified on the device
-# from its entries). Times the first 4 batches of two epochs in bf16, batch 1024; about 4
-# minutes, most of it generating the ratings on the host.
+# from its entries). Times the first 4 batches of two epochs in bf16, batch 1024; loading the
+# shape (generating the ratings, the matrices) takes ~1 minute of host time (61 s on 2 cores:
+# `python experiments/bench.py --shapes netflix --load-only`).
 # Usage: bash experiments/gpu_netflix_check.sh [OUT (gpu_netflix)]
 set -euo pipefail
 out_dir=${1:-gpu_netflix}
