@@ -101,6 +101,8 @@ class TrainedModel:
         request padded to a power of two (at least 16 rows): a serving process compiles once
         per size class, not per request size, and only the requested cells are kept, so
         memory stays bounded for any request."""
+        if chunk_rows < 1:
+            raise DataError(f"chunk_rows={chunk_rows} must be at least 1")
         users, items = self.users.index(user_ids, "user"), self.items.index(item_ids, "item")
         if users.size != items.size and 1 not in (users.size, items.size):
             raise DataError(f"{users.size} user ids and {items.size} item ids: predict takes "

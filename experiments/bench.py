@@ -273,17 +273,24 @@ def main() -> None:
     records = []
     for shape in args.shapes:
         loaded = load_shape(shape, args)
-        if args.load_only:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-            print(f"{shape} ({loaded['source']}): {loaded['dataset'].rating.size:,} ratings "
-                  f"loaded in {loaded['load_seconds']:.1f} s; peak host memory so far "
-                  f"{peak:.2f} GiB", flush=True)
+        if args.load_only:  # the process's peak so far: load the largest shape alone
+            records.append({"shape": shape, "source": loaded["source"],
+                            "ratings": int(loaded["dataset"].rating.size),
+                            "load_seconds": loaded["load_seconds"],
+                            "peak_host_gib": resource.getrusage(
+                                resource.RUSAGE_SELF).ru_maxrss / 2**20})
+            del loaded
+            print(f"{shape} ({records[-1]['source']}): {records[-1]['ratings']:,} ratings "
+                  f"loaded in {records[-1]['load_seconds']:.1f} s; peak host memory so far "
+                  f"{records[-1]['peak_host_gib']:.2f} GiB", flush=True)
             continue
         for dtype, batch_size in itertools.product(args.dtypes, args.batch_size):
             records.append(bench_shape(loaded, dtype, batch_size, args))
             print(format_rows(records[-1:]).splitlines()[-1], flush=True)
         del loaded  # the next shape's matrices take its place
     if args.load_only:
+        if args.json:
+            args.json.write_text(json.dumps({"loads": records}, indent=2) + "\n")
         return
     print(f"device: {jax.devices()[0].device_kind}, {jax.device_count()} device(s)")
     print(format_rows(records))

@@ -120,6 +120,8 @@ def test_a_pair_predicts_the_same_alone_and_in_any_request(compose_config, tmp_p
     assert empty.shape == (0,) and empty.dtype == together.dtype
     with pytest.raises(DataError, match="2 user ids and 3 item ids"):
         model.predict(users[:2], items[:3])
+    with pytest.raises(DataError, match="chunk_rows=0 must be at least 1"):
+        model.predict(users, items, chunk_rows=0)
 
 
 def test_the_saved_trained_columns_are_the_training_matrix_columns(compose_config,

@@ -40,3 +40,21 @@ def test_each_matrix_holds_exactly_its_roles_ratings(compose_config, split: str,
     if split == "users":  # held-out users are read whole: their fold-in ratings are inputs
         assert (dataset.role == FOLD_IN).any()
         assert cells(matrices.paper_input.matrix) == expected(TRAIN, FOLD_IN, TEST)
+
+
+def test_the_cpu_resident_matrix_is_not_copied_on_the_way_to_the_device() -> None:
+    # densify() writes into an aligned buffer so that the CPU device uses it as it is (an
+    # unaligned one is copied: twice the dense matrix at the peak).
+    import jax
+    import scipy.sparse as sp
+
+    from aerec.data.matrix import aligned_empty, densify
+
+    for shape in ((7, 5), (604, 370)):
+        buffer = aligned_empty(shape, np.float32)
+        assert buffer.ctypes.data % 64 == 0 and buffer.shape == shape
+        if jax.default_backend() == "cpu":
+            assert jax.device_put(buffer, may_alias=True).unsafe_buffer_pointer() == (
+                buffer.ctypes.data)
+    matrix = sp.random(60, 37, density=0.1, format="csr", dtype=np.float32, random_state=0)
+    np.testing.assert_array_equal(np.asarray(densify(matrix)), matrix.toarray())

@@ -149,3 +149,9 @@ def test_id_maps_are_the_sorted_ids_and_their_positions() -> None:
     np.testing.assert_array_equal(user_index, [2, 0, 2, 1])
     np.testing.assert_array_equal(item_index, [1, 2, 0, 1])
     assert user_index.dtype == np.int32 and item_index.dtype == np.int32
+
+
+def test_an_id_map_refuses_a_missing_id() -> None:
+    ratings = pd.DataFrame({"user": [1.0, np.nan], "item": [5.0, 9.0], "rating": [1.0, 2.0]})
+    with pytest.raises(DataError, match="without a user or item id"):
+        build_id_maps(ratings)

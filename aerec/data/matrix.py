@@ -62,6 +62,15 @@ def dense_bytes(matrix: sp.csr_matrix) -> int:
     return int(matrix.shape[0]) * int(matrix.shape[1]) * BYTES_PER_CELL
 
 
+def aligned_empty(shape: tuple[int, ...], dtype: np.dtype | type, alignment: int = 64
+                  ) -> np.ndarray:
+    """An uninitialised C-ordered array whose data starts on an `alignment`-byte boundary."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.empty(nbytes + alignment, np.uint8)
+    start = -raw.ctypes.data % alignment
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
 def densify(matrix: sp.csr_matrix) -> jax.Array:
     """The dense float32 matrix on the default device.
 
@@ -69,8 +78,11 @@ def densify(matrix: sp.csr_matrix) -> jax.Array:
     (ML-20M's item rows are 15 GB dense, 0.2 GB as entries) and only the entries cross the bus;
     on the CPU the host's dense array already is the device's.
     """
-    if jax.default_backend() == "cpu":  # jnp.asarray shares the buffer; device_put copies it
-        return jnp.asarray(matrix.toarray())
+    if jax.default_backend() == "cpu":
+        # Densified into a 64-byte aligned buffer, which the CPU device then uses as it is:
+        # an unaligned one (toarray's own) would be copied, twice the matrix at the peak.
+        dense = matrix.toarray(out=aligned_empty(matrix.shape, matrix.dtype))
+        return jax.device_put(dense, may_alias=True)
     return rows_on_device(matrix, np.arange(matrix.shape[0], dtype=np.int32))
 
 
