@@ -167,13 +167,17 @@ def test_results_report_ranking_figures(trained) -> None:
             assert 0.0 <= results[key] <= 1.0, (name, key)
 
 
+def random_columns(seed: int, members: int, items: int, width: int, users: int
+                   ) -> tuple[jnp.ndarray, ...]:
+    """Random item codes, output kernel, biases and item offsets of an item-rows model."""
+    rng = np.random.default_rng(seed)
+    return tuple(jnp.asarray(rng.normal(size=shape), jnp.float32) for shape in (
+        (members, items, width), (members, width, users), (members, users), (members, items)))
+
+
 def test_fold_in_recovers_a_column_exactly() -> None:
     """The item-orientation new-user path: ridge fit of an output column on fixed codes."""
-    rng = np.random.default_rng(0)
-    codes = jnp.asarray(rng.normal(size=(1, 40, 3)), jnp.float32)
-    kernel = jnp.asarray(rng.normal(size=(1, 3, 6)), jnp.float32)
-    bias = jnp.asarray(rng.normal(size=(1, 6)), jnp.float32)
-    offset = jnp.asarray(rng.normal(size=(1, 40)), jnp.float32)
+    codes, kernel, bias, offset = random_columns(0, members=1, items=40, width=3, users=6)
     scaling = Scaling(shift=3.0, scale=2.0)
     ranker = ColumnRanker(codes, kernel, bias, offset, "linear", scaling, fold_in_prior=1e-7)
     truth = np.asarray(ranker.user_scores(np.array([4])))[0]
@@ -189,11 +193,8 @@ def test_fold_in_recovers_a_column_exactly() -> None:
 def test_padded_histories_fold_in_as_unpadded_ones() -> None:
     """Histories are padded to a power of two (one compilation per size class, not per
     length); the weight-0 padding must not change the fitted column."""
+    codes, kernel, bias, offset = random_columns(1, members=2, items=50, width=4, users=7)
     rng = np.random.default_rng(1)
-    codes = jnp.asarray(rng.normal(size=(2, 50, 4)), jnp.float32)
-    kernel = jnp.asarray(rng.normal(size=(2, 4, 7)), jnp.float32)
-    bias = jnp.asarray(rng.normal(size=(2, 7)), jnp.float32)
-    offset = jnp.asarray(rng.normal(size=(2, 50)), jnp.float32)
     scaling = Scaling(shift=3.0, scale=2.0)
     for length, size in ((0, 16), (5, 16), (16, 16), (17, 32)):
         items = rng.choice(50, length, replace=False).astype(np.int32)
