@@ -124,11 +124,12 @@ class TrainedModel:
         unique_rows, position = np.unique(rows, return_inverse=True)
         order = np.argsort(position, kind="stable")  # cells grouped by row, in block order
         sorted_position = position[order]
+        inputs = DeviceRows(self.inputs, False)  # densified per block (on the device there)
         size = min(chunk_rows, padded_size(unique_rows.size, 16))
         for start, ids, count in padded_chunks(unique_rows, size):
-            safe = np.maximum(ids, 0)  # padding (-1) predicts row 0, then is not read
+            safe = np.maximum(ids, 0)  # padding (-1): a zero row of row 0, then not read
             block = np.asarray(self.predict_rows(self.params, jax.device_put(safe),
-                                                 jax.device_put(self.inputs[safe].toarray())))
+                                                 inputs.gather(ids)))
             cells = order[np.searchsorted(sorted_position, start):
                           np.searchsorted(sorted_position, start + count)]
             predictions[cells] = block[position[cells] - start, cols[cells]]
