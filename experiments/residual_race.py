@@ -38,10 +38,7 @@ def main() -> None:
         f"optimizer.learning_rate={lr}", f"train.batch_size={batch}"])
     dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir_of(cfg), progress=False)
     matrices = build_matrices(dataset, cfg)
-    coo = matrices.train.matrix.tocoo()
-    mean, row_bias, col_bias = fit_biases(jnp.asarray(coo.row), jnp.asarray(coo.col),
-                                          jnp.asarray(coo.data), coo.shape, reg)
-    mean, row_bias, col_bias = float(mean), np.asarray(row_bias), np.asarray(col_bias)
+    mean, row_bias, col_bias = fit_biases(matrices.train.matrix, reg)
 
     def residual(csr: sp.csr_matrix) -> sp.csr_matrix:
         c = csr.tocoo()

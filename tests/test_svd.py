@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +13,8 @@ from aerec.cli import run_task
 from aerec.config import ConfigError
 from aerec.models.scaling import Scaling
 from aerec.models.svd import (
+    _product,
+    _transposed_product_rows,
     fit_biases,
     fit_svd,
     gaussian_test_matrix,
@@ -22,7 +22,7 @@ from aerec.models.svd import (
     randomized_svd,
     sketch_width,
     svd_history_row,
-    transposed_product,
+    transposed_product_rows,
 )
 from tests.conftest import FAST_DATA
 
@@ -36,7 +36,7 @@ def test_randomized_svd_matches_numpy_on_a_low_rank_matrix(form: str, oversample
     if form == "sparse":
         matrix = sparse.BCOO.fromdense(matrix)
     test_matrix = gaussian_test_matrix(30, sketch_width(4, oversample, dense.shape), seed=0)
-    u, s, vt = jax.jit(partial(randomized_svd, rank=4))(matrix, test_matrix=test_matrix)
+    u, s, vt = randomized_svd(matrix, 4, test_matrix)
     np.testing.assert_allclose(s, np.linalg.svd(dense, compute_uv=False)[:4], rtol=1e-3)
     np.testing.assert_allclose((u * s) @ vt, dense, atol=1e-3 * np.abs(dense).max())
 
@@ -44,17 +44,35 @@ def test_randomized_svd_matches_numpy_on_a_low_rank_matrix(form: str, oversample
 def test_biases_without_regularisation_fit_an_additive_matrix() -> None:
     rows, cols = np.meshgrid(np.arange(5), np.arange(4), indexing="ij")
     ratings = 3.0 + 0.5 * rows.ravel() - 0.25 * cols.ravel()
-    mean, row_bias, col_bias = fit_biases(jnp.asarray(rows.ravel()), jnp.asarray(cols.ravel()),
-                                          jnp.asarray(ratings, jnp.float32), (5, 4), reg=0.0,
-                                          sweeps=20)
+    train = sp.csr_matrix((ratings, (rows.ravel(), cols.ravel())), shape=(5, 4))
+    mean, row_bias, col_bias = fit_biases(train, reg=0.0, sweeps=20)
     fitted = mean + row_bias[rows.ravel()] + col_bias[cols.ravel()]
     np.testing.assert_allclose(fitted, ratings, atol=1e-4)
 
 
+def test_regularised_biases_follow_the_alternating_sweeps() -> None:
+    # The sweeps written out on a dense masked matrix: column biases given the row biases,
+    # then row biases given the column biases, each a ridge-shrunk mean of the deviations.
+    rng = np.random.default_rng(7)
+    observed = rng.random((9, 6)) < 0.5
+    ratings = np.where(observed, rng.integers(1, 6, size=(9, 6)), 0).astype(np.float64)
+    mean, row_bias, col_bias = fit_biases(sp.csr_matrix(ratings), reg=2.0, sweeps=3)
+    expected_mean = ratings[observed].mean()
+    expected_rows, expected_cols = np.zeros(9), np.zeros(6)
+    for _ in range(3):
+        expected_cols = (np.where(observed, ratings - expected_mean - expected_rows[:, None], 0)
+                         .sum(0) / (observed.sum(0) + 2.0))
+        expected_rows = (np.where(observed, ratings - expected_mean - expected_cols[None, :], 0)
+                         .sum(1) / (observed.sum(1) + 2.0))
+    np.testing.assert_allclose(mean, expected_mean, rtol=1e-12)
+    np.testing.assert_allclose(row_bias, expected_rows, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(col_bias, expected_cols, rtol=1e-12, atol=1e-15)
+
+
 def test_rows_and_columns_without_ratings_get_zero_bias_also_unregularised() -> None:
     # 3 x 3 with row 1 and column 2 empty: with reg = 0 their biases would be 0 / 0.
-    rows, cols = jnp.array([0, 0, 2]), jnp.array([0, 1, 1])
-    _, row_bias, col_bias = fit_biases(rows, cols, jnp.array([4.0, 2.0, 3.0]), (3, 3), reg=0.0)
+    train = sp.csr_matrix(([4.0, 2.0, 3.0], ([0, 0, 2], [0, 1, 1])), shape=(3, 3))
+    _, row_bias, col_bias = fit_biases(train, reg=0.0)
     assert np.isfinite(row_bias).all() and np.isfinite(col_bias).all()
     assert row_bias[1] == 0.0 and col_bias[2] == 0.0
     params = {"mean": jnp.float32(3.0), "row_bias": row_bias, "col_bias": col_bias,
@@ -157,13 +175,26 @@ def test_dense_and_sparse_products_fit_the_same_model() -> None:
             atol=5e-4)  # float32 sums in different orders, through four power iterations
 
 
-def test_transposed_product_of_dense_and_sparse_matrices() -> None:
+def test_a_fit_compiles_one_program_per_product_form() -> None:
+    # Host factorisations between compiled products: the products keep float32 operands, so
+    # the sketch and the power iterations share one program per product form and shape.
+    ratings = np.clip(np.round(low_rank(8)), 1, 5)[:23, :19]  # a shape no other test fits
+    ratings[::3, ::2] = 0.0
+    before = _product._cache_size(), _transposed_product_rows._cache_size()
+    for _ in range(2):
+        fit_svd(sp.csr_matrix(ratings), rank=3, bias_reg=2.0, seed=0,
+                dense=jnp.asarray(ratings))
+    assert (_product._cache_size(), _transposed_product_rows._cache_size()) == (
+        before[0] + 1, before[1] + 1)
+
+
+def test_transposed_product_rows_of_dense_and_sparse_matrices() -> None:
     rng = np.random.default_rng(4)
     dense = rng.normal(size=(7, 5)).astype(np.float32)
     basis = rng.normal(size=(7, 3)).astype(np.float32)
     for matrix in (jnp.asarray(dense), sparse.BCOO.fromdense(jnp.asarray(dense))):
-        product = jax.jit(transposed_product)(matrix, jnp.asarray(basis))
-        np.testing.assert_allclose(product, dense.T @ basis, rtol=1e-5, atol=1e-5)
+        product = jax.jit(transposed_product_rows)(matrix, jnp.asarray(basis))
+        np.testing.assert_allclose(product, basis.T @ dense, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(("override", "message"), [

@@ -16,6 +16,7 @@ with tied weights.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
 from jax.experimental import sparse
 from threadpoolctl import threadpool_limits
@@ -33,31 +35,55 @@ HIGHEST = jax.lax.Precision.HIGHEST
 IDENTITY = Scaling(shift=0.0, scale=1.0)  # raw ratings
 
 
-def fit_biases(rows: jax.Array, cols: jax.Array, ratings: jax.Array, shape: tuple[int, int],
-               reg: float, sweeps: int = 3) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Global mean and ridge-regularised row/column biases by alternating closed-form sweeps."""
-    mean = jnp.mean(ratings)
-    row_bias = jnp.zeros(shape[0])
-    col_bias = jnp.zeros(shape[1])
+def fit_biases(train: sp.csr_matrix, reg: float, sweeps: int = 3
+               ) -> tuple[float, np.ndarray, np.ndarray]:
+    """Global mean and ridge-regularised row/column biases of a CSR matrix's stored values, by
+    alternating closed-form sweeps; float64, on the host.
+
+    Each sweep is two sparse matrix-vector products (milliseconds for ML-1M). In XLA the same
+    sums are scatter-adds, whose compilation alone took ~0.16 s of every fresh process's fit.
+    """
+    values = train.data.astype(np.float64)
+    pattern = sp.csr_matrix((np.ones_like(values), train.indices, train.indptr),
+                            shape=train.shape)  # the observed cells, as ones
+    row_count = np.diff(train.indptr).astype(np.float64)
+    col_count = np.bincount(train.indices, minlength=train.shape[1]).astype(np.float64)
+    row_sum = sp.csr_matrix((values, train.indices, train.indptr), shape=train.shape) @ np.ones(
+        train.shape[1])
+    col_sum = np.bincount(train.indices, weights=values, minlength=train.shape[1])
+    mean = float(values.mean()) if values.size else 0.0
     # A row or column without ratings gets bias 0 (0 / tiny; with reg = 0 it would be 0 / 0).
-    row_norm = jnp.maximum(jax.ops.segment_sum(jnp.ones_like(ratings), rows, shape[0]) + reg,
-                           1e-30)
-    col_norm = jnp.maximum(jax.ops.segment_sum(jnp.ones_like(ratings), cols, shape[1]) + reg,
-                           1e-30)
+    row_norm = np.maximum(row_count + reg, 1e-30)
+    col_norm = np.maximum(col_count + reg, 1e-30)
+    row_bias = np.zeros(train.shape[0])
+    col_bias = np.zeros(train.shape[1])
     for _ in range(sweeps):
-        col_bias = jax.ops.segment_sum(ratings - mean - row_bias[rows], cols, shape[1]) / col_norm
-        row_bias = jax.ops.segment_sum(ratings - mean - col_bias[cols], rows, shape[0]) / row_norm
+        col_bias = (col_sum - mean * col_count - pattern.T @ row_bias) / col_norm
+        row_bias = (row_sum - mean * row_count - pattern @ col_bias) / row_norm
     return mean, row_bias, col_bias
 
 
-def transposed_product(matrix: jax.Array | sparse.BCOO, basis: jax.Array) -> jax.Array:
-    """matrix^T @ basis. A dense matrix is read row by row, as (basis^T @ matrix)^T: on a CPU
-    the product with the transposed operand ran at half the speed (31-50 ms against 15-17 ms
-    for ML-1M's 6040 x 3706 residuals and 30 columns). The barrier keeps XLA from folding the
-    small transposes back into that slower product."""
-    if isinstance(matrix, sparse.BCOO):  # transposing sparse indices is free
-        return matrix.T @ basis
-    return jax.lax.optimization_barrier(basis.T @ matrix).T
+def transposed_product_rows(matrix: jax.Array | sparse.BCOO, basis: jax.Array) -> jax.Array:
+    """(matrix^T @ basis)^T = basis^T @ matrix, the (width, columns) layout the host then
+    transposes for free (a view). A dense matrix is thus read row by row: on a CPU the product
+    with the transposed large operand ran at half the speed (31-50 ms against 14-17 ms for
+    ML-1M's 6040 x 3706 residuals and 30 columns)."""
+    return basis.T @ matrix
+
+
+# The randomized SVD's products, one small program each (compiled once per shape).
+_product = jax.jit(operator.matmul)  # the @ of a dense array or of a BCOO matrix
+_transposed_product_rows = jax.jit(transposed_product_rows)
+
+
+def orthonormal_basis(block: jax.Array | np.ndarray) -> np.ndarray:
+    """An orthonormal basis of a thin block's columns (Q of its QR), by LAPACK on the host.
+
+    The block has only rank + oversampling columns, so moving it is cheap even from an
+    accelerator; on a CPU, XLA would call the same LAPACK routine, but only after compiling
+    it into the program (~0.07 s per factorisation in every fresh process).
+    """
+    return scipy.linalg.qr(np.asarray(block), mode="economic", check_finite=False)[0]
 
 
 def gaussian_test_matrix(columns: int, width: int, seed: int) -> np.ndarray:
@@ -74,16 +100,20 @@ def sketch_width(rank: int, oversample: int, shape: tuple[int, int]) -> int:
     return min(rank + oversample, *shape)
 
 
-def randomized_svd(matrix: jax.Array | sparse.BCOO, rank: int, test_matrix: jax.Array, *,
-                   power_iterations: int = 4) -> tuple[jax.Array, jax.Array, jax.Array]:
+def randomized_svd(matrix: jax.Array | sparse.BCOO, rank: int, test_matrix: np.ndarray, *,
+                   power_iterations: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-`rank` singular triplets (U, S, Vt) of a matrix by randomized range finding, from a
-    (columns, rank + oversampling) random test matrix (`gaussian_test_matrix`)."""
-    basis, _ = jnp.linalg.qr(matrix @ test_matrix)
+    (columns, rank + oversampling) random test matrix (`gaussian_test_matrix`).
+
+    The products with the matrix run on its device, compiled; the thin blocks between them
+    are factorised on the host (`orthonormal_basis`, then the small SVD).
+    """
+    basis = orthonormal_basis(_product(matrix, test_matrix))
     for _ in range(power_iterations):  # subspace iteration sharpens the spectrum's decay
-        basis_right, _ = jnp.linalg.qr(transposed_product(matrix, basis))
-        basis, _ = jnp.linalg.qr(matrix @ basis_right)
-    small = transposed_product(matrix, basis).T
-    u_small, singular, vt = jnp.linalg.svd(small, full_matrices=False)
+        basis_right = orthonormal_basis(np.asarray(_transposed_product_rows(matrix, basis)).T)
+        basis = orthonormal_basis(_product(matrix, basis_right))
+    small = np.asarray(_transposed_product_rows(matrix, basis))
+    u_small, singular, vt = scipy.linalg.svd(small, full_matrices=False, check_finite=False)
     return (basis @ u_small)[:, :rank], singular[:rank], vt[:rank]
 
 
@@ -95,49 +125,52 @@ def fit_svd(train: sp.csr_matrix, rank: int, *, bias_reg: float, seed: int,
     `dense`: the same matrix, dense on the device (a resident run has it): the factorisation's
     products are then dense matmuls, about twice as fast on ML-1M as sparse ones.
     """
-    coo = train.tocoo()
+    train = train.tocsr()
+    # Every stored cell is a rating (> 0), so encoding is the affine map itself.
+    encoded = sp.csr_matrix(((train.data.astype(np.float64) - scaling.shift) / scaling.scale,
+                             train.indices, train.indptr), shape=train.shape)
+    if center:
+        mean, row_bias, col_bias = fit_biases(encoded, bias_reg)
+    else:
+        mean, row_bias, col_bias = 0.0, np.zeros(train.shape[0]), np.zeros(train.shape[1])
+    baseline = jax.device_put((np.float32(mean), row_bias.astype(np.float32),
+                               col_bias.astype(np.float32)))
     test_matrix = gaussian_test_matrix(train.shape[1],
                                        sketch_width(rank, oversample, train.shape), seed)
-    # Host arrays put on the device as they are: in a fresh process each eager conversion
-    # would be one more small XLA compilation, which the persistent cache does not keep.
-    rows, cols, ratings, test_matrix = jax.device_put(
-        (coo.row.astype(np.int32), coo.col.astype(np.int32), coo.data.astype(np.float32),
-         test_matrix))
     # Full float32 products: on GPUs the default matmul precision is TF32, whose 10-bit
     # mantissa visibly perturbs the factorisation. On a CPU the QR and SVD calls run in
     # OpenBLAS's LAPACK, whose idle threads spin and take the cores from XLA's matmuls in
     # between: with one BLAS thread the fit is ~1.6x faster (ML-1M, 2 cores: 330 -> 200 ms).
-    # The limit holds until the fit has finished, hence the wait inside it; it is the
-    # process's, so BLAS calls of other threads meanwhile get one thread too.
+    # The limit is the process's, so BLAS calls of other threads meanwhile get one thread too.
     with jax.default_matmul_precision("highest"), threadpool_limits(1, user_api="blas"):
-        return jax.block_until_ready(
-            _fit_svd(rows, cols, ratings, test_matrix, dense, shape=train.shape, rank=rank,
-                     bias_reg=bias_reg, scaling=scaling, center=center,
-                     power_iterations=power_iterations))
-
-
-@partial(jax.jit, static_argnames=("shape", "rank", "scaling", "center", "power_iterations"))
-def _fit_svd(rows: jax.Array, cols: jax.Array, ratings: jax.Array, test_matrix: jax.Array,
-             dense: jax.Array | None, *,
-             shape: tuple[int, int], rank: int, bias_reg: float, scaling: Scaling,
-             center: bool, power_iterations: int) -> dict[str, Any]:
-    """fit_svd as one compiled program: biases, residuals, randomized SVD."""
-    values = scaling.encode(ratings)
-    if center:
-        mean, row_bias, col_bias = fit_biases(rows, cols, values, shape, bias_reg)
-    else:
-        mean, row_bias, col_bias = jnp.zeros(()), jnp.zeros(shape[0]), jnp.zeros(shape[1])
-    if dense is None:
-        residual = values - mean - row_bias[rows] - col_bias[cols]
-        matrix = sparse.BCOO((residual, jnp.stack([rows, cols], axis=1)), shape=shape)
-    else:  # the same residuals, element for element, with zeros where nothing was observed
-        matrix = jnp.where(dense > 0, scaling.encode(dense) - mean - row_bias[:, None]
-                           - col_bias[None, :], 0.0)
-    _, _, vt = randomized_svd(matrix, rank, test_matrix, power_iterations=power_iterations)
+        if dense is None:
+            matrix = sparse_residuals(encoded, mean, row_bias, col_bias)
+        else:  # the same residuals, element for element, with zeros where nothing was observed
+            matrix = _dense_residuals(dense, *baseline, scaling=scaling)
+        _, _, vt = randomized_svd(matrix, rank, test_matrix, power_iterations=power_iterations)
     # Training ratings per row: a row without any is folded in at prediction (predict_svd).
-    row_count = jax.ops.segment_sum(jnp.ones_like(values), rows, shape[0])
-    return {"mean": mean, "row_bias": row_bias, "col_bias": col_bias, "basis": vt.T,
-            "row_count": row_count}
+    row_count = np.diff(train.indptr).astype(np.float32)
+    mean32, row_bias32, col_bias32 = baseline
+    return {"mean": mean32, "row_bias": row_bias32, "col_bias": col_bias32,
+            **jax.device_put({"basis": np.ascontiguousarray(vt.T), "row_count": row_count})}
+
+
+def sparse_residuals(encoded: sp.csr_matrix, mean: float, row_bias: np.ndarray,
+                     col_bias: np.ndarray) -> sparse.BCOO:
+    """The observed cells' residuals from the baseline, as a BCOO matrix on the device."""
+    rows = np.repeat(np.arange(encoded.shape[0], dtype=np.int32), np.diff(encoded.indptr))
+    residual = encoded.data - mean - row_bias[rows] - col_bias[encoded.indices]
+    indices = np.stack([rows, encoded.indices.astype(np.int32)], axis=1)
+    return sparse.BCOO(jax.device_put((residual.astype(np.float32), indices)),
+                       shape=encoded.shape)
+
+
+@partial(jax.jit, static_argnames="scaling")
+def _dense_residuals(dense: jax.Array, mean: jax.Array, row_bias: jax.Array,
+                     col_bias: jax.Array, *, scaling: Scaling) -> jax.Array:
+    """The residuals from the baseline of a dense rating matrix; 0 where nothing was observed."""
+    return jnp.where(dense > 0, scaling.encode(dense) - mean - row_bias[:, None]
+                     - col_bias[None, :], 0.0)
 
 
 def svd_predictor(model_cfg: Any, scaling: Scaling) -> Callable[..., jax.Array]:
