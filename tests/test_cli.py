@@ -152,6 +152,17 @@ def test_run_py_end_to_end(tmp_path: Path) -> None:
     check_outputs(tmp_path / "run", epochs=3)
 
 
+def test_the_compilation_cache_keeps_quickly_compiled_programs(tmp_path: Path) -> None:
+    # model=svd compiles only small programs (its products, in well under a second): a fresh
+    # process finds them in the cache instead of compiling them again.
+    done = run_cli(*FAST_DATA, "model=svd", "model.rank=3", "ranking.enabled=false",
+                   f"paths.compile_cache_dir={tmp_path / 'cache'}",
+                   f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    kept = {entry.name.split("-")[0] for entry in (tmp_path / "cache").iterdir()}
+    assert {"jit_matmul", "jit_transposed_product_rows", "jit__dense_residuals"} <= kept
+
+
 def test_multirun_sweeps_depth(tmp_path: Path) -> None:
     done = run_cli("-m", *FAST, "train.epochs=1", "model.layers=1,2",
                    f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)

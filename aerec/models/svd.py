@@ -5,6 +5,10 @@ at all: `center=False`, the paper's plain SVD of the zero-filled matrix); the re
 observed cells (missing cells are 0) are factorised by a randomized SVD (Halko, Martinsson &
 Tropp 2011): on the dense matrix when a run keeps it on the device anyway (dense products are
 faster), otherwise on a sparse BCOO matrix, so memory grows with the ratings, not rows x columns.
+The products with the matrix are compiled JAX programs on its device; the biases (sparse
+sweeps) and the factorisations of the thin sketch blocks run on the host, where they take
+milliseconds, instead of compiled into the program: their XLA compilation was ~0.4 s of every
+fresh process's fit, twice the fit itself on ML-1M.
 
 A row is predicted by projecting its input residuals on the top right singular vectors V:
 prediction = baseline + (x V) V^T. For a training row this equals its rank-k SVD
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 import jax
@@ -27,7 +31,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 from jax.experimental import sparse
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from aerec.models.scaling import Scaling
 
@@ -142,7 +146,8 @@ def fit_svd(train: sp.csr_matrix, rank: int, *, bias_reg: float, seed: int,
     # OpenBLAS's LAPACK, whose idle threads spin and take the cores from XLA's matmuls in
     # between: with one BLAS thread the fit is ~1.6x faster (ML-1M, 2 cores: 330 -> 200 ms).
     # The limit is the process's, so BLAS calls of other threads meanwhile get one thread too.
-    with jax.default_matmul_precision("highest"), threadpool_limits(1, user_api="blas"):
+    with jax.default_matmul_precision("highest"), blas_threads().limit(limits=1,
+                                                                       user_api="blas"):
         if dense is None:
             matrix = sparse_residuals(encoded, mean, row_bias, col_bias)
         else:  # the same residuals, element for element, with zeros where nothing was observed
@@ -153,6 +158,13 @@ def fit_svd(train: sp.csr_matrix, rank: int, *, bias_reg: float, seed: int,
     mean32, row_bias32, col_bias32 = baseline
     return {"mean": mean32, "row_bias": row_bias32, "col_bias": col_bias32,
             **jax.device_put({"basis": np.ascontiguousarray(vt.T), "row_count": row_count})}
+
+
+@cache
+def blas_threads() -> ThreadpoolController:
+    """The process's BLAS thread pools (OpenBLAS: NumPy's and SciPy's), inspected once: the
+    inspection takes milliseconds, a limit through it microseconds."""
+    return ThreadpoolController()
 
 
 def sparse_residuals(encoded: sp.csr_matrix, mean: float, row_bias: np.ndarray,
