@@ -30,6 +30,11 @@ PAPER_RMSE: dict[tuple[str, int], dict[str, float]] = {
 DATASET_LABELS = {"ml1m": "ML-1M", "ml10m": "ML-10M"}
 
 
+def format_seconds(seconds: float) -> str:
+    """Whole seconds, but two decimals under ten (a one-shot fit takes a fraction of one)."""
+    return f"{seconds:.2f}" if seconds < 10 else f"{seconds:.0f}"
+
+
 def architecture(model: str, layers: int) -> str:
     """The paper's row label for a model and depth."""
     if model == "svd":
@@ -147,7 +152,7 @@ def runs_table(runs: list[dict[str, Any]]) -> str:
         figures = [run.get(key) for key in ("valid_rmse", "test_rmse", "paper_rmse")]
         text = [f"{value:.4f}" if value is not None else "-" for value in figures]
         lines.append(f"| {run['run_dir']} | {run['overrides'] or '-'} | {' | '.join(text)} | "
-                     f"{run['epochs_run']} | {run['train_seconds']:.0f} |")
+                     f"{run['epochs_run']} | {format_seconds(run['train_seconds'])} |")
     return "\n".join(lines)
 
 
@@ -186,7 +191,7 @@ def seeds_table(runs: list[dict[str, Any]]) -> str:
                    for key in ("test_rmse", "test_mae", "valid_rmse")]
         seconds = statistics.mean(run["train_seconds"] for run in members)
         lines.append(f"| {configuration} | {len(members)} | {' | '.join(figures)} | "
-                     f"{seconds:.0f} |")
+                     f"{format_seconds(seconds)} |")
     return "\n".join(lines)
 
 

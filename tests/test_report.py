@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aerec.report import main, report
+from aerec.report import format_seconds, main, report
 
 
 def write_run(directory: Path, overrides: str | None = None, **fields: object) -> None:
@@ -37,8 +37,14 @@ def test_paper_table_and_ranking(tmp_path: Path) -> None:
     ranked = [line.split(" | ")[0].strip("| ") for line in runs_section.splitlines()
               if line.startswith("| ") and "model.layers" in line]
     assert ranked == ["1", "2", "0"]  # by validation RMSE: 0.85, 0.9, 0.95
+    assert all(line.endswith("| 3 | 1.00 |") for line in runs_section.splitlines()
+               if "model.layers" in line)  # a short fit's seconds keep two decimals
     assert (tmp_path / "report.md").read_text() == markdown
     assert (tmp_path / "report.png").stat().st_size > 1000
+
+
+def test_seconds_keep_two_decimals_under_ten() -> None:
+    assert [format_seconds(value) for value in (0.4177, 9.994, 177.3)] == ["0.42", "9.99", "177"]
 
 
 def test_empty_directory_is_a_clear_error(tmp_path: Path) -> None:
