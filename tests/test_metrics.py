@@ -82,8 +82,8 @@ def test_chunk_size_does_not_change_the_figures(chunk_rows: int) -> None:
     weights = {"paper_rows": (np.arange(37) % 2).astype(np.float32), "paper_cols": np.ones(11)}
     reference = evaluate(predict, targets, chunk_rows=37, **weights)
     result = evaluate(predict, targets, chunk_rows=chunk_rows, **weights)
-    for key in ("rmse", "mae", "paper_rmse"):
-        assert result[key] == pytest.approx(reference[key], rel=1e-6)
+    for key in ("rmse", "mae", "paper_rmse"):  # rows summed on the host: the same figures
+        assert result[key] == pytest.approx(reference[key], rel=1e-12)
     assert result["count"] == np.count_nonzero(targets)
 
 
