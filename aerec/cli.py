@@ -56,7 +56,7 @@ def enable_compile_cache(directory: str | None) -> None:
     jax.config.update("jax_compilation_cache_dir", str(path))
     # Every program is kept, however quickly it compiled (JAX's default keeps only those of a
     # second or more): a run compiles dozens of small ones, 0.02-0.1 s each, and a fresh
-    # process finds them in ~1 ms. Each entry takes a few kilobytes.
+    # process loads them in a few milliseconds. Each entry takes a few kilobytes.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 

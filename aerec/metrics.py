@@ -1,7 +1,8 @@
 """Accuracy on held-out ratings: RMSE/MAE on observed cells and the paper's all-cells RMSE.
 
 Evaluation runs over fixed-size chunks of rows, each a jit-compiled pass, so memory stays
-bounded at any scale; per-chunk sums are accumulated in float64 on the host.
+bounded at any scale; each row's sums come back to the host, which adds them exactly
+(`math.fsum`), so the totals do not depend on how the rows were grouped into chunks.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ def chunk_sums(params: Any, row_ids: jax.Array, inputs: jax.Array, targets: jax.
     scaling = paper_scaling(rating_min, rating_max)
     paper_weight = (paper_rows * row_valid)[:, None] * paper_cols[None, :]
     paper_error = scaling.encode(targets) - (predictions - scaling.shift) / scaling.scale
-    # Per-row sums: the host adds the rows in float64, so the totals do not depend on how
-    # the rows were grouped into chunks (float32 chunk totals drifted in the 7th digit).
+    # Per-row sums, added on the host: float32 chunk totals drifted in the 7th digit with the
+    # chunk size. (A predictor built on matrix products may still round a row's predictions
+    # differently in chunks of another size: that is XLA's, not the summation's.)
     return {
         "sse": jnp.sum(error**2, axis=1),
         "sae": jnp.sum(jnp.abs(error), axis=1),
@@ -56,6 +58,9 @@ def chunk_sums(params: Any, row_ids: jax.Array, inputs: jax.Array, targets: jax.
         "paper_sse": jnp.sum(paper_weight * paper_error**2, axis=1),
         "paper_count": jnp.sum(paper_weight, axis=1),
     }
+
+
+SUMS = ("sse", "sae", "count", "paper_sse", "paper_count")  # chunk_sums' figures
 
 
 class Evaluator:
@@ -85,7 +90,7 @@ class Evaluator:
                                     else np.zeros(n_cols, np.float32))
         # Only rows that hold a target or a paper cell need a forward pass.
         rows = np.flatnonzero(targets.nonempty_rows() | (paper_rows > 0))
-        totals = dict.fromkeys(("sse", "sae", "count", "paper_sse", "paper_count"), 0.0)
+        row_sums: dict[str, list[np.ndarray]] = {key: [] for key in SUMS}
         for _, ids, _ in padded_chunks(rows, self.chunk_rows):
             safe = np.maximum(ids, 0)
             # Padding rows are invalid and gathered as zeros, so they add nothing.
@@ -97,8 +102,10 @@ class Evaluator:
                               row_valid, chunk_paper_rows, paper_cols, row_known,
                               self.col_known)
             for key, value in jax.device_get(sums).items():  # one transfer per chunk
-                totals[key] += math.fsum(value.astype(np.float64))
-        return summarise(totals)
+                row_sums[key].append(value)
+        # One exact sum per figure over all rows: independent of the chunks' order and size.
+        return summarise({key: math.fsum(np.concatenate(values or [np.zeros(0)]).tolist())
+                          for key, values in row_sums.items()})
 
 
 def summarise(totals: dict[str, float]) -> dict[str, float]:

@@ -32,7 +32,7 @@ DATASET_LABELS = {"ml1m": "ML-1M", "ml10m": "ML-10M"}
 
 def format_seconds(seconds: float) -> str:
     """Whole seconds, but two decimals under ten (a one-shot fit takes a fraction of one)."""
-    return f"{seconds:.2f}" if seconds < 10 else f"{seconds:.0f}"
+    return f"{seconds:.2f}" if round(seconds, 2) < 10 else f"{seconds:.0f}"
 
 
 def architecture(model: str, layers: int) -> str:

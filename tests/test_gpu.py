@@ -66,3 +66,29 @@ def test_a_model_written_on_the_gpu_loads_on_the_cpu(compose_config, tmp_path: P
     run_task(compose_config("model.ensemble=2"), tmp_path / "gpu")
     on_gpu = aerec.load(tmp_path / "gpu" / "model").predict(*PAIRS)
     np.testing.assert_allclose(cpu_predictions(tmp_path / "gpu", train=False), on_gpu, rtol=1e-3)
+
+
+# The sparse path's products on a GPU: cuSPARSE's when it takes them, XLA's otherwise (which
+# JAX warns about, and the test suite turns warnings into errors): this test is about results.
+@pytest.mark.filterwarnings("ignore::jax.experimental.sparse.CuSparseEfficiencyWarning")
+def test_svd_fits_the_same_model_on_the_gpu_as_on_the_cpu() -> None:
+    # model=svd's products run on the matrix's device, its thin factorisations on the host.
+    import jax.numpy as jnp
+    import scipy.sparse as sp
+
+    from aerec.models.svd import fit_svd, predict_svd
+
+    rng = np.random.default_rng(0)
+    ratings = np.where(rng.random((300, 200)) < 0.2, rng.integers(1, 6, (300, 200)),
+                       0).astype(np.float32)
+    gpu, cpu = jax.devices()[0], jax.devices("cpu")[0]
+
+    def predictions(device: jax.Device, dense: bool) -> np.ndarray:
+        with jax.default_device(device):
+            params = fit_svd(sp.csr_matrix(ratings), rank=5, bias_reg=2.0, seed=0,
+                             dense=jax.device_put(ratings, device) if dense else None)
+            assert params["basis"].devices() == {device}
+            return np.asarray(predict_svd(params, jnp.arange(300), jnp.asarray(ratings)))
+
+    for dense in (True, False):
+        np.testing.assert_allclose(predictions(gpu, dense), predictions(cpu, dense), atol=1e-3)

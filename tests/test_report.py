@@ -44,7 +44,8 @@ def test_paper_table_and_ranking(tmp_path: Path) -> None:
 
 
 def test_seconds_keep_two_decimals_under_ten() -> None:
-    assert [format_seconds(value) for value in (0.4177, 9.994, 177.3)] == ["0.42", "9.99", "177"]
+    assert [format_seconds(value) for value in (0.4177, 9.994, 9.996, 177.3)] == [
+        "0.42", "9.99", "10", "177"]
 
 
 def test_empty_directory_is_a_clear_error(tmp_path: Path) -> None:

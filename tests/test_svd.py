@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from jax.experimental import sparse
+from threadpoolctl import ThreadpoolController
 
 from aerec.cli import run_task
 from aerec.config import ConfigError
@@ -18,8 +22,10 @@ from aerec.models.svd import (
     fit_biases,
     fit_svd,
     gaussian_test_matrix,
+    orthonormal_basis,
     predict_svd,
     randomized_svd,
+    single_blas_thread,
     sketch_width,
     svd_history_row,
     transposed_product_rows,
@@ -175,17 +181,83 @@ def test_dense_and_sparse_products_fit_the_same_model() -> None:
             atol=5e-4)  # float32 sums in different orders, through four power iterations
 
 
-def test_a_fit_compiles_one_program_per_product_form() -> None:
-    # Host factorisations between compiled products: the products keep float32 operands, so
-    # the sketch and the power iterations share one program per product form and shape.
+@pytest.mark.parametrize("form", ["dense", "sparse"])
+def test_a_fit_compiles_one_program_per_product_form(form: str) -> None:
+    # Host factorisations between compiled products: the sketch and every power iteration
+    # share one program per product form (for each shape and matrix form).
     ratings = np.clip(np.round(low_rank(8)), 1, 5)[:23, :19]  # a shape no other test fits
     ratings[::3, ::2] = 0.0
+    dense = jnp.asarray(ratings) if form == "dense" else None
     before = _product._cache_size(), _transposed_product_rows._cache_size()
     for _ in range(2):
-        fit_svd(sp.csr_matrix(ratings), rank=3, bias_reg=2.0, seed=0,
-                dense=jnp.asarray(ratings))
+        fit_svd(sp.csr_matrix(ratings), rank=3, bias_reg=2.0, seed=0, dense=dense)
     assert (_product._cache_size(), _transposed_product_rows._cache_size()) == (
         before[0] + 1, before[1] + 1)
+
+
+def test_the_factorisations_stay_in_float32() -> None:
+    # With x64 off JAX would quietly cast float64 blocks back for the products; the host's
+    # factorisations must not compute in float64 to begin with (twice the time and memory).
+    block = np.random.default_rng(9).normal(size=(40, 6)).astype(np.float32)
+    assert orthonormal_basis(jnp.asarray(block)).dtype == np.float32
+    matrix = jnp.asarray(low_rank(9))
+    u, s, vt = randomized_svd(matrix, 3, gaussian_test_matrix(20, 8, seed=0))
+    assert (u.dtype, s.dtype, vt.dtype) == (np.float32,) * 3
+    params = fit_svd(sp.csr_matrix(low_rank(9)), rank=3, bias_reg=1.0, seed=0)
+    assert {str(leaf.dtype) for leaf in jax.tree.leaves(params)} == {"float32"}
+
+
+def test_cells_in_any_order_fit_the_same_model() -> None:
+    # A CSR matrix whose rows list their columns unsorted is put in canonical order (the
+    # sparse residuals declare their cells sorted), without changing the caller's matrix.
+    ratings = np.clip(np.round(low_rank(10)), 1, 5) * (np.random.default_rng(10).random(
+        (30, 20)) < 0.5)
+    canonical = sp.csr_matrix(ratings.astype(np.float32))
+    order = np.concatenate([np.arange(start, stop)[::-1] for start, stop in
+                            zip(canonical.indptr[:-1], canonical.indptr[1:], strict=True)])
+    shuffled = sp.csr_matrix((canonical.data[order], canonical.indices[order],
+                              canonical.indptr), shape=canonical.shape)
+    assert not shuffled.has_sorted_indices
+    kept = shuffled.indices.copy()
+    fits = [fit_svd(matrix, rank=3, bias_reg=2.0, seed=0) for matrix in (canonical, shuffled)]
+    for key in fits[0]:
+        np.testing.assert_allclose(fits[1][key], fits[0][key], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(shuffled.indices, kept)
+
+
+def blas_thread_counts() -> list[int]:
+    return [pool["num_threads"] for pool in ThreadpoolController().info()
+            if pool["user_api"] == "blas"]
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the limit is the CPU backend's")
+def test_fits_in_two_threads_take_turns_with_the_blas_limit() -> None:
+    # Each limit restores the thread count it found on entering: had the second entered while
+    # the first held one thread, it would restore one thread for good after the first left.
+    before = blas_thread_counts()
+    if max(before, default=1) == 1:
+        pytest.skip("BLAS runs one thread here anyway")
+    first_in, release_first, first_out = (threading.Event() for _ in range(3))
+
+    def first() -> None:
+        with single_blas_thread():
+            first_in.set()
+            release_first.wait(10)
+        first_out.set()
+
+    def second() -> None:
+        with single_blas_thread():
+            first_out.wait(1)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    assert first_in.wait(10)
+    threads[1].start()
+    time.sleep(0.2)  # long enough for the second to enter, were it not made to wait
+    release_first.set()
+    for thread in threads:
+        thread.join(10)
+    assert blas_thread_counts() == before
 
 
 def test_transposed_product_rows_of_dense_and_sparse_matrices() -> None:

@@ -21,7 +21,9 @@ with tied weights.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cache, partial
 from typing import Any
 
@@ -47,6 +49,7 @@ def fit_biases(train: sp.csr_matrix, reg: float, sweeps: int = 3
     Each sweep is two sparse matrix-vector products (milliseconds for ML-1M). In XLA the same
     sums are scatter-adds, whose compilation alone took ~0.16 s of every fresh process's fit.
     """
+    train = sp.csr_matrix(train)
     values = train.data.astype(np.float64)
     pattern = sp.csr_matrix((np.ones_like(values), train.indices, train.indptr),
                             shape=train.shape)  # the observed cells, as ones
@@ -129,7 +132,10 @@ def fit_svd(train: sp.csr_matrix, rank: int, *, bias_reg: float, seed: int,
     `dense`: the same matrix, dense on the device (a resident run has it): the factorisation's
     products are then dense matmuls, about twice as fast on ML-1M as sparse ones.
     """
-    train = train.tocsr()
+    train = sp.csr_matrix(train)
+    if not train.has_canonical_format:  # sorted, distinct (row, column) cells (a copy: the
+        train = train.copy()            # caller's matrix stays as it is)
+        train.sum_duplicates()
     # Every stored cell is a rating (> 0), so encoding is the affine map itself.
     encoded = sp.csr_matrix(((train.data.astype(np.float64) - scaling.shift) / scaling.scale,
                              train.indices, train.indptr), shape=train.shape)
@@ -137,27 +143,45 @@ def fit_svd(train: sp.csr_matrix, rank: int, *, bias_reg: float, seed: int,
         mean, row_bias, col_bias = fit_biases(encoded, bias_reg)
     else:
         mean, row_bias, col_bias = 0.0, np.zeros(train.shape[0]), np.zeros(train.shape[1])
-    baseline = jax.device_put((np.float32(mean), row_bias.astype(np.float32),
-                               col_bias.astype(np.float32)))
+    # The model keeps float32 biases; both residual paths subtract exactly those.
+    mean, row_bias, col_bias = np.float32(mean), row_bias.astype(np.float32), col_bias.astype(
+        np.float32)
     test_matrix = gaussian_test_matrix(train.shape[1],
                                        sketch_width(rank, oversample, train.shape), seed)
     # Full float32 products: on GPUs the default matmul precision is TF32, whose 10-bit
-    # mantissa visibly perturbs the factorisation. On a CPU the QR and SVD calls run in
-    # OpenBLAS's LAPACK, whose idle threads spin and take the cores from XLA's matmuls in
-    # between: with one BLAS thread the fit is ~1.6x faster (ML-1M, 2 cores: 330 -> 200 ms).
-    # The limit is the process's, so BLAS calls of other threads meanwhile get one thread too.
-    with jax.default_matmul_precision("highest"), blas_threads().limit(limits=1,
-                                                                       user_api="blas"):
+    # mantissa visibly perturbs the factorisation.
+    with jax.default_matmul_precision("highest"), single_blas_thread():
         if dense is None:
             matrix = sparse_residuals(encoded, mean, row_bias, col_bias)
-        else:  # the same residuals, element for element, with zeros where nothing was observed
-            matrix = _dense_residuals(dense, *baseline, scaling=scaling)
+        else:  # the same residuals (to float32 rounding), with zeros where nothing was observed
+            matrix = _dense_residuals(dense, mean, row_bias, col_bias, scaling=scaling)
         _, _, vt = randomized_svd(matrix, rank, test_matrix, power_iterations=power_iterations)
     # Training ratings per row: a row without any is folded in at prediction (predict_svd).
     row_count = np.diff(train.indptr).astype(np.float32)
-    mean32, row_bias32, col_bias32 = baseline
-    return {"mean": mean32, "row_bias": row_bias32, "col_bias": col_bias32,
-            **jax.device_put({"basis": np.ascontiguousarray(vt.T), "row_count": row_count})}
+    return jax.device_put({"mean": mean, "row_bias": row_bias, "col_bias": col_bias,
+                           "basis": np.ascontiguousarray(vt.T), "row_count": row_count})
+
+
+_BLAS_LIMIT = threading.Lock()
+
+
+@contextmanager
+def single_blas_thread() -> Iterator[None]:
+    """One BLAS thread while a fit runs on the CPU backend.
+
+    The host's QR and SVD calls run in OpenBLAS, whose idle threads spin after each call and
+    take the cores from XLA's next matmul: a power iteration took 41 ms with OpenBLAS's two
+    threads and 26 ms with one (ML-1M, 2 cores, measured with the one-program fit; the whole
+    fit then 330 -> 200 ms). The limit is the process's, so fits in several threads take turns
+    (each limit restores the count it found: overlapping ones would leave one thread for good).
+    On an accelerator the matmuls are not the CPU's, and the host's QRs of tall blocks keep
+    every thread.
+    """
+    if jax.default_backend() != "cpu":
+        yield
+        return
+    with _BLAS_LIMIT, blas_threads().limit(limits=1, user_api="blas"):
+        yield
 
 
 @cache
@@ -167,14 +191,19 @@ def blas_threads() -> ThreadpoolController:
     return ThreadpoolController()
 
 
-def sparse_residuals(encoded: sp.csr_matrix, mean: float, row_bias: np.ndarray,
+def sparse_residuals(encoded: sp.csr_matrix, mean: np.float32, row_bias: np.ndarray,
                      col_bias: np.ndarray) -> sparse.BCOO:
-    """The observed cells' residuals from the baseline, as a BCOO matrix on the device."""
+    """The observed cells' residuals from the baseline, as a BCOO matrix on the device.
+
+    `encoded` is in canonical CSR form, so the cells come sorted by (row, column) and
+    distinct, which the BCOO is told (on a GPU its products then take cuSPARSE's path).
+    """
     rows = np.repeat(np.arange(encoded.shape[0], dtype=np.int32), np.diff(encoded.indptr))
-    residual = encoded.data - mean - row_bias[rows] - col_bias[encoded.indices]
+    residual = (encoded.data - mean - row_bias[rows] - col_bias[encoded.indices]).astype(
+        np.float32)
     indices = np.stack([rows, encoded.indices.astype(np.int32)], axis=1)
-    return sparse.BCOO(jax.device_put((residual.astype(np.float32), indices)),
-                       shape=encoded.shape)
+    return sparse.BCOO(jax.device_put((residual, indices)), shape=encoded.shape,
+                       indices_sorted=True, unique_indices=True)
 
 
 @partial(jax.jit, static_argnames="scaling")
