@@ -144,8 +144,8 @@ def fit_svd(train: sp.csr_matrix, rank: int, *, bias_reg: float, seed: int,
     else:
         mean, row_bias, col_bias = 0.0, np.zeros(train.shape[0]), np.zeros(train.shape[1])
     # The model keeps float32 biases; both residual paths subtract exactly those.
-    mean, row_bias, col_bias = np.float32(mean), row_bias.astype(np.float32), col_bias.astype(
-        np.float32)
+    mean, row_bias, col_bias = (np.float32(mean), row_bias.astype(np.float32),
+                                col_bias.astype(np.float32))
     test_matrix = gaussian_test_matrix(train.shape[1],
                                        sketch_width(rank, oversample, train.shape), seed)
     # Full float32 products: on GPUs the default matmul precision is TF32, whose 10-bit
@@ -199,11 +199,10 @@ def sparse_residuals(encoded: sp.csr_matrix, mean: np.float32, row_bias: np.ndar
     distinct, which the BCOO is told (on a GPU its products then take cuSPARSE's path).
     """
     rows = np.repeat(np.arange(encoded.shape[0], dtype=np.int32), np.diff(encoded.indptr))
-    residual = (encoded.data - mean - row_bias[rows] - col_bias[encoded.indices]).astype(
-        np.float32)
+    residual = encoded.data - mean - row_bias[rows] - col_bias[encoded.indices]
     indices = np.stack([rows, encoded.indices.astype(np.int32)], axis=1)
-    return sparse.BCOO(jax.device_put((residual, indices)), shape=encoded.shape,
-                       indices_sorted=True, unique_indices=True)
+    return sparse.BCOO(jax.device_put((residual.astype(np.float32), indices)),
+                       shape=encoded.shape, indices_sorted=True, unique_indices=True)
 
 
 @partial(jax.jit, static_argnames="scaling")
