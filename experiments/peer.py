@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -149,9 +148,7 @@ def autoencoder_race_fresh_processes(data_dir: Path, target: float = TARGET
                 [sys.executable, str(Path(__file__).resolve()), "--race-only",
                  "--data-dir", str(Path(data_dir).resolve()), "--target", str(target),
                  "--compile-cache", f"{scratch}/cache", "--json", str(record)],
-                check=True, capture_output=True, cwd=ROOT,
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                    filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+                check=True, capture_output=True, cwd=ROOT)
             races.append(next(iter(json.loads(record.read_text()).values())))
     return races
 
