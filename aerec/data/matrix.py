@@ -103,7 +103,7 @@ def rows_on_device(matrix: sp.csr_matrix, row_ids: np.ndarray) -> jax.Array:
     present = np.flatnonzero(row_ids >= 0)
     block = matrix[row_ids[present]]
     n = block.nnz
-    capacity = 1 << max(int(n - 1).bit_length(), 10)
+    capacity = padded_size(n, 1024)
     rows = np.full(capacity, row_ids.size, np.int32)
     rows[:n] = np.repeat(present.astype(np.int32), np.diff(block.indptr))
     cols = np.zeros(capacity, np.int32)
