@@ -49,14 +49,13 @@ def fit_biases(train: sp.csr_matrix, reg: float, sweeps: int = 3
     Each sweep is two sparse matrix-vector products (milliseconds for ML-1M). In XLA the same
     sums are scatter-adds, whose compilation alone took ~0.16 s of every fresh process's fit.
     """
-    train = sp.csr_matrix(train)
-    values = train.data.astype(np.float64)
+    train = sp.csr_matrix(train, dtype=np.float64)
+    values = train.data
     pattern = sp.csr_matrix((np.ones_like(values), train.indices, train.indptr),
                             shape=train.shape)  # the observed cells, as ones
     row_count = np.diff(train.indptr).astype(np.float64)
     col_count = np.bincount(train.indices, minlength=train.shape[1]).astype(np.float64)
-    row_sum = sp.csr_matrix((values, train.indices, train.indptr), shape=train.shape) @ np.ones(
-        train.shape[1])
+    row_sum = train @ np.ones(train.shape[1])
     col_sum = np.bincount(train.indices, weights=values, minlength=train.shape[1])
     mean = float(values.mean()) if values.size else 0.0
     # A row or column without ratings gets bias 0 (0 / tiny; with reg = 0 it would be 0 / 0).
