@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aerec.data.dataset import DATASET_NAMES
-from aerec.data.matrix import ORIENTATIONS
+from aerec.data.matrix import DENSE_DTYPES, ORIENTATIONS
 from aerec.data.prepare import DUPLICATE_POLICIES
 from aerec.data.split import SPLIT_KINDS
 from aerec.errors import ConfigError
@@ -54,6 +54,7 @@ def validate(cfg: Any) -> None:
     _one_of("split.kind", cfg.split.kind, SPLIT_KINDS)
     _one_of("prepare.duplicates", cfg.prepare.duplicates, DUPLICATE_POLICIES)
     _one_of("train.data_path", cfg.train.data_path, ("auto", "resident", "streamed"))
+    _one_of("train.dense_dtype", cfg.train.dense_dtype, DENSE_DTYPES)
     for key in ("test_fraction", "valid_fraction", "fold_in_fraction"):
         _fraction(f"split.{key}", cfg.split[key])
     if cfg.split.test_fraction == 0.0:

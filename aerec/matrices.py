@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from aerec.data.dataset import Dataset
 from aerec.data.locate import default_data_dir
-from aerec.data.matrix import DeviceRows, dense_bytes, rating_matrix
+from aerec.data.matrix import DeviceRows, dense_bytes, dense_dtype, rating_matrix
 from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID
 
 
@@ -48,8 +48,9 @@ def resident_budget(max_bytes: float | None, device_stats: dict[str, Any]) -> fl
     return float(HOST_RESIDENT_BYTES if max_bytes is None else max_bytes)
 
 
-def choose_resident(cfg_train: Any, train: sp.csr_matrix) -> bool:
-    """Keep train and validation matrices dense on the device when they fit the budget."""
+def choose_resident(cfg_train: Any, train: sp.csr_matrix, dtype: Any = "float32") -> bool:
+    """Keep train and validation matrices dense on the device (in `dtype`) when they fit the
+    budget."""
     if jax.process_count() > 1:  # each process densifies only its own share of every batch
         return False
     if cfg_train.data_path in ("resident", "streamed"):
@@ -59,7 +60,7 @@ def choose_resident(cfg_train: Any, train: sp.csr_matrix) -> bool:
                          "streamed")
     budget = resident_budget(cfg_train.resident_max_bytes,
                              jax.devices()[0].memory_stats() or {})
-    return 2 * dense_bytes(train) <= budget
+    return 2 * dense_bytes(train, dtype) <= budget
 
 
 def build_matrices(dataset: Dataset, cfg: Any) -> Matrices:
@@ -70,13 +71,14 @@ def build_matrices(dataset: Dataset, cfg: Any) -> Matrices:
         return rating_matrix(dataset, roles, orientation)
 
     train = matrix(TRAIN)
-    resident = choose_resident(cfg.train, train)
+    dtype = dense_dtype(cfg.train.get("dense_dtype", "auto"), dataset.rating)
+    resident = choose_resident(cfg.train, train, dtype)
     eval_input = matrix(TRAIN, FOLD_IN)
     held_out_whole = cfg.split.kind == "users"
     paper_input = matrix(TRAIN, FOLD_IN, TEST) if held_out_whole else train
     return Matrices(
-        train=DeviceRows(train, resident),
-        valid=DeviceRows(matrix(VALID), resident),
+        train=DeviceRows(train, resident, dtype),
+        valid=DeviceRows(matrix(VALID), resident, dtype),
         eval_input=DeviceRows(eval_input, False),
         test=DeviceRows(matrix(TEST), False),
         paper_input=DeviceRows(paper_input, False),

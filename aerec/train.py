@@ -165,7 +165,7 @@ def train_epoch_resident(objective: Objective, optimizer: optax.GradientTransfor
     def body(state: TrainState, ids: jax.Array) -> tuple[TrainState, jax.Array]:
         # Padding ids read row 0; their count 0 keeps them out of the loss and, as the
         # gradient of every output they produce is exactly zero, out of the update too.
-        rows = matrix[jnp.maximum(ids, 0)]
+        rows = matrix[jnp.maximum(ids, 0)].astype(jnp.float32)  # stored bf16 or float32
         counts = jnp.where(ids >= 0, matrix_counts[jnp.maximum(ids, 0)], 0)
         if shardings is not None:
             rows, counts = jax.lax.with_sharding_constraint((rows, counts), shardings)

@@ -128,15 +128,37 @@ class MatmulReference:
         return total
 
 
+def first(value: Any) -> Any:
+    """An option's value, or its first when the option takes several."""
+    return value[0] if isinstance(value, list) else value
+
+
+def data_options(args: argparse.Namespace, data_path: str | None = None,
+                 dense_dtype: str | None = None) -> list[str]:
+    """The run's data-path and storage overrides (by default --data-path's and
+    --dense-dtype's first)."""
+    return [f"train.data_path={data_path or first(args.data_path)}",
+            f"train.dense_dtype={dense_dtype or first(getattr(args, 'dense_dtype', 'auto'))}"]
+
+
 def load_shape(shape: str, args: argparse.Namespace) -> dict[str, Any]:
     """The configuration, dataset and matrices of one shape (loaded once for all its runs)."""
-    cfg, source = compose_for(shape, args.data_dir, [f"train.data_path={args.data_path}"])
+    cfg, source = compose_for(shape, args.data_dir, data_options(args))
     started = time.perf_counter()
     dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, Path(cfg.paths.data_dir or "."),
                            progress=False)
     matrices = build_matrices(dataset, cfg)
     return {"shape": shape, "cfg": cfg, "source": source, "dataset": dataset,
             "matrices": matrices, "load_seconds": time.perf_counter() - started}
+
+
+def on_data_path(loaded: dict[str, Any], data_path: str, dense_dtype: str,
+                 args: argparse.Namespace) -> dict[str, Any]:
+    """The same loaded shape with its matrices rebuilt for another data path or storage."""
+    cfg, _ = compose_for(loaded["shape"], args.data_dir,
+                         data_options(args, data_path, dense_dtype))
+    loaded["matrices"] = None  # the previous path's device matrices go first
+    return {**loaded, "cfg": cfg, "matrices": build_matrices(loaded["dataset"], cfg)}
 
 
 def epoch_runner(loaded: dict[str, Any], dtype: str, batch_size: int, max_batches: int
@@ -218,6 +240,7 @@ def bench_shape(loaded: dict[str, Any], dtype: str, batch_size: int,
     return {
         "shape": loaded["shape"], "source": loaded["source"], "dtype": dtype, "rows": n_rows,
         "inputs": n_inputs, "train_ratings": dataset.count(TRAIN), "resident": train.resident,
+        "dense_dtype": str(train.dense.dtype) if train.resident else None,
         "batch_size": batch_size, "batches_timed": n_timed,
         "batches_per_epoch": n_batches, "partial": fraction < 1.0,
         "load_seconds": loaded["load_seconds"],
@@ -233,6 +256,13 @@ def bench_shape(loaded: dict[str, Any], dtype: str, batch_size: int,
     }
 
 
+def data_path_label(record: dict[str, Any]) -> str:
+    """'resident (bfloat16)', 'resident (float32)' or 'streamed'."""
+    if not record["resident"]:
+        return "streamed"
+    return f"resident ({record.get('dense_dtype') or 'float32'})"
+
+
 def format_rows(records: list[dict[str, Any]]) -> str:
     """One markdown table of the records."""
     lines = ["| shape | source | dtype | batch | path | compile s | epoch s | ratings/s "
@@ -244,7 +274,7 @@ def format_rows(records: list[dict[str, Any]]) -> str:
         epoch = f"{r['epoch_seconds']:.2f}" + (" (partial)" if r["partial"] else "")
         lines.append(
             f"| {r['shape']} | {source} | {r['dtype']} | {r['batch_size']} | "
-            f"{'resident' if r['resident'] else 'streamed'} | {r['compile_seconds']:.1f} | "
+            f"{data_path_label(r)} | {r['compile_seconds']:.1f} | "
             f"{epoch} | {r['ratings_per_second']:,.0f} | {r['achieved_flops'] / 1e12:.3f} | "
             f"{r['matmul_peak_flops'] / 1e12:.3f} | {r['efficiency']:.0%} | "
             f"{r['square_matmul_flops'] / 1e12:.3f} ({r['square_side']}³) | "
@@ -259,7 +289,12 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="+", default=["float32"],
                         choices=["float32", "bfloat16"])
     parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--data-path", default="auto", choices=["auto", "resident", "streamed"])
+    parser.add_argument("--data-path", nargs="+", default=["auto"],
+                        choices=["auto", "resident", "streamed"],
+                        help="each in turn, on the same loaded data")
+    parser.add_argument("--dense-dtype", nargs="+", default=["auto"],
+                        choices=["auto", "float32", "bfloat16"],
+                        help="a resident matrix's storage (train.dense_dtype), each in turn")
     parser.add_argument("--batch-size", type=int, nargs="+", default=[256])
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs after a warm-up")
     parser.add_argument("--max-batches", type=int, default=0,
@@ -284,9 +319,13 @@ def main() -> None:
                   f"loaded in {records[-1]['load_seconds']:.1f} s; peak host memory so far "
                   f"{records[-1]['peak_host_gib']:.2f} GiB", flush=True)
             continue
-        for dtype, batch_size in itertools.product(args.dtypes, args.batch_size):
-            records.append(bench_shape(loaded, dtype, batch_size, args))
-            print(format_rows(records[-1:]).splitlines()[-1], flush=True)
+        for position, (data_path, dense_dtype) in enumerate(
+                itertools.product(args.data_path, args.dense_dtype)):
+            if position:
+                loaded = on_data_path(loaded, data_path, dense_dtype, args)
+            for dtype, batch_size in itertools.product(args.dtypes, args.batch_size):
+                records.append(bench_shape(loaded, dtype, batch_size, args))
+                print(format_rows(records[-1:]).splitlines()[-1], flush=True)
         del loaded  # the next shape's matrices take its place
     if args.load_only:
         if args.json:

@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--data-path", default="resident",
                         choices=["auto", "resident", "streamed"])
     parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
+    parser.add_argument("--dense-dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                        help="a resident matrix's storage (train.dense_dtype)")
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--max-batches", type=int, default=0)
     parser.add_argument("--top", type=int, default=25)
@@ -67,7 +69,10 @@ def main() -> None:
     total = sum(totals.values())
     matmul = sum(t for name, t in totals.items()
                  if any(marker in name.lower() for marker in MATMUL_MARKERS))
-    print(f"{args.shape} {args.dtype} batch {args.batch_size}: {total * 1e3:.1f} ms of device "
+    storage = loaded["matrices"].train.dense
+    storage = f"stored {storage.dtype}" if storage is not None else "streamed"
+    print(f"{args.shape} {args.dtype} batch {args.batch_size} ({storage}): "
+          f"{total * 1e3:.1f} ms of device "
           f"operations in one epoch, matmuls {matmul / max(total, 1e-12):.0%}")
     for name, seconds in totals.most_common(args.top):
         print(f"{seconds / max(total, 1e-12):6.1%} {seconds * 1e3:9.2f} ms  {name[:110]}")

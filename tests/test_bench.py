@@ -31,7 +31,8 @@ def test_evaluation_and_serving_keys_do_not_change_the_checkpoint_identity(
         compose_config) -> None:
     base = run_identity(compose_config())
     assert run_identity(compose_config("ranking.k=[5]", "ranking.threshold=3.5", "k=3",
-                                       "format=json", "paths.compile_cache_dir=off")) == base
+                                       "format=json", "paths.compile_cache_dir=off",
+                                       "train.dense_dtype=bfloat16")) == base
     assert run_identity(compose_config("train.dtype=bfloat16")) != base
 
 

@@ -58,3 +58,16 @@ def test_the_cpu_resident_matrix_is_not_copied_on_the_way_to_the_device() -> Non
                 buffer.ctypes.data)
     matrix = sp.random(60, 37, density=0.1, format="csr", dtype=np.float32, random_state=0)
     np.testing.assert_array_equal(np.asarray(densify(matrix)), matrix.toarray())
+
+
+def test_resident_matrices_are_stored_in_the_configured_dtype(compose_config) -> None:
+    import jax.numpy as jnp
+
+    for requested, stored in (("bfloat16", jnp.bfloat16), ("auto", jnp.float32)):  # a CPU
+        cfg = compose_config("train.data_path=resident", f"train.dense_dtype={requested}")
+        dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir_of(cfg),
+                               progress=False)
+        matrices = build_matrices(dataset, cfg)
+        assert matrices.train.dense.dtype == stored and matrices.valid.dense.dtype == stored
+        np.testing.assert_array_equal(np.asarray(matrices.train.dense, np.float32),
+                                      matrices.train.matrix.toarray())

@@ -12,8 +12,9 @@ import pytest
 import scipy.sparse as sp
 from flax import nnx
 
-from aerec.data.matrix import DeviceRows, densify, rows_on_device
-from aerec.errors import TrainingDivergedError
+import aerec.data.matrix
+from aerec.data.matrix import DeviceRows, dense_bytes, dense_dtype, densify, rows_on_device
+from aerec.errors import ConfigError, TrainingDivergedError
 from aerec.matrices import resident_budget
 from aerec.models.autoencoder import AutoEncoder
 from aerec.models.scaling import Scaling
@@ -131,12 +132,12 @@ def test_steps_per_epoch_counts_the_batches_of_rows_with_ratings() -> None:
     assert epoch_batches(with_data, 8, seed=0, epoch=1).shape[0] == 4
 
 
-def run_fit(resident: bool, seed: int = 0):
+def run_fit(resident: bool, seed: int = 0, dtype=np.float32):
     objective, params = make(seed)
     optimizer = optax.adam(1e-2)
     matrix = low_rank_matrix()
     return fit(objective, optimizer, init_state(params, optimizer, seed),
-               DeviceRows(matrix, resident), lambda p: 1.0, epochs=4, batch_size=8,
+               DeviceRows(matrix, resident, dtype), lambda p: 1.0, epochs=4, batch_size=8,
                patience=10, seed=seed, progress=False)
 
 
@@ -174,6 +175,44 @@ def test_the_resident_budget_is_half_an_accelerators_memory_or_the_hosts() -> No
     ml10m_both = 2 * 10_677 * 69_878 * 4
     assert ml10m_both <= resident_budget(None, {"bytes_limit": 80 * gib})
     assert ml10m_both > resident_budget(None, {})
+
+
+def test_a_bfloat16_resident_matrix_trains_exactly_as_a_float32_one() -> None:
+    # Whole-star ratings are exact in bfloat16 and batches are float32 once gathered.
+    as_float32, as_bfloat16 = run_fit(True), run_fit(True, dtype=jnp.bfloat16)
+    assert [r["train_loss"] for r in as_float32.history] == [
+        r["train_loss"] for r in as_bfloat16.history]
+    for a, b in zip(jax.tree.leaves(as_float32.best_params),
+                    jax.tree.leaves(as_bfloat16.best_params), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bfloat16_storage_holds_the_same_cells_in_half_the_bytes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    matrix = low_rank_matrix()
+    matrix.data[::7] += 0.5  # half stars too
+    monkeypatch.setattr(aerec.data.matrix, "BLOCK_CELLS", 3 * N_COLS)  # 14 blocks on the host
+    on_host = np.asarray(densify(matrix, jnp.bfloat16))
+    scattered = np.asarray(rows_on_device(matrix, np.arange(40, dtype=np.int32), jnp.bfloat16))
+    for dense in (on_host, scattered):  # the CPU's densification, and an accelerator's
+        assert dense.dtype == jnp.bfloat16
+        np.testing.assert_array_equal(dense.astype(np.float32), matrix.toarray())
+    ids = np.array([3, 0, -1, 39], np.int32)
+    gathered = DeviceRows(matrix, True, jnp.bfloat16).gather(ids)
+    assert gathered.dtype == jnp.float32
+    np.testing.assert_array_equal(gathered, DeviceRows(matrix, False).gather(ids))
+    assert dense_bytes(matrix, jnp.bfloat16) * 2 == dense_bytes(matrix) == 40 * N_COLS * 4
+
+
+def test_the_dense_dtype_is_bfloat16_only_where_it_is_exact() -> None:
+    half_stars, inexact = np.array([0.5, 3.0, 4.5, 127.5]), np.array([1.0, 3.3])
+    assert dense_dtype("auto", half_stars) == np.float32  # on a CPU
+    assert dense_dtype("bfloat16", half_stars) == jnp.bfloat16
+    assert dense_dtype("float32", half_stars) == np.float32
+    with pytest.raises(ConfigError, match=r"train.dense_dtype=bfloat16: .*not exact"):
+        dense_dtype("bfloat16", inexact)
+    with pytest.raises(ConfigError, match=r"train\.dense_dtype='float16'"):
+        dense_dtype("float16", half_stars)
 
 
 def test_fit_is_deterministic_and_paths_agree() -> None:

@@ -207,7 +207,9 @@ def sparse_residuals(encoded: sp.csr_matrix, mean: np.float32, row_bias: np.ndar
 @partial(jax.jit, static_argnames="scaling")
 def _dense_residuals(dense: jax.Array, mean: jax.Array, row_bias: jax.Array,
                      col_bias: jax.Array, *, scaling: Scaling) -> jax.Array:
-    """The residuals from the baseline of a dense rating matrix; 0 where nothing was observed."""
+    """The residuals from the baseline of a dense rating matrix (stored float32 or bfloat16);
+    0 where nothing was observed."""
+    dense = dense.astype(jnp.float32)
     return jnp.where(dense > 0, scaling.encode(dense) - mean - row_bias[:, None]
                      - col_bias[None, :], 0.0)
 
