@@ -163,6 +163,22 @@ def test_the_accelerators_device_side_densification_matches_the_hosts() -> None:
                                   DeviceRows(matrix, False).host_rows(ids))
 
 
+def test_streamed_rows_densified_on_the_device_match_the_hosts(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # An accelerator's streamed path: the CSR arrays live on the device, the host sends ids.
+    matrix = low_rank_matrix().tolil()
+    matrix[5] = 0  # an empty row
+    matrix = sp.csr_matrix(matrix)
+    monkeypatch.setattr(aerec.data.matrix, "densify_on_device", lambda: True)
+    rows = DeviceRows(matrix, False)
+    for ids in ([3, 0, -1, 39, 7, -1], [5, -1], [-1, -1], list(range(40)), [39, 39, 0]):
+        ids = np.array(ids, np.int32)
+        np.testing.assert_array_equal(np.asarray(rows.gather(ids)), rows.host_rows(ids))
+    gathered = aerec.data.matrix.rows_from_entries(
+        *rows.device_entries, np.array([1, 2], np.int32), width=N_COLS, capacity=4096)
+    np.testing.assert_array_equal(gathered, matrix[[1, 2]].toarray())  # a roomy capacity
+
+
 def test_the_resident_budget_is_half_an_accelerators_memory_or_the_hosts() -> None:
     gib = 2**30
     assert resident_budget(None, {"bytes_limit": 80 * gib}) == 40 * gib
