@@ -230,8 +230,11 @@ def bench_shape(loaded: dict[str, Any], dtype: str, batch_size: int,
         ratios.append(reference.seconds() * n_timed / epoch_times[-1])
     timed_seconds = statistics.median(epoch_times)
     epoch_seconds = timed_seconds / fraction
-    # Padding rows of the last batch are computed too, so every batch counts in full.
+    # Padding rows of the last batch are computed too, so every batch counts in full; the
+    # real rows' share of that work is reported beside it (`of_square_real_rows`).
     flops = reference.flops * n_batches
+    real_rows = int(np.count_nonzero(train.nonempty_rows()))
+    real_share = real_rows / (n_batches * batch_size)
     achieved = flops / epoch_seconds
     efficiency = statistics.median(ratios)
     peak = achieved / efficiency
@@ -249,7 +252,8 @@ def bench_shape(loaded: dict[str, Any], dtype: str, batch_size: int,
         "ratings_per_second": dataset.count(TRAIN) / epoch_seconds,
         "model_flops_per_epoch": flops, "achieved_flops": achieved, "matmul_peak_flops": peak,
         "square_side": side, "square_matmul_flops": square_flops, "efficiency": efficiency,
-        "of_square": achieved / square_flops,
+        "of_square": achieved / square_flops, "real_rows": real_rows,
+        "real_row_share": real_share, "of_square_real_rows": real_share * achieved / square_flops,
         "peak_host_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "peak_device_gib": device_stats.get("peak_bytes_in_use", float("nan")) / 2**30,
         "device": jax.devices()[0].device_kind, "host": platform.node(),
@@ -267,8 +271,8 @@ def format_rows(records: list[dict[str, Any]]) -> str:
     """One markdown table of the records."""
     lines = ["| shape | source | dtype | batch | path | compile s | epoch s | ratings/s "
              "| model TFLOP/s | same matmuls TFLOP/s | efficiency | square matmul TFLOP/s "
-             "| of square | peak host GiB | peak device GiB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| of square | of square, real rows | peak host GiB | peak device GiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         source = "real" if r["source"] != "synthetic" else "synthetic"
         epoch = f"{r['epoch_seconds']:.2f}" + (" (partial)" if r["partial"] else "")
@@ -278,7 +282,7 @@ def format_rows(records: list[dict[str, Any]]) -> str:
             f"{epoch} | {r['ratings_per_second']:,.0f} | {r['achieved_flops'] / 1e12:.3f} | "
             f"{r['matmul_peak_flops'] / 1e12:.3f} | {r['efficiency']:.0%} | "
             f"{r['square_matmul_flops'] / 1e12:.3f} ({r['square_side']}³) | "
-            f"{r['of_square']:.0%} | "
+            f"{r['of_square']:.0%} | {r['of_square_real_rows']:.0%} | "
             f"{r['peak_host_gib']:.2f} | {r['peak_device_gib']:.2f} |")
     return "\n".join(lines)
 

@@ -194,13 +194,17 @@ def test_the_resident_budget_is_half_an_accelerators_memory_or_the_hosts() -> No
 
 
 def test_a_bfloat16_resident_matrix_trains_exactly_as_a_float32_one() -> None:
-    # Whole-star ratings are exact in bfloat16 and batches are float32 once gathered.
+    # Whole-star ratings are exact in bfloat16 and batches are float32 once gathered: the same
+    # inputs. On a CPU the same program too, bit for bit; an H200 fused the conversion into
+    # its reductions differently (losses equal to 1e-7).
     as_float32, as_bfloat16 = run_fit(True), run_fit(True, dtype=jnp.bfloat16)
-    assert [r["train_loss"] for r in as_float32.history] == [
-        r["train_loss"] for r in as_bfloat16.history]
+    on_cpu = jax.default_backend() == "cpu"
+    tolerance = {"rtol": 0, "atol": 0} if on_cpu else {"rtol": 1e-5, "atol": 1e-6}
+    np.testing.assert_allclose([r["train_loss"] for r in as_bfloat16.history],
+                               [r["train_loss"] for r in as_float32.history], **tolerance)
     for a, b in zip(jax.tree.leaves(as_float32.best_params),
                     jax.tree.leaves(as_bfloat16.best_params), strict=True):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(b, a, **tolerance)
 
 
 def test_bfloat16_storage_holds_the_same_cells_in_half_the_bytes(
@@ -222,7 +226,9 @@ def test_bfloat16_storage_holds_the_same_cells_in_half_the_bytes(
 
 def test_the_dense_dtype_is_bfloat16_only_where_it_is_exact() -> None:
     half_stars, inexact = np.array([0.5, 3.0, 4.5, 127.5]), np.array([1.0, 3.3])
-    assert dense_dtype("auto", half_stars) == np.float32  # on a CPU
+    on_cpu = jax.default_backend() == "cpu"
+    assert dense_dtype("auto", half_stars) == (np.float32 if on_cpu else jnp.bfloat16)
+    assert dense_dtype("auto", inexact) == np.float32
     assert dense_dtype("bfloat16", half_stars) == jnp.bfloat16
     assert dense_dtype("float32", half_stars) == np.float32
     with pytest.raises(ConfigError, match=r"train.dense_dtype=bfloat16: .*not exact"):
