@@ -124,7 +124,7 @@ class TrainedModel:
         unique_rows, position = np.unique(rows, return_inverse=True)
         order = np.argsort(position, kind="stable")  # cells grouped by row, in block order
         sorted_position = position[order]
-        inputs = DeviceRows(self.inputs, False)  # densified per block (on the device there)
+        inputs = self.input_rows
         size = min(chunk_rows, padded_size(unique_rows.size, 16))
         for start, ids, count in padded_chunks(unique_rows, size):
             safe = np.maximum(ids, 0)  # padding (-1): a zero row of row 0, then not read
@@ -136,10 +136,16 @@ class TrainedModel:
         return predictions
 
     @cached_property
+    def input_rows(self) -> DeviceRows:
+        """The model's input rows, densified block by block (on an accelerator from a copy of
+        the CSR arrays made on the device at the first block, then kept: one per model)."""
+        return DeviceRows(self.inputs, False)
+
+    @cached_property
     def ranker(self) -> Ranker:
         """Scores of every item for a user (built once: item codes for item orientation)."""
         return build_ranker(OmegaConf.create(self.description["model"]), self.params,
-                            DeviceRows(self.inputs, False),
+                            self.input_rows,
                             scaling=Scaling(*self.description["scaling"]))
 
     def recommend(self, user_id: int, k: int = 10) -> pd.DataFrame:
