@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 # Keys that do not change what is trained: where files live, how progress is shown, how often
 # checkpoints are written, and the data path (resident and streamed, float32 or bfloat16
-# storage of exact ratings: the same results).
+# storage of exact ratings: the same inputs, so the same results to rounding).
 # Keys that change how a run is carried out or evaluated, never what it trains.
 NOT_IDENTITY_SECTIONS = ("paths.", "checkpoint.", "hydra.", "ranking.", "distributed.")
 NOT_IDENTITY = {"task", "train.progress", "train.resume", "train.data_path",

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import scipy.sparse as sp
 
 from aerec.data.dataset import Dataset
@@ -48,7 +49,7 @@ def resident_budget(max_bytes: float | None, device_stats: dict[str, Any]) -> fl
     return float(HOST_RESIDENT_BYTES if max_bytes is None else max_bytes)
 
 
-def choose_resident(cfg_train: Any, train: sp.csr_matrix, dtype: Any = "float32") -> bool:
+def choose_resident(cfg_train: Any, train: sp.csr_matrix, dtype: Any = np.float32) -> bool:
     """Keep train and validation matrices dense on the device (in `dtype`) when they fit the
     budget."""
     if jax.process_count() > 1:  # each process densifies only its own share of every batch
@@ -76,11 +77,15 @@ def build_matrices(dataset: Dataset, cfg: Any) -> Matrices:
     eval_input = matrix(TRAIN, FOLD_IN)
     held_out_whole = cfg.split.kind == "users"
     paper_input = matrix(TRAIN, FOLD_IN, TEST) if held_out_whole else train
+    train_rows = DeviceRows(train, resident, dtype)
     return Matrices(
-        train=DeviceRows(train, resident, dtype),
+        train=train_rows,
         valid=DeviceRows(matrix(VALID), resident, dtype),
         eval_input=DeviceRows(eval_input, False),
         test=DeviceRows(matrix(TEST), False),
-        paper_input=DeviceRows(paper_input, False),
+        # The same rows as training's, streamed: one DeviceRows (one copy of the entries on
+        # an accelerator).
+        paper_input=(train_rows if paper_input is train and not resident
+                     else DeviceRows(paper_input, False)),
         everything=DeviceRows(matrix(TRAIN, VALID, TEST, FOLD_IN), False),
     )

@@ -3,13 +3,14 @@ leaves out."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
 from aerec.identity import run_identity
-from experiments.bench import SHAPES, step_matmuls
+from experiments.bench import SHAPES, data_variants, load_shape, on_data_path, step_matmuls
 from experiments.profile_epoch import op_seconds
 
 
@@ -46,3 +47,20 @@ def test_profile_sums_the_time_of_the_operations_run(tmp_path: Path) -> None:
     assert totals and all(seconds >= 0 for seconds in totals.values())
     assert sum(totals.values()) > 0
     assert not any(name.startswith("$") for name in totals)  # Python frames left out
+
+
+def test_each_data_path_and_storage_is_timed_once_on_one_load() -> None:
+    args = argparse.Namespace(data_dir=None, data_path=["resident", "streamed"],
+                              dense_dtype=["float32", "bfloat16"])
+    assert data_variants(args) == [("resident", "float32"), ("resident", "bfloat16"),
+                                   ("streamed", "float32")]
+    loaded = load_shape("ml1m", args)  # synthetic: no --data-dir
+    assert loaded["matrices"].train.resident and loaded["source"] == "synthetic"
+    for data_path, dense in data_variants(args)[1:]:
+        rebuilt = on_data_path(loaded, data_path, dense, args)
+        assert rebuilt["dataset"] is loaded["dataset"]
+        assert rebuilt["cfg"].train.data_path == data_path
+        assert rebuilt["matrices"].train.resident == (data_path == "resident")
+        if data_path == "resident":
+            assert rebuilt["matrices"].train.dense.dtype == jnp.bfloat16
+        loaded = rebuilt

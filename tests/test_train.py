@@ -169,11 +169,14 @@ def test_streamed_rows_densified_on_the_device_match_the_hosts(
     matrix = low_rank_matrix().tolil()
     matrix[5] = 0  # an empty row
     matrix = sp.csr_matrix(matrix)
-    monkeypatch.setattr(aerec.data.matrix, "densify_on_device", lambda: True)
+    monkeypatch.setattr(aerec.data.matrix, "stream_on_device", lambda: True)
     rows = DeviceRows(matrix, False)
-    for ids in ([3, 0, -1, 39, 7, -1], [5, -1], [-1, -1], list(range(40)), [39, 39, 0]):
+    for ids in ([3, 0, -1, 39, 7, -1], [5, -1], [-1, -1], list(range(40)), [39, 39, 0], []):
         ids = np.array(ids, np.int32)
         np.testing.assert_array_equal(np.asarray(rows.gather(ids)), rows.host_rows(ids))
+    empty = DeviceRows(sp.csr_matrix(matrix.shape, dtype=np.float32), False)  # no entries
+    np.testing.assert_array_equal(empty.gather(np.array([0, -1], np.int32)),
+                                  np.zeros((2, N_COLS)))
     gathered = aerec.data.matrix.rows_from_entries(
         *rows.device_entries, np.array([1, 2], np.int32), width=N_COLS, capacity=4096)
     np.testing.assert_array_equal(gathered, matrix[[1, 2]].toarray())  # a roomy capacity
@@ -193,7 +196,7 @@ def test_the_resident_budget_is_half_an_accelerators_memory_or_the_hosts() -> No
     assert ml10m_both > resident_budget(None, {})
 
 
-def test_a_bfloat16_resident_matrix_trains_exactly_as_a_float32_one() -> None:
+def test_a_bfloat16_resident_matrix_trains_as_a_float32_one() -> None:
     # Whole-star ratings are exact in bfloat16 and batches are float32 once gathered: the same
     # inputs. On a CPU the same program too, bit for bit; an H200 fused the conversion into
     # its reductions differently (losses equal to 1e-7).

@@ -79,19 +79,20 @@ def dense_dtype(requested: str, ratings: np.ndarray) -> Any:
     that traffic and the device memory (the Netflix shape's train and validation matrices: 34
     instead of 68 GB). `auto` stores bfloat16 on an accelerator when every rating is exact in
     it, float32 otherwise and on a CPU; batches are converted to float32 as they are gathered,
-    so training sees the same values either way. `bfloat16` on ratings it cannot hold exactly
-    is refused rather than rounded.
+    so training reads the same values either way (the same results, to the rounding of
+    differently fused programs on a GPU). `bfloat16` on ratings it cannot hold exactly is
+    refused rather than rounded.
     """
     if requested not in DENSE_DTYPES:
         raise ConfigError(f"train.dense_dtype={requested!r}; valid: {', '.join(DENSE_DTYPES)}")
-    exact = exact_in_bfloat16(ratings)
-    if requested == "bfloat16" and not exact:
-        raise ConfigError("train.dense_dtype=bfloat16: some ratings are not exact in bfloat16 "
-                         "(it holds whole and half stars up to 128); use float32 or auto")
-    if requested == "float32" or (requested == "auto" and
-                                   (jax.default_backend() == "cpu" or not exact)):
+    if requested == "float32" or (requested == "auto" and jax.default_backend() == "cpu"):
         return np.dtype(np.float32)
-    return jnp.dtype(jnp.bfloat16)
+    if exact_in_bfloat16(ratings):
+        return jnp.dtype(jnp.bfloat16)
+    if requested == "bfloat16":
+        raise ConfigError("train.dense_dtype=bfloat16: some ratings are not exact in bfloat16 "
+                          "(it holds whole and half stars up to 128); use float32 or auto")
+    return np.dtype(np.float32)
 
 
 def aligned_empty(shape: tuple[int, ...], dtype: np.dtype | type, alignment: int = 64
@@ -135,9 +136,11 @@ def scatter_dense(rows: jax.Array, cols: jax.Array, values: jax.Array,
 def rows_on_device(matrix: sp.csr_matrix, row_ids: np.ndarray,
                    dtype: Any = np.float32) -> jax.Array:
     """Dense rows `row_ids` of `matrix` (ids < 0: zero rows), scattered on the device from
-    their CSR entries: a streamed batch of ML-20M item rows is 550 MB dense, some 10 MB as
-    entries. The entries are padded to a power of two, so a few compiled programs serve every
-    batch; padding entries point past the block and are dropped.
+    their CSR entries, which the host slices and ships: a resident matrix is densified so
+    (ML-20M's item rows are 15 GB dense, 0.2 GB as entries), and the streamed batches of a
+    matrix too large for `rows_from_entries`' int32 offsets. The entries are padded to a power
+    of two, so a few compiled programs serve every size; padding entries point past the block
+    and are dropped.
     """
     present = np.flatnonzero(row_ids >= 0)
     block = matrix[row_ids[present]]
@@ -176,7 +179,7 @@ def rows_from_entries(indptr: jax.Array, indices: jax.Array, data: jax.Array,
         data[entry], mode="drop")
 
 
-def densify_on_device() -> bool:
+def stream_on_device() -> bool:
     """Whether streamed blocks are densified on the device from its copy of the entries (an
     accelerator) rather than on the host (a CPU, whose device memory is the host's)."""
     return jax.default_backend() != "cpu"
@@ -230,12 +233,16 @@ class DeviceRows:
         """Dense rows `row_ids` (host int array) as a device array; ids < 0 give zero rows."""
         if self.resident:
             return gather_rows(self.dense, jax.device_put(np.asarray(row_ids, np.int32)))
-        if densify_on_device() and self.matrix.nnz < 2**31:  # int32 offsets (JAX's default)
-            row_ids = np.asarray(row_ids, np.int32)
-            capacity = padded_size(int(self.row_counts(row_ids).sum()), 1024)
-            return rows_from_entries(*self.device_entries, row_ids,
-                                     width=self.shape[1], capacity=capacity)
-        return jax.device_put(self.host_rows(row_ids))
+        if not stream_on_device():
+            return jax.device_put(self.host_rows(row_ids))
+        row_ids = np.asarray(row_ids, np.int32)
+        if row_ids.size == 0 or self.matrix.nnz == 0:  # nothing to read an entry from
+            return jnp.zeros((row_ids.size, self.shape[1]), jnp.float32)
+        if self.matrix.nnz >= 2**31:  # past int32 offsets (JAX's default): ship the entries
+            return rows_on_device(self.matrix, row_ids)
+        capacity = padded_size(int(self.row_counts(row_ids).sum()), 1024)
+        return rows_from_entries(*self.device_entries, row_ids, width=self.shape[1],
+                                 capacity=capacity)
 
     @cached_property
     def device_entries(self) -> tuple[jax.Array, jax.Array, jax.Array]:
