@@ -128,17 +128,9 @@ class MatmulReference:
         return total
 
 
-def first(value: Any) -> Any:
-    """An option's value, or its first when the option takes several."""
-    return value[0] if isinstance(value, list) else value
-
-
-def data_options(args: argparse.Namespace, data_path: str | None = None,
-                 dense_dtype: str | None = None) -> list[str]:
-    """The run's data-path and storage overrides (by default --data-path's and
-    --dense-dtype's first)."""
-    return [f"train.data_path={data_path or first(args.data_path)}",
-            f"train.dense_dtype={dense_dtype or first(getattr(args, 'dense_dtype', 'auto'))}"]
+def data_options(data_path: str, dense_dtype: str) -> list[str]:
+    """The overrides of a data path and a resident matrix's storage."""
+    return [f"train.data_path={data_path}", f"train.dense_dtype={dense_dtype}"]
 
 
 def data_variants(args: argparse.Namespace) -> list[tuple[str, str]]:
@@ -146,15 +138,16 @@ def data_variants(args: argparse.Namespace) -> list[tuple[str, str]]:
     --dense-dtype, except that a streamed path stores nothing dense and runs once."""
     pairs: list[tuple[str, str]] = []
     for data_path, dense in itertools.product(args.data_path, args.dense_dtype):
-        pair = (data_path, first(args.dense_dtype) if data_path == "streamed" else dense)
+        pair = (data_path, args.dense_dtype[0] if data_path == "streamed" else dense)
         if pair not in pairs:
             pairs.append(pair)
     return pairs
 
 
-def load_shape(shape: str, args: argparse.Namespace) -> dict[str, Any]:
+def load_shape(shape: str, args: argparse.Namespace, data_path: str, dense_dtype: str
+               ) -> dict[str, Any]:
     """The configuration, dataset and matrices of one shape (loaded once for all its runs)."""
-    cfg, source = compose_for(shape, args.data_dir, data_options(args))
+    cfg, source = compose_for(shape, args.data_dir, data_options(data_path, dense_dtype))
     started = time.perf_counter()
     dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, Path(cfg.paths.data_dir or "."),
                            progress=False)
@@ -166,8 +159,7 @@ def load_shape(shape: str, args: argparse.Namespace) -> dict[str, Any]:
 def on_data_path(loaded: dict[str, Any], data_path: str, dense_dtype: str,
                  args: argparse.Namespace) -> dict[str, Any]:
     """The same loaded shape with its matrices rebuilt for another data path or storage."""
-    cfg, _ = compose_for(loaded["shape"], args.data_dir,
-                         data_options(args, data_path, dense_dtype))
+    cfg, _ = compose_for(loaded["shape"], args.data_dir, data_options(data_path, dense_dtype))
     loaded["matrices"] = None  # the previous path's device matrices go first
     return {**loaded, "cfg": cfg, "matrices": build_matrices(loaded["dataset"], cfg)}
 
@@ -321,8 +313,9 @@ def main() -> None:
                         help="only time loading each shape (data to the run's matrices)")
     args = parser.parse_args()
     records = []
+    variants = data_variants(args)
     for shape in args.shapes:
-        loaded = load_shape(shape, args)
+        loaded = load_shape(shape, args, *variants[0])
         if args.load_only:  # the process's peak so far: load the largest shape alone
             records.append({"shape": shape, "source": loaded["source"],
                             "ratings": int(loaded["dataset"].rating.size),
@@ -334,7 +327,7 @@ def main() -> None:
                   f"loaded in {records[-1]['load_seconds']:.1f} s; peak host memory so far "
                   f"{records[-1]['peak_host_gib']:.2f} GiB", flush=True)
             continue
-        for position, (data_path, dense_dtype) in enumerate(data_variants(args)):
+        for position, (data_path, dense_dtype) in enumerate(variants):
             if position:  # the same ratings; load_seconds stays the first load's
                 loaded = on_data_path(loaded, data_path, dense_dtype, args)
             for dtype, batch_size in itertools.product(args.dtypes, args.batch_size):

@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--max-batches", type=int, default=0)
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
-    loaded = load_shape(args.shape, args)
+    loaded = load_shape(args.shape, args, args.data_path, args.dense_dtype)
     state, run_epoch, _, _ = epoch_runner(loaded, args.dtype, args.batch_size, args.max_batches)
     state, losses = run_epoch(state, 1)  # compile outside the profile
     jax.block_until_ready(losses)

@@ -54,7 +54,7 @@ def test_each_data_path_and_storage_is_timed_once_on_one_load() -> None:
                               dense_dtype=["float32", "bfloat16"])
     assert data_variants(args) == [("resident", "float32"), ("resident", "bfloat16"),
                                    ("streamed", "float32")]
-    loaded = load_shape("ml1m", args)  # synthetic: no --data-dir
+    loaded = load_shape("ml1m", args, *data_variants(args)[0])  # synthetic: no --data-dir
     assert loaded["matrices"].train.resident and loaded["source"] == "synthetic"
     for data_path, dense in data_variants(args)[1:]:
         rebuilt = on_data_path(loaded, data_path, dense, args)
