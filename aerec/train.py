@@ -61,6 +61,12 @@ def training_key(seed: int) -> jax.Array:
     return jax.random.fold_in(jax.random.key(seed), TRAINING_STREAM)
 
 
+def mean_loss(losses: Any) -> float:
+    """The mean of an epoch's step losses (an array or a list of scalars), on the host: a
+    compiled mean would be one more program for a fresh process to compile."""
+    return float(np.mean(np.asarray(jax.device_get(losses), dtype=np.float64)))
+
+
 def init_state(params: Any, optimizer: optax.GradientTransformation, seed: int) -> TrainState:
     """A fresh training state; the RNG key is derived from `seed` alone (`training_key`)."""
     # The optimizer state and the key in one compiled program: compiled apart (the key's
@@ -247,7 +253,7 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
         """One epoch over `batches` on the run's data path; the mean training loss."""
         if train_rows.resident:
             state, losses = resident_epoch(state, dense, dense_counts, jax.device_put(batches))
-            return state, float(jnp.mean(local_value(losses, mesh)))
+            return state, mean_loss(local_value(losses, mesh))
         losses = []
         for ids in batches:
             if mesh is None:
@@ -256,7 +262,7 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
                 rows, counts = sharded_batch(train_rows, ids, shardings)
             state, loss = step(state, rows, counts)
             losses.append(local_value(loss, mesh))
-        return state, float(jnp.mean(jnp.stack(losses)))
+        return state, mean_loss(losses)
 
     best = FitResult(state.params, 0, float("inf"), 0, 0.0)
     waited, first_epoch, finished, seconds_before = 0, 1, False, 0.0

@@ -1,0 +1,91 @@
+"""The batched kernel initialisation draws Flax's default kernels, bit for bit."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+from omegaconf import OmegaConf
+
+from aerec.models.autoencoder import build_autoencoder, init_members
+from aerec.models.initialization import KernelDraws, batched_draws_apply, draw_groups
+
+N_INPUTS = 37
+
+
+def model_cfg(**changes: object) -> object:
+    cfg = {"layers": 1, "hidden": 16, "latent": 8, "activation": "tanh",
+           "output_activation": "linear", "dropout": 0.0, "input_dropout": 0.0,
+           "mirror_decoder": False}
+    return OmegaConf.create({**cfg, **changes})
+
+
+def flax_params(cfg: object, seed: int) -> dict:
+    """The parameters of the module as Flax builds it, each kernel drawn on its own."""
+    return jax.jit(lambda: nnx.to_pure_dict(nnx.split(build_autoencoder(cfg, N_INPUTS, seed))[1]))()
+
+
+def assert_bitwise_equal(stacked: dict, member: int, expected: dict) -> None:
+    got = jax.tree.leaves(jax.tree.map(lambda x: np.asarray(x[member]), stacked))
+    want = jax.tree.leaves(jax.tree.map(np.asarray, expected))
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+def test_batched_draws_apply_under_jax_defaults() -> None:
+    assert batched_draws_apply()
+    with jax.threefry_partitionable(False):
+        assert not batched_draws_apply()
+
+
+@pytest.mark.parametrize("changes", [
+    {},
+    {"layers": 2, "hidden": [24, 12], "mirror_decoder": True},
+    {"layers": 3, "hidden": 20, "latent": 5},
+])
+def test_initialisation_is_flaxs_default_bit_for_bit(changes: dict) -> None:
+    cfg = model_cfg(**changes)
+    _, stacked = init_members(cfg, N_INPUTS, seed=11, members=3)
+    for member in range(3):
+        assert_bitwise_equal(stacked, member, flax_params(cfg, 11 + member))
+
+
+def test_kernels_drawn_in_several_groups_are_the_same() -> None:
+    # spare=0: only kernels of one size share a draw (here none: four draws); a huge spare:
+    # one draw.
+    cfg = model_cfg(layers=2, hidden=[24, 12])
+
+    def params(spare: int) -> dict:
+        draws = KernelDraws(spare)
+        model = build_autoencoder(cfg, N_INPUTS, 5, kernel_init=draws)
+        for layer, kernel in zip(model.layers, draws.draw(), strict=True):
+            layer.kernel[...] = kernel
+        return nnx.to_pure_dict(nnx.split(model)[1])
+
+    expected = flax_params(cfg, 5)
+    for spare in (0, 10**9):
+        stacked = jax.tree.map(lambda x: x[None], jax.jit(params, static_argnums=0)(spare))
+        assert_bitwise_equal(stacked, 0, expected)
+
+
+def test_without_partitionable_threefry_flax_draws_each_kernel() -> None:
+    cfg = model_cfg()
+    with jax.threefry_partitionable(False):
+        _, stacked = init_members(cfg, N_INPUTS, seed=2, members=1)
+        expected = flax_params(cfg, 2)
+    assert_bitwise_equal(stacked, 0, expected)
+
+
+def test_draw_groups_share_a_draw_within_the_spare_numbers() -> None:
+    assert draw_groups([100, 4, 100, 90], spare=10) == [[0, 2, 3], [1]]
+    assert draw_groups([100, 4, 100, 90], spare=0) == [[0, 2], [3], [1]]
+    assert draw_groups([100, 4, 100, 90], spare=96) == [[0, 2, 3, 1]]
+    assert draw_groups([], spare=10) == []
+
+
+def test_kernel_draws_refuse_other_than_two_dimensional_kernels() -> None:
+    with pytest.raises(ValueError, match="2-D kernels"):
+        KernelDraws()(jax.random.key(0), (3, 4, 5), np.float32)
