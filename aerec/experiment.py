@@ -19,13 +19,13 @@ from aerec.data.matrix import DeviceRows, rating_matrix
 from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID
 from aerec.evaluation import evaluate_held_out, evaluator_factory, ranking_figures
 from aerec.matrices import Matrices, build_matrices, data_dir_of
-from aerec.models.autoencoder import init_members, predict_ratings
+from aerec.models.autoencoder import graphdef_of, member_params, predict_ratings
 from aerec.models.popularity import fit_popularity, predict_popularity
 from aerec.models.scaling import Scaling, make_scaling
 from aerec.models.svd import fit_svd, svd_predictor
 from aerec.optim import build_optimizer
 from aerec.sharding import data_mesh
-from aerec.train import FitResult, Objective, fit, init_state, steps_per_epoch
+from aerec.train import FitResult, Objective, fit, new_state, steps_per_epoch
 
 
 def train_autoencoder(cfg: Any, matrices: Matrices, scaling: Scaling,
@@ -35,15 +35,16 @@ def train_autoencoder(cfg: Any, matrices: Matrices, scaling: Scaling,
     """Build, fit and return (predict, fit result) for the autoencoder."""
     model_cfg = cfg.model
     n_inputs = matrices.train.shape[1]
-    graphdef, params = init_members(model_cfg, n_inputs, cfg.seed, int(model_cfg.ensemble))
+    graphdef = graphdef_of(model_cfg, n_inputs)
     objective = Objective(graphdef, scaling, all_cells=model_cfg.loss == "all_cells",
                           l2=float(model_cfg.l2), compute_dtype=jnp.dtype(cfg.train.dtype))
     optimizer = build_optimizer(cfg.optimizer, steps_per_epoch(
         matrices.train, int(cfg.train.batch_size)) * int(cfg.train.epochs))
 
     predict = partial(predict_ratings, graphdef, scaling)
-    state = init_state(params, optimizer, cfg.seed)
-    checkpointer, resumed = open_checkpoint(cfg, {"train": state, "best_params": params})
+    state = new_state(member_params(model_cfg, n_inputs, cfg.seed, int(model_cfg.ensemble)),
+                      optimizer, cfg.seed)
+    checkpointer, resumed = open_checkpoint(cfg, {"train": state, "best_params": state.params})
     try:
         result = fit(objective, optimizer, state, matrices.train,
                      validate_with(predict, matrices.train), epochs=cfg.train.epochs,

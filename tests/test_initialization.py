@@ -89,3 +89,17 @@ def test_draw_groups_share_a_draw_within_the_spare_numbers() -> None:
 def test_kernel_draws_refuse_other_than_two_dimensional_kernels() -> None:
     with pytest.raises(ValueError, match="2-D kernels"):
         KernelDraws()(jax.random.key(0), (3, 4, 5), np.float32)
+
+
+def test_new_state_is_init_members_then_init_state() -> None:
+    # Training builds the parameters and the optimizer state in one program (start-up time).
+    import optax
+
+    from aerec.models.autoencoder import member_params
+    from aerec.train import init_state, new_state
+
+    cfg, optimizer = model_cfg(layers=2, hidden=[24, 12]), optax.adam(1e-3)
+    together = new_state(member_params(cfg, N_INPUTS, 4, 2), optimizer, seed=4)
+    apart = init_state(init_members(cfg, N_INPUTS, 4, 2)[1], optimizer, seed=4)
+    for a, b in zip(jax.tree.leaves(together), jax.tree.leaves(apart), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

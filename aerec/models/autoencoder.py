@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -21,6 +21,8 @@ ACTIVATIONS = {
     "selu": jax.nn.selu,
     "linear": lambda x: x,
 }
+
+FLAX_KERNEL_INIT = nnx.initializers.lecun_normal()  # nnx.Linear's default
 
 
 def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
@@ -43,7 +45,7 @@ class AutoEncoder(nnx.Module):
                  activation: str = "tanh", output_activation: str = "linear",
                  dropout: float = 0.1, input_dropout: float = 0.0,
                  mirror_decoder: bool = False, rngs: nnx.Rngs,
-                 kernel_init: Any = nnx.nn.linear.default_kernel_init):
+                 kernel_init: Any = FLAX_KERNEL_INIT):
         # `kernel_init`: Flax's default, or a `KernelDraws` that draws the same kernels later.
         for name in (activation, output_activation):
             if name not in ACTIVATIONS:
@@ -84,7 +86,7 @@ class AutoEncoder(nnx.Module):
 
 
 def build_autoencoder(model_cfg: Any, n_inputs: int, seed: int,
-                      kernel_init: Any = nnx.nn.linear.default_kernel_init) -> AutoEncoder:
+                      kernel_init: Any = FLAX_KERNEL_INIT) -> AutoEncoder:
     """An AutoEncoder from the `model` config group (`layers`, `hidden`, `latent`, ...)."""
     layers = int(model_cfg.layers)
     hidden = model_cfg.hidden
@@ -106,14 +108,10 @@ def graphdef_of(model_cfg: Any, n_inputs: int) -> nnx.GraphDef:
     return nnx.split(abstract)[0]
 
 
-def init_members(model_cfg: Any, n_inputs: int, seed: int, members: int
-                 ) -> tuple[nnx.GraphDef, Any]:
-    """The module's graph and the parameters of `members` models (seeds seed, seed+1, ...).
-
-    Parameters are stacked on a leading member axis, also for a single model, so that one code
-    path trains an ensemble: members share batches but not weights, and Adam's element-wise
-    updates keep their training independent.
-    """
+def member_params(model_cfg: Any, n_inputs: int, seed: int, members: int
+                  ) -> Callable[[], Any]:
+    """A function, to trace, that builds the parameters of `members` models (seeds seed,
+    seed+1, ...) stacked on a leading member axis (see `init_members`)."""
     def stacked_params() -> Any:
         if not batched_draws_apply():
             models = [build_autoencoder(model_cfg, n_inputs, seed + m) for m in range(members)]
@@ -128,10 +126,23 @@ def init_members(model_cfg: Any, n_inputs: int, seed: int, members: int
         states = [nnx.to_pure_dict(nnx.split(model)[1]) for model in models]
         return jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
 
+    return stacked_params
+
+
+def init_members(model_cfg: Any, n_inputs: int, seed: int, members: int
+                 ) -> tuple[nnx.GraphDef, Any]:
+    """The module's graph and the parameters of `members` models (seeds seed, seed+1, ...).
+
+    Parameters are stacked on a leading member axis, also for a single model, so that one code
+    path trains an ensemble: members share batches but not weights, and Adam's element-wise
+    updates keep their training independent. (Training builds them with its optimizer state
+    instead: `aerec.train.new_state` of `member_params`.)
+    """
     # One compiled program instead of a dozen eagerly compiled random ops: about 0.4 s less
     # start-up on ML-1M, and the same values bit for bit. Drawing the kernels together
-    # (`KernelDraws`) took its compilation from 0.64-0.75 s to ~0.4 s there.
-    return graphdef_of(model_cfg, n_inputs), jax.jit(stacked_params)()
+    # (`KernelDraws`) took its compilation from 0.64-0.75 s to ~0.31 s there.
+    return graphdef_of(model_cfg, n_inputs), jax.jit(
+        member_params(model_cfg, n_inputs, seed, members))()
 
 
 def apply_members(graphdef: nnx.GraphDef, params: Any, x: jax.Array,
