@@ -67,10 +67,10 @@ def mean_loss(losses: Any) -> float:
     return float(np.mean(np.asarray(jax.device_get(losses), dtype=np.float64)))
 
 
-def fresh_state(params: Any, optimizer: optax.GradientTransformation, seed: int
+def fresh_state_parts(params: Any, optimizer: optax.GradientTransformation, seed: int
                 ) -> tuple[jax.Array, Any, jax.Array]:
-    """A fresh training state's step, optimizer state and RNG key (to trace); the key is
-    derived from `seed` alone (`training_key`)."""
+    """A fresh `TrainState`'s step, optimizer state and RNG key for `params` (to trace); the
+    key is derived from `seed` alone (`training_key`)."""
     return (jnp.zeros((), jnp.int32), optimizer.init(params),
             jax.random.key_data(training_key(seed)))
 
@@ -80,18 +80,20 @@ def init_state(params: Any, optimizer: optax.GradientTransformation, seed: int) 
     # The optimizer state and the key in one compiled program: compiled apart (the key's
     # derivation as three small programs), they took 0.21-0.28 s of a fresh process's start on
     # ML-1M, together 0.10-0.13 s.
-    step, opt_state, rng = jax.jit(partial(fresh_state, optimizer=optimizer, seed=seed))(params)
+    step, opt_state, rng = jax.jit(partial(fresh_state_parts, optimizer=optimizer, seed=seed))(
+        params)
     return TrainState(step, params, opt_state, rng)
 
 
 def new_state(make_params: Callable[[], Any], optimizer: optax.GradientTransformation,
               seed: int) -> TrainState:
     """A fresh training state whose parameters `make_params` builds when traced (e.g.
-    `member_params`), everything in one compiled program: one compilation less at a process's
-    start than `init_members` and `init_state` (ML-1M: 0.54 instead of 0.60 s, median of 5)."""
+    `member_params_fn`), everything in one compiled program: one compilation less at a
+    process's start than `init_members` and `init_state` (ML-1M: 0.54 instead of 0.60 s,
+    median of 5)."""
     def build() -> TrainState:
         params = make_params()
-        step, opt_state, rng = fresh_state(params, optimizer, seed)
+        step, opt_state, rng = fresh_state_parts(params, optimizer, seed)
         return TrainState(step, params, opt_state, rng)
 
     return jax.jit(build)()
@@ -279,7 +281,7 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
                 rows, counts = sharded_batch(train_rows, ids, shardings)
             state, loss = step(state, rows, counts)
             losses.append(local_value(loss, mesh))
-        return state, mean_loss(losses)
+        return state, mean_loss(jnp.stack(losses))  # one copy to the host, not one a step
 
     best = FitResult(state.params, 0, float("inf"), 0, 0.0)
     waited, first_epoch, finished, seconds_before = 0, 1, False, 0.0
@@ -314,7 +316,10 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
                 f"training loss is {train_loss} at epoch {epoch}: lower optimizer.learning_rate "
                 "or add regularisation (model.l2); no checkpoint was written for this epoch")
         # Without validation ratings (NaN) there is nothing to stop on: keep the last epoch.
-        if valid_rmse < best.best_valid_rmse or np.isnan(valid_rmse):
+        # The first epoch is the best so far whatever its RMSE (+inf included): the state
+        # it started from has been donated.
+        if (valid_rmse < best.best_valid_rmse or np.isnan(valid_rmse)
+                or best.best_epoch == 0):
             best.best_params = local(state.params)
             best.best_epoch, best.best_valid_rmse, waited = epoch, valid_rmse, 0
         else:

@@ -92,3 +92,15 @@ def test_svd_fits_the_same_model_on_the_gpu_as_on_the_cpu() -> None:
 
     for dense in (True, False):
         np.testing.assert_allclose(predictions(gpu, dense), predictions(cpu, dense), atol=1e-3)
+
+
+def test_the_kept_best_parameters_outlive_donated_epochs_on_the_gpu() -> None:
+    # The copy of the best epoch's parameters must not be overwritten when later epochs
+    # donate the training state (on a GPU the copy and the donation are device operations).
+    from tests.test_train import (
+        test_a_first_epoch_without_a_finite_score_is_kept,
+        test_early_stopping_keeps_the_best_epoch,
+    )
+
+    test_early_stopping_keeps_the_best_epoch()
+    test_a_first_epoch_without_a_finite_score_is_kept()

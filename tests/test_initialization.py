@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import numpy as np
 import pytest
@@ -53,6 +55,23 @@ def test_initialisation_is_flaxs_default_bit_for_bit(changes: dict) -> None:
         assert_bitwise_equal(stacked, member, flax_params(cfg, 11 + member))
 
 
+def test_parameters_are_those_of_bare_flax_linear_layers() -> None:
+    # The reference without aerec's code path: nnx.Linear layers with Flax's own defaults,
+    # built from one Rngs as the autoencoder builds its layers (so that a change of Flax's
+    # default initialiser, which `FLAX_KERNEL_INIT` copies, would show).
+    cfg = model_cfg(layers=2, hidden=[24, 12])
+    sizes = [N_INPUTS, 24, 12, 8, N_INPUTS]
+
+    def bare() -> dict:
+        rngs = nnx.Rngs(9)
+        layers = [nnx.Linear(a, b, rngs=rngs) for a, b in itertools.pairwise(sizes)]
+        return {i: {"kernel": layer.kernel[...], "bias": layer.bias[...]}
+                for i, layer in enumerate(layers)}
+
+    _, stacked = init_members(cfg, N_INPUTS, seed=9, members=1)
+    assert_bitwise_equal({"layers": stacked["layers"]}, 0, {"layers": jax.jit(bare)()})
+
+
 def test_kernels_drawn_in_several_groups_are_the_same() -> None:
     # spare=0: only kernels of one size share a draw (here none: four draws); a huge spare:
     # one draw.
@@ -95,11 +114,11 @@ def test_new_state_is_init_members_then_init_state() -> None:
     # Training builds the parameters and the optimizer state in one program (start-up time).
     import optax
 
-    from aerec.models.autoencoder import member_params
+    from aerec.models.autoencoder import member_params_fn
     from aerec.train import init_state, new_state
 
     cfg, optimizer = model_cfg(layers=2, hidden=[24, 12]), optax.adam(1e-3)
-    together = new_state(member_params(cfg, N_INPUTS, 4, 2), optimizer, seed=4)
+    together = new_state(member_params_fn(cfg, N_INPUTS, 4, 2), optimizer, seed=4)
     apart = init_state(init_members(cfg, N_INPUTS, 4, 2)[1], optimizer, seed=4)
     for a, b in zip(jax.tree.leaves(together), jax.tree.leaves(apart), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -258,12 +258,33 @@ def test_early_stopping_keeps_the_best_epoch() -> None:
     objective, params = make()
     optimizer = optax.adam(1e-2)
     scores = iter([0.9, 0.8, 0.85, 0.86, 0.87, 0.5])
+    seen = []  # the parameters validated after each epoch, copied to the host
+
+    def validate(params: dict) -> float:
+        seen.append(jax.tree.map(np.array, params))
+        return next(scores)
+
     result = fit(objective, optimizer, init_state(params, optimizer, 0),
-                 DeviceRows(low_rank_matrix(), True), lambda p: next(scores), epochs=6,
+                 DeviceRows(low_rank_matrix(), True), validate, epochs=6,
                  batch_size=8, patience=2, seed=0, progress=False)
     assert result.best_epoch == 2
     assert result.best_valid_rmse == 0.8
     assert result.epochs_run == 4
+    # The kept copy outlives the later epochs, which donate the training state.
+    for a, b in zip(jax.tree.leaves(result.best_params), jax.tree.leaves(seen[1]), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), b)
+    assert not np.array_equal(jax.tree.leaves(seen[1])[0], jax.tree.leaves(seen[3])[0])
+
+
+def test_a_first_epoch_without_a_finite_score_is_kept() -> None:
+    # The state the first epoch started from has been donated, so it cannot be the result.
+    objective, params = make()
+    optimizer = optax.adam(1e-2)
+    result = fit(objective, optimizer, init_state(params, optimizer, 0),
+                 DeviceRows(low_rank_matrix(), True), lambda p: float("inf"), epochs=3,
+                 batch_size=8, patience=1, seed=0, progress=False)
+    assert (result.best_epoch, result.epochs_run) == (1, 2)
+    assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(result.best_params))
 
 
 def test_non_finite_loss_stops_training() -> None:

@@ -108,7 +108,7 @@ def graphdef_of(model_cfg: Any, n_inputs: int) -> nnx.GraphDef:
     return nnx.split(abstract)[0]
 
 
-def member_params(model_cfg: Any, n_inputs: int, seed: int, members: int
+def member_params_fn(model_cfg: Any, n_inputs: int, seed: int, members: int
                   ) -> Callable[[], Any]:
     """A function, to trace, that builds the parameters of `members` models (seeds seed,
     seed+1, ...) stacked on a leading member axis (see `init_members`)."""
@@ -119,10 +119,12 @@ def member_params(model_cfg: Any, n_inputs: int, seed: int, members: int
             draws = KernelDraws()
             models = [build_autoencoder(model_cfg, n_inputs, seed + m, kernel_init=draws)
                       for m in range(members)]
-            kernels = iter(draws.draw())
-            for model in models:
-                for layer in model.layers:
-                    layer.kernel[...] = next(kernels)
+            layers = [layer for model in models for layer in model.layers]
+            for layer, kernel in zip(layers, draws.draw(), strict=True):
+                if layer.kernel.shape != kernel.shape:
+                    raise ValueError(f"kernel {kernel.shape} drawn for a {layer.kernel.shape} "
+                                     "layer")
+                layer.kernel[...] = kernel
         states = [nnx.to_pure_dict(nnx.split(model)[1]) for model in models]
         return jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
 
@@ -136,13 +138,13 @@ def init_members(model_cfg: Any, n_inputs: int, seed: int, members: int
     Parameters are stacked on a leading member axis, also for a single model, so that one code
     path trains an ensemble: members share batches but not weights, and Adam's element-wise
     updates keep their training independent. (Training builds them with its optimizer state
-    instead: `aerec.train.new_state` of `member_params`.)
+    instead: `aerec.train.new_state` of `member_params_fn`.)
     """
     # One compiled program instead of a dozen eagerly compiled random ops: about 0.4 s less
     # start-up on ML-1M, and the same values bit for bit. Drawing the kernels together
     # (`KernelDraws`) took its compilation from 0.64-0.75 s to ~0.31 s there.
     return graphdef_of(model_cfg, n_inputs), jax.jit(
-        member_params(model_cfg, n_inputs, seed, members))()
+        member_params_fn(model_cfg, n_inputs, seed, members))()
 
 
 def apply_members(graphdef: nnx.GraphDef, params: Any, x: jax.Array,

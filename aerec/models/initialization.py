@@ -22,8 +22,9 @@ import jax.numpy as jnp
 
 # The most numbers a kernel's draw may be lengthened by to share a larger kernel's draw. A
 # separate draw costs about 0.2 s of compilation on 2 CPU cores, roughly the time those
-# cores take to draw 10 million numbers; the wide input and output layers share one draw,
-# the much smaller hidden layers of a wide model get their own.
+# cores take to draw 10 million numbers. So a model's kernels usually share one draw (ML-1M's
+# 6040 x 500 and 500 x 500 ones do); only next to input and output layers of more than ~8
+# million weights (ML-10M's and wider) do the hidden layers get a draw of their own.
 SPARE_NUMBERS = 1 << 23
 
 # `jax.nn.initializers.variance_scaling`'s constant: the standard deviation of a standard
@@ -33,7 +34,8 @@ TRUNCATED_STDDEV = .87962566103423978
 
 def batched_draws_apply() -> bool:
     """Whether a kernel equals the head of a longer draw with its key (see the module doc)."""
-    return (bool(jax.config.jax_threefry_partitionable)
+    # getattr: the option is slated to go once partitionable threefry is JAX's only kind.
+    return (bool(getattr(jax.config, "jax_threefry_partitionable", True))
             and jax.config.jax_default_prng_impl == "threefry2x32")
 
 
@@ -59,7 +61,10 @@ class KernelDraws:
         self.spare = spare  # see `draw_groups`
         self.requests: list[tuple[jax.Array, tuple[int, ...], Any]] = []
 
-    def __call__(self, key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
+    def __call__(self, key: jax.Array, shape: tuple[int, ...], dtype: Any,
+                 out_sharding: Any = None) -> jax.Array:
+        if out_sharding is not None:
+            raise ValueError("KernelDraws draws unsharded kernels")
         if len(shape) != 2:
             raise ValueError(f"KernelDraws draws 2-D kernels; got shape {shape}")
         self.requests.append((key, tuple(shape), dtype))
@@ -71,7 +76,8 @@ class KernelDraws:
         for group in draw_groups(sizes, self.spare):
             dtype = self.requests[group[0]][2]
             if any(self.requests[i][2] != dtype for i in group):
-                raise ValueError("KernelDraws draws one parameter dtype per model")
+                raise ValueError("KernelDraws draws kernels of one parameter dtype together; "
+                                 f"got {sorted({str(self.requests[i][2]) for i in group})}")
             keys = jnp.stack([self.requests[i][0] for i in group])
             length = sizes[group[0]]
             numbers = jax.vmap(
