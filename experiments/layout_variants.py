@@ -1,7 +1,7 @@
 """Which structure makes a bf16 training epoch slow on a GPU: aerec's resident epoch on a
-random rating matrix (f32 or bf16 storage, columns padded to 128, the batch materialised
-behind an optimization barrier) against a hand-written plain-JAX epoch, each timed and
-profiled per operation. A diagnosis tool (experiments/README.md, "GPU"):
+random rating matrix (f32 or bf16 storage, columns stored padded to 128, hidden widths of
+512, the batch materialised behind an optimization barrier) against a hand-written plain-JAX
+epoch, each timed and profiled per operation. A diagnosis tool (experiments/README.md, "GPU"):
 
     PYTHONPATH=. python experiments/layout_variants.py ROWS INPUTS BATCH DENSITY [NAMES]
     PYTHONPATH=. python experiments/layout_variants.py 10677 69878 4096 0.0134   # ML-10M shape
@@ -31,6 +31,8 @@ BF = jnp.bfloat16
 CFG = OmegaConf.create({"name": "autoencoder", "layers": 1, "hidden": 500, "latent": 500,
                         "activation": "sigmoid", "output_activation": "linear",
                         "dropout": 0.1, "input_dropout": 0.0, "mirror_decoder": False})
+# The same model with hidden widths that are multiples of 128 (tensor-core tiles).
+CFG_512 = OmegaConf.merge(CFG, {"hidden": 512, "latent": 512})
 
 
 @jax.jit
@@ -108,12 +110,12 @@ def main():
     matrix = make_matrix(jax.random.key(0))
     counts = jnp.sum(matrix > 0, axis=1, dtype=jnp.int32)
     nb = -(-R // B)
-    flops = 5 * 2 * B * N * 500 * nb
+    flops = 5 * 2 * B * N * 500 * nb  # the wide matmuls; hidden 512's are 2.4% more
     print(f"R={R} N={N} B={B} density={float(jnp.mean(counts)) / N:.4f} "
           f"device={jax.devices()[0].device_kind}")
     opt = optax.adam(1e-3)
-    def aerec_variant(mat, n_inputs, epoch_impl=train_epoch_resident):
-        graphdef, params = init_members(CFG, n_inputs, 0, 1)
+    def aerec_variant(mat, n_inputs, epoch_impl=train_epoch_resident, cfg=CFG):
+        graphdef, params = init_members(cfg, n_inputs, 0, 1)
         objective = Objective(graphdef, Scaling(0.0, 1.0), l2=5e-5, compute_dtype=BF)
         fn = jax.jit(partial(epoch_impl, objective, opt), donate_argnums=0)
         return fn, init_state(params, opt, 0)
@@ -126,6 +128,10 @@ def main():
         "aerec_bf16matrix": lambda: (*aerec_variant(matrix.astype(BF), N), matrix.astype(BF)),
         "aerec_padded128": lambda: (*aerec_variant(widened(), padded), widened()),
         "aerec_barrier": lambda: (*aerec_variant(matrix, N, barrier_epoch), matrix),
+        "aerec_bf16_hidden512": lambda: (*aerec_variant(matrix.astype(BF), N, cfg=CFG_512),
+                                         matrix.astype(BF)),
+        "aerec_bf16_padded128": lambda: (*aerec_variant(widened().astype(BF), padded),
+                                         widened().astype(BF)),
     }
     for name, make in variants.items():
         if ONLY and name not in ONLY:
