@@ -62,13 +62,13 @@ def training_key(seed: int) -> jax.Array:
 
 
 def mean_loss(losses: Any) -> float:
-    """The mean of an epoch's step losses (an array or a list of scalars), on the host: a
-    compiled mean would be one more program for a fresh process to compile."""
+    """The mean of an epoch's step losses (one array), taken on the host: a compiled mean
+    would be one more program for a fresh process to compile."""
     return float(np.mean(np.asarray(jax.device_get(losses), dtype=np.float64)))
 
 
 def fresh_state_parts(params: Any, optimizer: optax.GradientTransformation, seed: int
-                ) -> tuple[jax.Array, Any, jax.Array]:
+                      ) -> tuple[jax.Array, Any, jax.Array]:
     """A fresh `TrainState`'s step, optimizer state and RNG key for `params` (to trace); the
     key is derived from `seed` alone (`training_key`)."""
     return (jnp.zeros((), jnp.int32), optimizer.init(params),

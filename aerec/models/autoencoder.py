@@ -109,7 +109,7 @@ def graphdef_of(model_cfg: Any, n_inputs: int) -> nnx.GraphDef:
 
 
 def member_params_fn(model_cfg: Any, n_inputs: int, seed: int, members: int
-                  ) -> Callable[[], Any]:
+                     ) -> Callable[[], Any]:
     """A function, to trace, that builds the parameters of `members` models (seeds seed,
     seed+1, ...) stacked on a leading member axis (see `init_members`)."""
     def stacked_params() -> Any:
