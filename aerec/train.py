@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from aerec.checkpoint import Checkpointer, Resumed
 from aerec.data.matrix import DeviceRows
+from aerec.devices import on_accelerator
 from aerec.errors import TrainingDivergedError
 from aerec.models.autoencoder import apply_members, pad_inputs
 from aerec.models.scaling import Scaling
@@ -124,7 +125,7 @@ def aligned_width(n_inputs: int) -> int:
     to a multiple of 128, so that the wide matmuls have aligned shapes (an H200 ran ML-10M's
     69,878 columns in slower fallback kernels, and padded each operand first); on a CPU
     `n_inputs` itself."""
-    align = 1 if jax.default_backend() == "cpu" else 128
+    align = 128 if on_accelerator() else 1
     return -(-n_inputs // align) * align
 
 

@@ -38,7 +38,9 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 
 from aerec.data.dataset import load_dataset
+from aerec.data.matrix import DENSE_DTYPES
 from aerec.data.split import TRAIN
+from aerec.devices import on_accelerator
 from aerec.matrices import build_matrices
 from aerec.models.autoencoder import init_members
 from aerec.models.scaling import make_scaling
@@ -89,11 +91,6 @@ def step_matmuls(sizes: list[int], batch: int) -> list[tuple[int, int, int]]:
         if position > 0:
             shapes.append((batch, b, a))
     return shapes
-
-
-def on_accelerator() -> bool:
-    """Whether the default device is an accelerator (GPU or TPU), not the host CPU."""
-    return jax.default_backend() != "cpu"
 
 
 class MatmulReference:
@@ -300,7 +297,7 @@ def main() -> None:
                         choices=["auto", "resident", "streamed"],
                         help="each in turn, on the same loaded data")
     parser.add_argument("--dense-dtype", nargs="+", default=["auto"],
-                        choices=["auto", "float32", "bfloat16"],
+                        choices=DENSE_DTYPES,
                         help="a resident matrix's storage (train.dense_dtype), each in turn")
     parser.add_argument("--batch-size", type=int, nargs="+", default=[256])
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs after a warm-up")

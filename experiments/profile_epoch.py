@@ -21,6 +21,7 @@ from pathlib import Path
 
 import jax
 
+from aerec.data.matrix import DENSE_DTYPES
 from experiments.bench import SHAPES, epoch_runner, load_shape
 
 # XLA's own matmul fusions (gemm_fusion_dot), cuBLAS kernels (nvjet_..., cutlass_..._gemm_...),
@@ -51,7 +52,7 @@ def main() -> None:
     parser.add_argument("--data-path", default="resident",
                         choices=["auto", "resident", "streamed"])
     parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
-    parser.add_argument("--dense-dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+    parser.add_argument("--dense-dtype", default="auto", choices=DENSE_DTYPES,
                         help="a resident matrix's storage (train.dense_dtype)")
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--max-batches", type=int, default=0)

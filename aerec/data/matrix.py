@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from aerec.data.dataset import Dataset
+from aerec.devices import on_accelerator
 from aerec.errors import ConfigError
 
 ORIENTATIONS = ("item", "user")
@@ -85,7 +86,7 @@ def dense_dtype(requested: str, ratings: np.ndarray) -> Any:
     """
     if requested not in DENSE_DTYPES:
         raise ConfigError(f"train.dense_dtype={requested!r}; valid: {', '.join(DENSE_DTYPES)}")
-    if requested == "float32" or (requested == "auto" and jax.default_backend() == "cpu"):
+    if requested == "float32" or (requested == "auto" and not on_accelerator()):
         return np.dtype(np.float32)
     if exact_in_bfloat16(ratings):
         return jnp.dtype(jnp.bfloat16)
@@ -111,7 +112,7 @@ def densify(matrix: sp.csr_matrix, dtype: Any = np.float32) -> jax.Array:
     (ML-20M's item rows are 15 GB dense, 0.2 GB as entries) and only the entries cross the bus;
     on the CPU the host's dense array already is the device's.
     """
-    if jax.default_backend() == "cpu":
+    if not on_accelerator():
         # Densified into a 64-byte aligned buffer, which the CPU device then uses as it is:
         # an unaligned one (toarray's own) would be copied, twice the matrix at the peak.
         dense = aligned_empty(matrix.shape, dtype)
@@ -182,7 +183,7 @@ def rows_from_entries(indptr: jax.Array, indices: jax.Array, data: jax.Array,
 def stream_on_device() -> bool:
     """Whether streamed blocks are densified on the device from its copy of the entries (an
     accelerator) rather than on the host (a CPU, whose device memory is the host's)."""
-    return jax.default_backend() != "cpu"
+    return on_accelerator()
 
 
 @jax.jit

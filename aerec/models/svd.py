@@ -35,6 +35,7 @@ import scipy.sparse as sp
 from jax.experimental import sparse
 from threadpoolctl import ThreadpoolController
 
+from aerec.devices import on_accelerator
 from aerec.models.scaling import Scaling
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -176,7 +177,7 @@ def single_blas_thread() -> Iterator[None]:
     On an accelerator the matmuls are not the CPU's, and the host's QRs of tall blocks keep
     every thread.
     """
-    if jax.default_backend() != "cpu":
+    if on_accelerator():
         yield
         return
     with _BLAS_LIMIT, blas_threads().limit(limits=1, user_api="blas"):
