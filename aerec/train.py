@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, NamedTuple
@@ -19,7 +19,7 @@ from aerec.checkpoint import Checkpointer, Resumed
 from aerec.data.matrix import DeviceRows
 from aerec.devices import on_accelerator
 from aerec.errors import TrainingDivergedError
-from aerec.models.autoencoder import apply_members, pad_inputs
+from aerec.models.autoencoder import apply_members, layer_sizes, pad_layers
 from aerec.models.scaling import Scaling
 from aerec.sharding import (
     batch_shardings,
@@ -48,6 +48,7 @@ class Objective:
     all_cells: bool = False
     l2: float = 0.0
     compute_dtype: Any = jnp.float32  # bfloat16: matmuls in bf16, parameters and Adam in fp32
+    pad_hidden: bool = True  # hidden widths aligned like the inputs (`step_sizes`)
 
 
 # The training stream's tag under key(seed). The parameters are drawn from key(seed) by
@@ -129,6 +130,14 @@ def aligned_width(n_inputs: int) -> int:
     return -(-n_inputs // align) * align
 
 
+def step_sizes(sizes: Sequence[int], pad_hidden: bool = True) -> list[int]:
+    """The layer widths a training step computes with for a model of `sizes` (`layer_sizes`):
+    the inputs and outputs `aligned_width`, the hidden widths too with `pad_hidden` (500 ->
+    512 on an accelerator: tensor-core tiles of 128 then cover them exactly)."""
+    inner = [aligned_width(size) if pad_hidden else size for size in sizes[1:-1]]
+    return [aligned_width(sizes[0]), *inner, aligned_width(sizes[-1])]
+
+
 def loss_fn(objective: Objective, params: Any, rows: jax.Array, counts: jax.Array,
             key: jax.Array | None) -> jax.Array:
     """Masked MSE: squared error on observed cells / number of observed cells (+ L2).
@@ -137,15 +146,18 @@ def loss_fn(objective: Objective, params: Any, rows: jax.Array, counts: jax.Arra
     `counts` holds each row's number of observed cells (`count_observed`; the data path knows
     them without reading the rows) and 0 for batch padding, which never contributes. With
     several ensemble members the loss is their mean; each member's gradient comes from its
-    own error only.
+    own error only. `rows` may be stored bfloat16 (exact for half-star ratings): they are
+    widened where used, so that a bf16 batch is never copied to float32 as a whole.
     """
     n_inputs = rows.shape[1]
-    width = aligned_width(n_inputs)
+    sizes = layer_sizes(params)
+    padded = step_sizes(sizes, objective.pad_hidden)
+    width = padded[0]
     model_params = params
-    if width != n_inputs:  # dummy columns: never observed, zero weights, out of the loss
+    if padded != sizes:  # dummy columns and units: zero weights, out of the loss
         rows = jnp.pad(rows, ((0, 0), (0, width - n_inputs)))
-        model_params = pad_inputs(params, width)
-    targets = objective.scaling.encode(rows)
+        model_params = pad_layers(params, padded)
+    targets = objective.scaling.encode(rows.astype(jnp.float32))
     outputs = apply_members(objective.graphdef, cast(model_params, objective.compute_dtype),
                             targets.astype(objective.compute_dtype), key)
     outputs = outputs.astype(jnp.float32)  # the loss and its reductions stay in fp32
@@ -196,7 +208,7 @@ def train_epoch_resident(objective: Objective, optimizer: optax.GradientTransfor
     def body(state: TrainState, ids: jax.Array) -> tuple[TrainState, jax.Array]:
         # Padding ids read row 0; their count 0 keeps them out of the loss and, as the
         # gradient of every output they produce is exactly zero, out of the update too.
-        rows = matrix[jnp.maximum(ids, 0)].astype(jnp.float32)  # stored bf16 or float32
+        rows = matrix[jnp.maximum(ids, 0)]  # stored bf16 or float32; `loss_fn` widens
         counts = jnp.where(ids >= 0, matrix_counts[jnp.maximum(ids, 0)], 0)
         if shardings is not None:
             rows, counts = jax.lax.with_sharding_constraint((rows, counts), shardings)

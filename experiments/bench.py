@@ -6,9 +6,10 @@ popularity skew) and each dtype, it measures with aerec's own training functions
 compile time, steady-state epoch time (median over --epochs timed epochs, after a warm-up),
 ratings per second, achieved FLOP/s of the model's matmuls, peak host and device memory, and
 the practical peak: the FLOP/s of plain dense matmuls of exactly the shapes a training step
-multiplies, timed one by one in the same process and dtype (efficiency = achieved / that),
-with a square matmul for reference (2048 on a CPU, 8192 on an accelerator, where smaller ones
-fall short of its peak).
+multiplies, timed one by one in the same process and dtype (efficiency = their time / the
+epoch's; on an accelerator at the widths the step pads to, `aerec.train.step_sizes`), with a
+square matmul for reference (2048 on a CPU, 8192 on an accelerator, where smaller ones fall
+short of its peak).
 Large shapes on a CPU can time the first --max-batches batches of each epoch; the epoch time
 is then extrapolated to the full epoch (marked `partial` in the table).
 
@@ -47,9 +48,9 @@ from aerec.models.scaling import make_scaling
 from aerec.optim import build_optimizer
 from aerec.train import (
     Objective,
-    aligned_width,
     epoch_batches,
     init_state,
+    step_sizes,
     train_epoch_resident,
     train_step,
 )
@@ -161,7 +162,8 @@ def on_data_path(loaded: dict[str, Any], data_path: str, dense_dtype: str,
     return {**loaded, "cfg": cfg, "matrices": build_matrices(loaded["dataset"], cfg)}
 
 
-def epoch_runner(loaded: dict[str, Any], dtype: str, batch_size: int, max_batches: int
+def epoch_runner(loaded: dict[str, Any], dtype: str, batch_size: int, max_batches: int,
+                 pad_hidden: bool = True
                  ) -> tuple[Any, Callable[[Any, int], tuple[Any, jax.Array]], int, int]:
     """A fresh training state and `run_epoch(state, epoch) -> (state, losses)` on the run's
     data path (the first `max_batches` batches of the epoch, if not 0), with the epoch's
@@ -172,7 +174,7 @@ def epoch_runner(loaded: dict[str, Any], dtype: str, batch_size: int, max_batche
     scaling = make_scaling(cfg.model.scaling, dataset.rating_min, dataset.rating_max,
                            dataset.train_mean())
     objective = Objective(graphdef, scaling, l2=float(cfg.model.l2),
-                          compute_dtype=jnp.dtype(dtype))
+                          compute_dtype=jnp.dtype(dtype), pad_hidden=pad_hidden)
     optimizer = build_optimizer(cfg.optimizer, 1000)
     state = init_state(params, optimizer, 0)
     rows = np.flatnonzero(train.nonempty_rows()).astype(np.int32)
@@ -201,22 +203,24 @@ def epoch_runner(loaded: dict[str, Any], dtype: str, batch_size: int, max_batche
 
 
 def bench_shape(loaded: dict[str, Any], dtype: str, batch_size: int,
-                args: argparse.Namespace) -> dict[str, Any]:
+                args: argparse.Namespace, pad_hidden: bool = True) -> dict[str, Any]:
     """Time training epochs of one loaded shape in one dtype and batch size."""
     cfg, dataset, train = loaded["cfg"], loaded["dataset"], loaded["matrices"].train
     n_rows, n_inputs = train.shape
     state, run_epoch, n_batches, n_timed = epoch_runner(loaded, dtype, batch_size,
-                                                        args.max_batches)
+                                                        args.max_batches, pad_hidden)
     fraction = n_timed / n_batches
     started = time.perf_counter()
     state, losses = run_epoch(state, 1)  # compiles, then runs once
     jax.block_until_ready(losses)
     first_epoch = time.perf_counter() - started
-    width = aligned_width(n_inputs)  # what the step multiplies (padded on accelerators)
-    sizes = [width, *([int(cfg.model.hidden)] * int(cfg.model.layers)), int(cfg.model.latent),
-             width]
-    matmuls = step_matmuls(sizes, batch_size)
-    reference = MatmulReference(matmuls, jnp.dtype(dtype))
+    sizes = [n_inputs, *([int(cfg.model.hidden)] * int(cfg.model.layers)),
+             int(cfg.model.latent), n_inputs]
+    # The model's FLOPs count its own widths; the reference times the matmuls the step runs,
+    # at the widths it pads to on an accelerator (`step_sizes`).
+    model_flops = sum(2 * m * k * n for m, k, n in step_matmuls(sizes, batch_size))
+    run_sizes = step_sizes(sizes, pad_hidden)
+    reference = MatmulReference(step_matmuls(run_sizes, batch_size), jnp.dtype(dtype))
     side = 8192 if on_accelerator() else 2048
     square = MatmulReference([(side, side, side)], jnp.dtype(dtype))
     # Epochs and the reference matmuls alternate, so that a noisy machine slows both alike;
@@ -232,19 +236,19 @@ def bench_shape(loaded: dict[str, Any], dtype: str, batch_size: int,
     epoch_seconds = timed_seconds / fraction
     # Padding rows of the last batch are computed too, so every batch counts in full; the
     # real rows' share of that work is reported beside it (`of_square_real_rows`).
-    flops = reference.flops * n_batches
+    flops = model_flops * n_batches
     real_rows = int(np.count_nonzero(train.nonempty_rows()))
     real_share = real_rows / (n_batches * batch_size)
     achieved = flops / epoch_seconds
-    efficiency = statistics.median(ratios)
-    peak = achieved / efficiency
+    efficiency = statistics.median(ratios)  # a ratio of times: the reference's own FLOPs
+    peak = reference.flops * n_batches / epoch_seconds / efficiency
     square_flops = square.flops / square.seconds()
     device_stats = jax.devices()[0].memory_stats() or {}
     return {
         "shape": loaded["shape"], "source": loaded["source"], "dtype": dtype, "rows": n_rows,
         "inputs": n_inputs, "train_ratings": dataset.count(TRAIN), "resident": train.resident,
         "dense_dtype": str(train.dense.dtype) if train.resident else None,
-        "batch_size": batch_size, "batches_timed": n_timed,
+        "batch_size": batch_size, "step_sizes": run_sizes, "batches_timed": n_timed,
         "batches_per_epoch": n_batches, "partial": fraction < 1.0,
         "load_seconds": loaded["load_seconds"],
         "compile_seconds": max(first_epoch - timed_seconds, 0.0),
@@ -269,15 +273,17 @@ def data_path_label(record: dict[str, Any]) -> str:
 
 def format_rows(records: list[dict[str, Any]]) -> str:
     """One markdown table of the records."""
-    lines = ["| shape | source | dtype | batch | path | compile s | epoch s | ratings/s "
-             "| model TFLOP/s | same matmuls TFLOP/s | efficiency | square matmul TFLOP/s "
-             "| of square | of square, real rows | peak host GiB | peak device GiB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| shape | source | dtype | batch | step widths | path | compile s | epoch s "
+             "| ratings/s | model TFLOP/s | same matmuls TFLOP/s | efficiency "
+             "| square matmul TFLOP/s | of square | of square, real rows | peak host GiB "
+             "| peak device GiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         source = "real" if r["source"] != "synthetic" else "synthetic"
         epoch = f"{r['epoch_seconds']:.2f}" + (" (partial)" if r["partial"] else "")
         lines.append(
             f"| {r['shape']} | {source} | {r['dtype']} | {r['batch_size']} | "
+            f"{'-'.join(map(str, r.get('step_sizes', [])))} | "
             f"{data_path_label(r)} | {r['compile_seconds']:.1f} | "
             f"{epoch} | {r['ratings_per_second']:,.0f} | {r['achieved_flops'] / 1e12:.3f} | "
             f"{r['matmul_peak_flops'] / 1e12:.3f} | {r['efficiency']:.0%} | "
@@ -300,6 +306,9 @@ def main() -> None:
                         choices=DENSE_DTYPES,
                         help="a resident matrix's storage (train.dense_dtype), each in turn")
     parser.add_argument("--batch-size", type=int, nargs="+", default=[256])
+    parser.add_argument("--pad-hidden", nargs="+", default=["yes"], choices=["yes", "no"],
+                        help="hidden widths aligned on an accelerator (Objective.pad_hidden), "
+                        "each in turn")
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs after a warm-up")
     parser.add_argument("--max-batches", type=int, default=0,
                         help="time only this many batches per epoch (0: all)")
@@ -327,8 +336,9 @@ def main() -> None:
         for position, (data_path, dense_dtype) in enumerate(variants):
             if position:  # the same ratings; load_seconds stays the first load's
                 loaded = on_data_path(loaded, data_path, dense_dtype, args)
-            for dtype, batch_size in itertools.product(args.dtypes, args.batch_size):
-                records.append(bench_shape(loaded, dtype, batch_size, args))
+            for dtype, batch_size, pad in itertools.product(args.dtypes, args.batch_size,
+                                                            args.pad_hidden):
+                records.append(bench_shape(loaded, dtype, batch_size, args, pad == "yes"))
                 print(format_rows(records[-1:]).splitlines()[-1], flush=True)
         del loaded  # the next shape's matrices take its place
     if args.load_only:

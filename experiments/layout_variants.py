@@ -1,7 +1,8 @@
 """Which structure makes a bf16 training epoch slow on a GPU: aerec's resident epoch on a
-random rating matrix (f32 or bf16 storage, columns stored padded to 128, hidden widths of
-512, the batch materialised behind an optimization barrier) against a hand-written plain-JAX
-epoch, each timed and profiled per operation. A diagnosis tool (experiments/README.md, "GPU"):
+random rating matrix (f32 or bf16 storage, columns stored padded to 128, a model of hidden
+width 512, hidden widths of 500 left unaligned (`Objective.pad_hidden=False`), the steps
+unrolled instead of scanned, the batch materialised behind an optimization barrier) against a
+hand-written plain-JAX epoch, each timed and profiled per operation. A diagnosis tool (experiments/README.md, "GPU"):
 
     PYTHONPATH=. python experiments/layout_variants.py ROWS INPUTS BATCH DENSITY [NAMES]
     PYTHONPATH=. python experiments/layout_variants.py 10677 69878 4096 0.0134   # ML-10M shape
@@ -56,6 +57,18 @@ def barrier_epoch(objective, optimizer, state, matrix, matrix_counts, batches):
         counts = jnp.where(ids >= 0, matrix_counts[jnp.maximum(ids, 0)], 0)
         return train_step(objective, optimizer, state, rows, counts)
     return jax.lax.scan(body, state, batches)
+
+
+def unrolled_epoch(objective, optimizer, state, matrix, matrix_counts, batches):
+    # train_epoch_resident's steps in a Python loop: one straight-line program, no while loop
+    # (whose condition a GPU sends to the host each iteration).
+    losses = []
+    for ids in batches:
+        rows = matrix[jnp.maximum(ids, 0)]
+        counts = jnp.where(ids >= 0, matrix_counts[jnp.maximum(ids, 0)], 0)
+        state, loss = train_step(objective, optimizer, state, rows, counts)
+        losses.append(loss)
+    return state, jnp.stack(losses)
 
 
 def plain_epoch(state, matrix, matrix_counts, batches):
@@ -114,9 +127,10 @@ def main():
     print(f"R={R} N={N} B={B} density={float(jnp.mean(counts)) / N:.4f} "
           f"device={jax.devices()[0].device_kind}")
     opt = optax.adam(1e-3)
-    def aerec_variant(mat, n_inputs, epoch_impl=train_epoch_resident, cfg=CFG):
+    def aerec_variant(mat, n_inputs, epoch_impl=train_epoch_resident, cfg=CFG, pad_hidden=True):
         graphdef, params = init_members(cfg, n_inputs, 0, 1)
-        objective = Objective(graphdef, Scaling(0.0, 1.0), l2=5e-5, compute_dtype=BF)
+        objective = Objective(graphdef, Scaling(0.0, 1.0), l2=5e-5, compute_dtype=BF,
+                              pad_hidden=pad_hidden)
         fn = jax.jit(partial(epoch_impl, objective, opt), donate_argnums=0)
         return fn, init_state(params, opt, 0)
     padded = -(-N // 128) * 128
@@ -132,6 +146,10 @@ def main():
                                          matrix.astype(BF)),
         "aerec_bf16_padded128": lambda: (*aerec_variant(widened().astype(BF), padded),
                                          widened().astype(BF)),
+        "aerec_bf16_hidden500": lambda: (*aerec_variant(matrix.astype(BF), N, pad_hidden=False),
+                                         matrix.astype(BF)),
+        "aerec_bf16_unrolled": lambda: (*aerec_variant(matrix.astype(BF), N, unrolled_epoch),
+                                        matrix.astype(BF)),
     }
     for name, make in variants.items():
         if ONLY and name not in ONLY:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import collections
+import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import jax
@@ -29,8 +31,11 @@ from experiments.bench import SHAPES, epoch_runner, load_shape
 MATMUL_MARKERS = ("dot", "gemm", "matmul", "cublas", "nvjet", "convolution")
 
 
-def op_seconds(trace_dir: Path) -> collections.Counter[str]:
-    """Seconds per operation name in the profile written under `trace_dir`."""
+def op_seconds(trace_dir: Path, details: dict[str, str] | None = None
+               ) -> collections.Counter[str]:
+    """Seconds per operation name in the profile written under `trace_dir`; into `details`,
+    if given, each operation's longest text statistic (on a GPU its HLO instruction, whose
+    shapes tell which matmul of the step a `gemm_fusion` is)."""
     totals: collections.Counter[str] = collections.Counter()
     for path in trace_dir.rglob("*.xplane.pb"):
         profile = jax.profiler.ProfileData.from_file(str(path))
@@ -42,6 +47,10 @@ def op_seconds(trace_dir: Path) -> collections.Counter[str]:
                 for event in line.events:
                     if not event.name.startswith(("$", "ThunkExecutor")):  # Python, wrappers
                         totals[event.name] += event.duration_ns * 1e-9
+                        if details is not None and event.name not in details:
+                            texts = [v for k, v in event.stats
+                                     if isinstance(v, str) and not k.startswith("_")]
+                            details[event.name] = max(texts, key=len, default="")
     return totals
 
 
@@ -56,17 +65,27 @@ def main() -> None:
                         help="a resident matrix's storage (train.dense_dtype)")
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--max-batches", type=int, default=0)
+    parser.add_argument("--pad-hidden", default="yes", choices=["yes", "no"],
+                        help="hidden widths aligned on an accelerator (Objective.pad_hidden)")
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
     loaded = load_shape(args.shape, args, args.data_path, args.dense_dtype)
-    state, run_epoch, _, _ = epoch_runner(loaded, args.dtype, args.batch_size, args.max_batches)
+    state, run_epoch, _, _ = epoch_runner(loaded, args.dtype, args.batch_size, args.max_batches,
+                                          args.pad_hidden == "yes")
     state, losses = run_epoch(state, 1)  # compile outside the profile
     jax.block_until_ready(losses)
+    walls = []
+    for epoch in (2, 3, 4):  # the epoch's wall time, against which the device time is seen
+        started = time.perf_counter()
+        state, losses = run_epoch(state, epoch)
+        jax.block_until_ready(losses)
+        walls.append(time.perf_counter() - started)
+    details: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as folder:
         with jax.profiler.trace(folder):
-            state, losses = run_epoch(state, 2)
+            state, losses = run_epoch(state, 5)
             jax.block_until_ready(losses)
-        totals = op_seconds(Path(folder))
+        totals = op_seconds(Path(folder), details)
     total = sum(totals.values())
     matmul = sum(t for name, t in totals.items()
                  if any(marker in name.lower() for marker in MATMUL_MARKERS))
@@ -74,9 +93,14 @@ def main() -> None:
     storage = f"stored {storage.dtype}" if storage is not None else "streamed"
     print(f"{args.shape} {args.dtype} batch {args.batch_size} ({storage}): "
           f"{total * 1e3:.1f} ms of device "
-          f"operations in one epoch, matmuls {matmul / max(total, 1e-12):.0%}")
+          f"operations in one epoch, matmuls {matmul / max(total, 1e-12):.0%}; "
+          f"the epoch's wall time {statistics.median(walls) * 1e3:.1f} ms (median of 3)")
     for name, seconds in totals.most_common(args.top):
         print(f"{seconds / max(total, 1e-12):6.1%} {seconds * 1e3:9.2f} ms  {name[:110]}")
+    print("operations' HLO (where the profile holds it):")
+    for name, _ in totals.most_common(args.top):
+        if "[" in details.get(name, ""):  # an instruction with shapes, not a module name
+            print(f"  {name}: {details[name][:300]}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import aerec.data.matrix
 from aerec.data.matrix import DeviceRows, dense_bytes, dense_dtype, densify, rows_on_device
 from aerec.errors import ConfigError, TrainingDivergedError
 from aerec.matrices import resident_budget
-from aerec.models.autoencoder import AutoEncoder
+from aerec.models.autoencoder import AutoEncoder, layer_sizes
 from aerec.models.scaling import Scaling
 from aerec.train import (
     Objective,
@@ -25,6 +25,7 @@ from aerec.train import (
     fit,
     init_state,
     loss_fn,
+    step_sizes,
     steps_per_epoch,
     train_step,
     training_key,
@@ -48,17 +49,26 @@ def low_rank_matrix(n_rows: int = 40, density: float = 0.4, seed: int = 0) -> sp
                          .astype(np.float32))
 
 
-@pytest.mark.parametrize("all_cells", [False, True])
+@pytest.mark.parametrize(("all_cells", "dropout", "pad_hidden"),
+                         [(False, 0.0, True), (True, 0.0, True), (False, 0.3, True),
+                          (True, 0.3, False)])
 def test_aligned_dummy_columns_change_neither_loss_nor_gradients(
-        monkeypatch: pytest.MonkeyPatch, all_cells: bool) -> None:
-    # What an accelerator runs (inputs padded to a multiple of 128), checked on the CPU, with
-    # a sigmoid output so that the dummy outputs are not zero.
-    objective, params = make(dropout=0.0, output_activation="sigmoid")
-    objective = dataclasses.replace(objective, all_cells=all_cells, l2=1e-3)
+        monkeypatch: pytest.MonkeyPatch, all_cells: bool, dropout: float, pad_hidden: bool
+        ) -> None:
+    # What an accelerator runs (inputs, and hidden widths with pad_hidden, padded to a
+    # multiple of 128), checked on the CPU, with a sigmoid output so that the dummy outputs are
+    # not zero; with dropout, on the input too, the padded step must drop the same units.
+    objective, params = make(dropout=dropout, input_dropout=dropout,
+                             output_activation="sigmoid")
+    objective = dataclasses.replace(objective, all_cells=all_cells, l2=1e-3,
+                                    pad_hidden=pad_hidden)
     rows = jnp.asarray(low_rank_matrix(6).toarray())
-    args = (objective, params, rows, count_observed(rows), None)
+    key = jax.random.key(7) if dropout else None
+    args = (objective, params, rows, count_observed(rows), key)
     loss, grads = jax.value_and_grad(loss_fn, argnums=1)(*args)
     monkeypatch.setattr("aerec.train.aligned_width", lambda n: -(-n // 128) * 128)
+    hidden = [128, 128] if pad_hidden else [8, 4]
+    assert step_sizes(layer_sizes(params), pad_hidden) == [128, *hidden, 128]
     padded_loss, padded_grads = jax.value_and_grad(loss_fn, argnums=1)(*args)
     np.testing.assert_allclose(padded_loss, loss, rtol=1e-6)
     for padded, plain in zip(jax.tree.leaves(padded_grads), jax.tree.leaves(grads), strict=True):

@@ -25,11 +25,21 @@ ACTIVATIONS = {
 FLAX_KERNEL_INIT = nnx.initializers.lecun_normal()  # nnx.Linear's default
 
 
-def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
-    """Inverted dropout with an explicit key; identity when `key` is None (evaluation)."""
+def dropout(x: jax.Array, rate: float, key: jax.Array | None, width: int | None = None
+            ) -> jax.Array:
+    """Inverted dropout with an explicit key; identity when `key` is None (evaluation).
+
+    `width`: the layer's real width when `x` carries aligned padding units after it
+    (`pad_layers`). The mask is drawn for the real units only, so that a padded step drops
+    the same units as an unpadded one; padding units are kept (their weights are zero).
+    """
     if key is None or rate == 0.0:
         return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    width = x.shape[-1] if width is None else width
+    keep = jax.random.bernoulli(key, 1.0 - rate, (*x.shape[:-1], width))
+    if width < x.shape[-1]:
+        padding = [(0, 0)] * (x.ndim - 1) + [(0, x.shape[-1] - width)]
+        keep = jnp.pad(keep, padding, constant_values=True)
     return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
@@ -66,10 +76,12 @@ class AutoEncoder(nnx.Module):
         keys = [None] * len(self.layers)
         if dropout_key is not None:
             keys = list(jax.random.split(dropout_key, len(self.layers)))
-        x = dropout(x, self.input_dropout, keys[-1])
+        # The layers' declared widths, not x's: a training step may pass parameters padded to
+        # aligned widths (`pad_layers`), and dropout must draw the unpadded model's masks.
+        x = dropout(x, self.input_dropout, keys[-1], self.layers[0].in_features)
         hidden_activation = ACTIVATIONS[self.activation]
         for layer, key in zip(self.layers[:-1], keys[:-1], strict=True):
-            x = dropout(hidden_activation(layer(x)), self.dropout_rate, key)
+            x = dropout(hidden_activation(layer(x)), self.dropout_rate, key, layer.out_features)
         return ACTIVATIONS[self.output_activation](self.layers[-1](x))
 
     def encode(self, x: jax.Array) -> jax.Array:
@@ -161,22 +173,26 @@ def apply_members(graphdef: nnx.GraphDef, params: Any, x: jax.Array,
     return jnp.stack(outputs)
 
 
-def pad_inputs(params: Any, width: int) -> Any:
-    """Parameters of the same model with `width` inputs and outputs: the added inputs have zero
-    weights and the added outputs zero weights and biases, so that the real outputs are
-    unchanged and the added ones constant."""
+def layer_sizes(params: Any) -> list[int]:
+    """The widths of stacked parameters' layers, input first: [n_inputs, hidden..., n_inputs]."""
+    layers = params["layers"]
+    kernels = [layers[index]["kernel"] for index in sorted(layers)]
+    return [kernels[0].shape[-2], *(kernel.shape[-1] for kernel in kernels)]
+
+
+def pad_layers(params: Any, sizes: Sequence[int]) -> Any:
+    """Parameters of the same model computing with layer widths `sizes` (each at least the
+    real one; `layer_sizes` order). Every added unit has zero outgoing weights and added
+    outputs zero bias too, so the real outputs are unchanged (up to the order of float sums)
+    and the gradients of the real parameters the same; the added outputs are constant."""
     layers = dict(params["layers"])
-    first, last = min(layers), max(layers)
-    extra = width - layers[first]["kernel"].shape[-2]
-
-    def pad(leaf: jax.Array, axis: int) -> jax.Array:
-        widths = [(0, 0)] * leaf.ndim
-        widths[axis] = (0, extra)
-        return jnp.pad(leaf, widths)
-
-    layers[first] = {**layers[first], "kernel": pad(layers[first]["kernel"], -2)}
-    layers[last] = {"kernel": pad(layers[last]["kernel"], -1),
-                    "bias": pad(layers[last]["bias"], -1)}
+    for position, index in enumerate(sorted(layers)):
+        kernel, bias = layers[index]["kernel"], layers[index]["bias"]
+        rows, cols = sizes[position] - kernel.shape[-2], sizes[position + 1] - kernel.shape[-1]
+        if rows or cols:
+            lead = [(0, 0)] * (kernel.ndim - 2)
+            layers[index] = {"kernel": jnp.pad(kernel, [*lead, (0, rows), (0, cols)]),
+                             "bias": jnp.pad(bias, [*lead, (0, cols)])}
     return {**params, "layers": layers}
 
 
