@@ -6,14 +6,20 @@
 # GPU-marked tests and the train-step tests; experiments/gpu_variants.sh.
 # Usage, from the repository's root with the wheels in .whl/ (experiments/README.md):
 #     bash experiments/gpu_run6.sh OUT
+# The files are written to a work folder and, after each stage, packed into OUT/run6.tgz
+# (the lent machine returns few files), with OUT/stages.txt.
 set -uo pipefail
-out=${1:?usage: gpu_run6.sh OUT}
-mkdir -p "$out"
+dest=${1:?usage: gpu_run6.sh OUT}
+out=${RUN6_WORK:-/tmp/run6}
+mkdir -p "$dest" "$out"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
-stage() { echo "## $1: rc $2, $((SECONDS - started)) s" | tee -a "$out/stages.txt"; }
+stage() {
+    echo "## $1: rc $2, $((SECONDS - started)) s" | tee -a "$out/stages.txt"
+    cp "$out/stages.txt" "$dest/" && tar -czf "$dest/run6.tgz" -C "$out" .
+}
 
 started=$SECONDS
 timeout 200 python3 experiments/bench.py --shapes ml10m ml20m --data-path resident \
