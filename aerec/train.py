@@ -160,24 +160,60 @@ def loss_fn(objective: Objective, params: Any, rows: jax.Array, counts: jax.Arra
     targets = objective.scaling.encode(rows.astype(jnp.float32))
     outputs = apply_members(objective.graphdef, cast(model_params, objective.compute_dtype),
                             targets.astype(objective.compute_dtype), key)
-    outputs = outputs.astype(jnp.float32)  # the loss and its reductions stay in fp32
     valid = counts > 0
     if objective.all_cells:
         real = jnp.arange(width) < n_inputs
         counted, n_counted = valid[:, None] & real, jnp.sum(valid) * n_inputs
     else:
         counted, n_counted = valid[:, None] & (rows > 0), jnp.sum(counts)
-    # One masked error array serves the loss and its gradient: selecting rather than
-    # multiplying by a 0/1 weight saves XLA materialising the weight as floats, and the
-    # counts given spare it a pass over the batch to count the cells.
-    errors = jnp.where(counted, outputs - targets, 0.0)
-    squared = jnp.sum(errors**2, axis=(1, 2))
-    loss = jnp.mean(squared) / jnp.maximum(n_counted.astype(jnp.float32), 1.0)
+    loss = masked_mse(outputs, targets, counted, n_counted)
     if objective.l2:
         # Averaged over members like the error, so each member sees the same balance of
         # error and penalty as a model trained alone.
         loss = loss + objective.l2 * l2_penalty(params) / outputs.shape[0]
     return loss
+
+
+def masked_errors(outputs: jax.Array, targets: jax.Array, counted: jax.Array,
+                  n_counted: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The masked errors (fp32), the number of cells they count (at least 1) and the loss:
+    the members' mean of the sum of squared errors, per counted cell."""
+    # Selecting rather than multiplying by a 0/1 weight saves XLA materialising the weight
+    # as floats; the counts given spare it a pass over the batch to count the cells.
+    errors = jnp.where(counted, outputs.astype(jnp.float32) - targets, 0.0)
+    cells = jnp.maximum(n_counted.astype(jnp.float32), 1.0)
+    return errors, cells, jnp.mean(jnp.sum(errors**2, axis=(1, 2))) / cells
+
+
+@jax.custom_vjp
+def masked_mse(outputs: jax.Array, targets: jax.Array, counted: jax.Array,
+               n_counted: jax.Array) -> jax.Array:
+    """Squared error of `outputs` (members, batch, width; any float dtype) against `targets`
+    on the `counted` cells, summed per member, averaged over members, divided by
+    `n_counted`; differentiable in `outputs` only.
+
+    Its gradient is written out (2 x error / (members x cells), in the outputs' dtype, made
+    by the pass that computes the loss) so that the step passes over the (batch x width)
+    errors once: differentiated automatically, XLA computed the loss and the gradient in
+    two passes, the first storing the cell mask as a third (batch x width) array for the
+    second (an ML-10M bf16 step on an H200).
+    """
+    return masked_errors(outputs, targets, counted, n_counted)[2]
+
+
+def _masked_mse_forward(outputs: jax.Array, targets: jax.Array, counted: jax.Array,
+                        n_counted: jax.Array) -> tuple[jax.Array, jax.Array]:
+    errors, cells, loss = masked_errors(outputs, targets, counted, n_counted)
+    gradient = (errors * (2.0 / (outputs.shape[0] * cells))).astype(outputs.dtype)
+    return loss, gradient
+
+
+def _masked_mse_backward(gradient: jax.Array, cotangent: jax.Array) -> tuple:
+    # The targets, the mask and the count are data: no gradient.
+    return cotangent.astype(gradient.dtype) * gradient, None, None, None
+
+
+masked_mse.defvjp(_masked_mse_forward, _masked_mse_backward)
 
 
 def train_step(objective: Objective, optimizer: optax.GradientTransformation,
@@ -214,7 +250,19 @@ def train_epoch_resident(objective: Objective, optimizer: optax.GradientTransfor
             rows, counts = jax.lax.with_sharding_constraint((rows, counts), shardings)
         return train_step(objective, optimizer, state, rows, counts)
 
-    return jax.lax.scan(body, state, batches)
+    return jax.lax.scan(body, state, batches, unroll=scan_unroll(batches.shape[0]))
+
+
+# Steps an accelerator's epoch program lays out one after another rather than in a loop. An
+# H200 ran an ML-10M bf16 epoch (3 steps of 4096) in 13.6 instead of 14.5 ms unrolled: the
+# loop's per-iteration synchronisation goes, and XLA schedules across steps. A CPU keeps the
+# loop (compile time; nothing to gain there).
+ACCELERATOR_UNROLL = 4
+
+
+def scan_unroll(n_steps: int) -> int:
+    """How many of an epoch's `n_steps` steps one loop iteration runs (`jax.lax.scan`)."""
+    return max(1, min(n_steps, ACCELERATOR_UNROLL)) if on_accelerator() else 1
 
 
 def steps_per_epoch(train_rows: DeviceRows, batch_size: int) -> int:

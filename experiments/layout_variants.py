@@ -1,8 +1,10 @@
 """Which structure makes a bf16 training epoch slow on a GPU: aerec's resident epoch on a
 random rating matrix (f32 or bf16 storage, columns stored padded to 128, a model of hidden
 width 512, hidden widths of 500 left unaligned (`Objective.pad_hidden=False`), the steps
-unrolled instead of scanned, the batch materialised behind an optimization barrier) against a
-hand-written plain-JAX epoch, each timed and profiled per operation. A diagnosis tool (experiments/README.md, "GPU"):
+unrolled in Python, the loss's gradient left to autodiff (`aerec.train.masked_mse` writes it
+out), the batch materialised behind an optimization barrier) against a
+hand-written plain-JAX epoch, each timed and profiled per operation. A diagnosis tool
+(experiments/README.md, "GPU"):
 
     PYTHONPATH=. python experiments/layout_variants.py ROWS INPUTS BATCH DENSITY [NAMES]
     PYTHONPATH=. python experiments/layout_variants.py 10677 69878 4096 0.0134   # ML-10M shape
@@ -21,9 +23,10 @@ import numpy as np
 import optax
 from omegaconf import OmegaConf
 
+import aerec.train
 from aerec.models.autoencoder import init_members
 from aerec.models.scaling import Scaling
-from aerec.train import Objective, init_state, train_epoch_resident, train_step
+from aerec.train import Objective, init_state, masked_errors, train_epoch_resident, train_step
 from experiments.profile_epoch import op_seconds
 
 R, N, B, DENSITY = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
@@ -49,6 +52,14 @@ def batches(epoch):
     padded = np.full(nb * B, -1, np.int32)
     padded[:R] = order
     return jnp.asarray(padded.reshape(nb, B))
+
+
+MASKED_MSE = aerec.train.masked_mse
+
+
+def autodiff_masked_mse(outputs, targets, counted, n_counted):
+    # aerec.train.masked_mse's loss, left to JAX to differentiate (its gradient is written out)
+    return masked_errors(outputs, targets, counted, n_counted)[2]
 
 
 def barrier_epoch(objective, optimizer, state, matrix, matrix_counts, batches):
@@ -151,11 +162,15 @@ def main():
         "aerec_bf16_unrolled": lambda: (*aerec_variant(matrix.astype(BF), N, unrolled_epoch),
                                         matrix.astype(BF)),
     }
+    variants["aerec_bf16_autodiff_loss"] = variants["aerec_bf16matrix"]
     for name, make in variants.items():
         if ONLY and name not in ONLY:
             continue
         fn, state, mat = make()
+        if name.endswith("autodiff_loss"):  # traced (at the first call) with the plain loss
+            aerec.train.masked_mse = autodiff_masked_mse
         time_variant(name, fn, state, mat, counts, flops)
+        aerec.train.masked_mse = MASKED_MSE
     if not ONLY or "plain" in ONLY:
         k = jax.random.split(jax.random.key(1), 3)
         p = {"w1": jax.random.normal(k[0], (N, 500)) * 0.01, "b1": jnp.zeros(500),
