@@ -21,7 +21,9 @@ NEUTRAL_DEFAULTS = {"train.wide_shards": 1}
 # differently, so that a checkpoint of the older training is neither resumed nor reported as
 # this one's (its directory differs, and an explicit checkpoint.dir names the mismatch).
 # 2: dropout keys from their own stream (aerec.train.training_key).
-TRAINING_FORMAT = 2
+# 3: the loss's gradient written out (aerec.train.masked_mse: float sums in another order);
+#    on an accelerator, hidden widths padded and biases folded into the padding units.
+TRAINING_FORMAT = 3
 
 
 def is_identity_key(key: str) -> bool:
