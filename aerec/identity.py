@@ -22,7 +22,8 @@ NEUTRAL_DEFAULTS = {"train.wide_shards": 1}
 # this one's (its directory differs, and an explicit checkpoint.dir names the mismatch).
 # 2: dropout keys from their own stream (aerec.train.training_key).
 # 3: the loss's gradient written out (aerec.train.masked_mse: float sums in another order);
-#    on an accelerator, hidden widths padded and biases folded into the padding units.
+#    on an accelerator, hidden widths padded, biases folded into padding units and the
+#    training state kept padded between steps (aerec.train.for_steps).
 TRAINING_FORMAT = 3
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,13 @@ from aerec.checkpoint import Checkpointer, Resumed
 from aerec.data.matrix import DeviceRows
 from aerec.devices import on_accelerator
 from aerec.errors import TrainingDivergedError
-from aerec.models.autoencoder import apply_members, layer_sizes, pad_layers
+from aerec.models.autoencoder import (
+    apply_members,
+    layer_sizes,
+    outside_model_zeroed,
+    pad_layers,
+    unpad_layers,
+)
 from aerec.models.scaling import Scaling
 from aerec.sharding import (
     batch_shardings,
@@ -40,6 +47,15 @@ class TrainState(NamedTuple):
 
 
 @dataclass(frozen=True)
+class StepLayout:
+    """Parameters padded for a training step (`pad_layers`): the model's layer widths and the
+    step's, input first. Training keeps its state so between steps (`to_step_layout`)."""
+
+    sizes: tuple[int, ...]
+    padded: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Objective:
     """What the loss needs besides arrays: the model's graph, the scaling, the loss options."""
 
@@ -49,6 +65,9 @@ class Objective:
     l2: float = 0.0
     compute_dtype: Any = jnp.float32  # bfloat16: matmuls in bf16, parameters and Adam in fp32
     pad_hidden: bool = True  # hidden widths aligned like the inputs (`step_sizes`)
+    # The parameters a step receives are already in this layout (`for_steps`); None: the
+    # model's own, padded in each step where the step computes with other widths.
+    layout: StepLayout | None = None
 
 
 # The training stream's tag under key(seed). The parameters are drawn from key(seed) by
@@ -138,6 +157,50 @@ def step_sizes(sizes: Sequence[int], pad_hidden: bool = True) -> list[int]:
     return [aligned_width(sizes[0]), *inner, aligned_width(sizes[-1])]
 
 
+def step_layout(params: Any, pad_hidden: bool = True) -> StepLayout | None:
+    """The layout a training step computes `params` in, or None where it is their own (a
+    CPU)."""
+    sizes = layer_sizes(params)
+    padded = step_sizes(sizes, pad_hidden)
+    return None if padded == sizes else StepLayout(tuple(sizes), tuple(padded))
+
+
+def _map_state(state: TrainState, optimizer: optax.GradientTransformation,
+               params_map: Callable[[Any], Any]) -> TrainState:
+    """`state` with `params_map` applied to its parameters and to every copy of their tree
+    in the optimizer state (Adam's moments)."""
+    opt_state = optax.tree_map_params(optimizer, params_map, state.opt_state,
+                                      is_leaf=lambda tree: isinstance(tree, dict)
+                                      and "layers" in tree)
+    return TrainState(state.step, params_map(state.params), opt_state, state.rng)
+
+
+def to_step_layout(state: TrainState, optimizer: optax.GradientTransformation,
+                   layout: StepLayout) -> TrainState:
+    """A training state (parameters and Adam's moments) padded to `layout`."""
+    return _map_state(state, optimizer, partial(pad_layers, sizes=layout.padded))
+
+
+def from_step_layout(state: TrainState, optimizer: optax.GradientTransformation,
+                     layout: StepLayout) -> TrainState:
+    """The model's own training state from one in `layout` (what checkpoints hold)."""
+    return _map_state(state, optimizer, partial(unpad_layers, sizes=layout.sizes))
+
+
+def for_steps(objective: Objective, optimizer: optax.GradientTransformation,
+              state: TrainState) -> tuple[Objective, TrainState]:
+    """The objective and training state that training steps run with: on an accelerator the
+    state padded to the step's widths once, and kept so (`Objective.layout`), rather than
+    padded in every step: an H200 updated the ML-10M output layer's unaligned [500, 69878]
+    arrays at half the speed of the input layer's (what this gains is not measured yet); on a
+    CPU both as given."""
+    layout = step_layout(state.params, objective.pad_hidden)
+    if layout is None or objective.layout is not None:
+        return objective, state
+    return (dataclasses.replace(objective, layout=layout),
+            jax.jit(partial(to_step_layout, optimizer=optimizer, layout=layout))(state))
+
+
 def loss_fn(objective: Objective, params: Any, rows: jax.Array, counts: jax.Array,
             key: jax.Array | None) -> jax.Array:
     """Masked MSE: squared error on observed cells / number of observed cells (+ L2).
@@ -150,13 +213,18 @@ def loss_fn(objective: Objective, params: Any, rows: jax.Array, counts: jax.Arra
     widened where used, so that a bf16 batch is never copied to float32 as a whole.
     """
     n_inputs = rows.shape[1]
-    sizes = layer_sizes(params)
-    padded = step_sizes(sizes, objective.pad_hidden)
-    width = padded[0]
-    model_params = params
-    if padded != sizes:  # dummy columns and units: zero weights, out of the loss
+    model_params, real_params = params, params
+    if objective.layout is not None:  # padded already, between steps too
+        width = objective.layout.padded[0]
+        real_params = unpad_layers(params, objective.layout.sizes)
+    else:
+        sizes = layer_sizes(params)
+        padded = step_sizes(sizes, objective.pad_hidden)
+        width = padded[0]
+        if padded != sizes:  # dummy columns and units: zero weights, out of the loss
+            model_params = pad_layers(params, padded)
+    if width != n_inputs:
         rows = jnp.pad(rows, ((0, 0), (0, width - n_inputs)))
-        model_params = pad_layers(params, padded)
     targets = objective.scaling.encode(rows.astype(jnp.float32))
     outputs = apply_members(objective.graphdef, cast(model_params, objective.compute_dtype),
                             targets.astype(objective.compute_dtype), key)
@@ -170,7 +238,7 @@ def loss_fn(objective: Objective, params: Any, rows: jax.Array, counts: jax.Arra
     if objective.l2:
         # Averaged over members like the error, so each member sees the same balance of
         # error and penalty as a model trained alone.
-        loss = loss + objective.l2 * l2_penalty(params) / outputs.shape[0]
+        loss = loss + objective.l2 * l2_penalty(real_params) / outputs.shape[0]
     return loss
 
 
@@ -224,6 +292,8 @@ def train_step(objective: Objective, optimizer: optax.GradientTransformation,
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     loss, grads = jax.value_and_grad(partial(loss_fn, objective))(
         state.params, rows, counts, key)
+    if objective.layout is not None:  # padding units' weights stay zero
+        grads = outside_model_zeroed(grads, objective.layout.sizes)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     return TrainState(state.step + 1, params, opt_state, state.rng), loss
@@ -311,12 +381,24 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
     returned parameters live on the default device.
     """
     rows_with_data = np.flatnonzero(train_rows.nonempty_rows()).astype(np.int32)
+    # On an accelerator the state (given, and resumed, in the model's own layout) stays
+    # padded to the step's widths between steps; what leaves the loop (validation,
+    # checkpoints, the result) is the model's own.
+    layout = step_layout(state.params, objective.pad_hidden)
+    to_steps, from_steps, model_params = (lambda state: state), (lambda state: state), None
+    if layout is not None:
+        objective = dataclasses.replace(objective, layout=layout)
+        to_steps = jax.jit(partial(to_step_layout, optimizer=optimizer, layout=layout))
+        from_steps = jax.jit(partial(from_step_layout, optimizer=optimizer, layout=layout))
+        model_params = jax.jit(partial(unpad_layers, sizes=layout.sizes))
+    width = train_rows.shape[1] if layout is None else layout.padded[0]
     shardings = None
     step_options: dict[str, Any] = {}
     if mesh is not None:
         shardings = batch_shardings(mesh, batch_size)
         # Pinned, so that the wide layers stay split from step to step.
-        step_options["out_shardings"] = (state_shardings(state, mesh, train_rows.shape[1]),
+        step_options["out_shardings"] = (state_shardings(jax.eval_shape(to_steps, state), mesh,
+                                                         width),
                                          NamedSharding(mesh, PartitionSpec()))
     step = jax.jit(partial(train_step, objective, optimizer), donate_argnums=0, **step_options)
     resident_epoch = jax.jit(partial(train_epoch_resident, objective, optimizer,
@@ -328,6 +410,11 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
         dense, dense_counts = jax.device_put((dense, dense_counts),
                                              NamedSharding(mesh, PartitionSpec()))
     local = partial(local_copy, mesh=mesh)
+
+    def own_params(state: TrainState) -> Any:
+        """The model's parameters, on this process's default device."""
+        params = state.params if model_params is None else model_params(state.params)
+        return params if mesh is None else local(params)
 
     def train_one_epoch(state: TrainState, batches: np.ndarray) -> tuple[TrainState, float]:
         """One epoch over `batches` on the run's data path; the mean training loss."""
@@ -356,6 +443,7 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
         for record in best.history:  # the new run's metrics.jsonl holds the whole history
             if on_epoch is not None:
                 on_epoch(record)
+    state = to_steps(state)
     if mesh is not None:
         state = jax.device_put(state, step_options["out_shardings"][0])
     started = time.perf_counter()
@@ -365,7 +453,7 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
         epoch_started = time.perf_counter()
         batches = epoch_batches(rows_with_data, batch_size, seed, epoch)
         state, train_loss = train_one_epoch(state, batches)
-        valid_rmse = validate(state.params if mesh is None else local(state.params))
+        valid_rmse = validate(own_params(state))
         record = {"epoch": epoch, "train_loss": train_loss, "valid_rmse": valid_rmse,
                   "epoch_seconds": time.perf_counter() - epoch_started}
         best.history.append(record)
@@ -381,7 +469,9 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
         # it started from has been donated.
         if (valid_rmse < best.best_valid_rmse or np.isnan(valid_rmse)
                 or best.best_epoch == 0):
-            best.best_params = local(state.params)
+            # A copy: later epochs donate the state (unpadding copies already).
+            best.best_params = (local(state.params) if model_params is None
+                                else own_params(state))
             best.best_epoch, best.best_valid_rmse, waited = epoch, valid_rmse, 0
         else:
             waited += 1
@@ -391,8 +481,8 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
             meta = {"best_epoch": best.best_epoch, "best_valid_rmse": best.best_valid_rmse,
                     "waited": waited, "finished": finished, "history": best.history,
                     "seconds": seconds_before + time.perf_counter() - started}
-            checkpointer.save(epoch, {"train": state, "best_params": best.best_params}, meta,
-                              valid_rmse)
+            checkpointer.save(epoch, {"train": from_steps(state),
+                                      "best_params": best.best_params}, meta, valid_rmse)
         if finished:
             break
     bar.close()

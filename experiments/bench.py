@@ -49,6 +49,7 @@ from aerec.optim import build_optimizer
 from aerec.train import (
     Objective,
     epoch_batches,
+    for_steps,
     init_state,
     step_sizes,
     train_epoch_resident,
@@ -176,7 +177,8 @@ def epoch_runner(loaded: dict[str, Any], dtype: str, batch_size: int, max_batche
     objective = Objective(graphdef, scaling, l2=float(cfg.model.l2),
                           compute_dtype=jnp.dtype(dtype), pad_hidden=pad_hidden)
     optimizer = build_optimizer(cfg.optimizer, 1000)
-    state = init_state(params, optimizer, 0)
+    # As `fit` runs them: on an accelerator the state kept padded to the step's widths.
+    objective, state = for_steps(objective, optimizer, init_state(params, optimizer, 0))
     rows = np.flatnonzero(train.nonempty_rows()).astype(np.int32)
     all_batches = epoch_batches(rows, batch_size, 0, 1)
     timed = all_batches[:max_batches] if max_batches else all_batches

@@ -3,13 +3,16 @@ random rating matrix (f32 or bf16 storage, columns stored padded to 128, a model
 width 512, hidden widths of 500 left unaligned (`Objective.pad_hidden=False`), the steps
 unrolled in Python, the loss's gradient left to autodiff (`aerec.train.masked_mse` writes it
 out), the batch materialised behind an optimization barrier) against a
-hand-written plain-JAX epoch, each timed and profiled per operation. A diagnosis tool
-(experiments/README.md, "GPU"):
+hand-written plain-JAX epoch, each timed and profiled per operation. aerec's variants keep
+the training state padded between steps as `fit` does (`aerec.train.for_steps`); with the
+environment variable STATE_LAYOUT=0 they pad it in every step instead, as before. A diagnosis
+tool (experiments/README.md, "GPU"):
 
     PYTHONPATH=. python experiments/layout_variants.py ROWS INPUTS BATCH DENSITY [NAMES]
     PYTHONPATH=. python experiments/layout_variants.py 10677 69878 4096 0.0134   # ML-10M shape
 """
 
+import os
 import statistics
 import sys
 import tempfile
@@ -26,7 +29,14 @@ from omegaconf import OmegaConf
 import aerec.train
 from aerec.models.autoencoder import init_members
 from aerec.models.scaling import Scaling
-from aerec.train import Objective, init_state, masked_errors, train_epoch_resident, train_step
+from aerec.train import (
+    Objective,
+    for_steps,
+    init_state,
+    masked_errors,
+    train_epoch_resident,
+    train_step,
+)
 from experiments.profile_epoch import op_seconds
 
 R, N, B, DENSITY = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
@@ -55,6 +65,8 @@ def batches(epoch):
 
 
 MASKED_MSE = aerec.train.masked_mse
+# STATE_LAYOUT=0: the state in the model's own widths, padded in every step (before for_steps)
+STATE_LAYOUT = os.environ.get("STATE_LAYOUT", "1") != "0"
 
 
 def autodiff_masked_mse(outputs, targets, counted, n_counted):
@@ -142,8 +154,12 @@ def main():
         graphdef, params = init_members(cfg, n_inputs, 0, 1)
         objective = Objective(graphdef, Scaling(0.0, 1.0), l2=5e-5, compute_dtype=BF,
                               pad_hidden=pad_hidden)
+        if STATE_LAYOUT:  # as `fit` trains: the state kept padded between steps
+            objective, state = for_steps(objective, opt, init_state(params, opt, 0))
+        else:
+            state = init_state(params, opt, 0)
         fn = jax.jit(partial(epoch_impl, objective, opt), donate_argnums=0)
-        return fn, init_state(params, opt, 0)
+        return fn, state
     padded = -(-N // 128) * 128
     def widened():
         return jnp.pad(matrix, ((0, 0), (0, padded - N)))

@@ -44,10 +44,14 @@ class InterruptError(Exception):
     pass
 
 
-@pytest.mark.parametrize(("every", "interrupted", "saved"), [(1, 3, 2), (3, 5, 3)])
+@pytest.mark.parametrize(("every", "interrupted", "saved", "padded"),
+                         [(1, 3, 2, False), (3, 5, 3, False), (1, 3, 2, True)])
 def test_resume_in_process_equals_an_uninterrupted_run(compose_config, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
                                                        every: int, interrupted: int,
-                                                       saved: int) -> None:
+                                                       saved: int, padded: bool) -> None:
+    if padded:  # as an accelerator trains: the state kept padded to 128 between steps
+        monkeypatch.setattr("aerec.train.aligned_width", lambda n: -(-n // 128) * 128)
     overrides = ("train.epochs=6", "train.patience=100", f"checkpoint.every_epochs={every}")
     full = run_task(compose_config(*overrides, f"checkpoint.dir={tmp_path / 'full'}"),
                     tmp_path / "out_full")
@@ -72,6 +76,8 @@ def test_resume_in_process_equals_an_uninterrupted_run(compose_config, tmp_path:
     step_cut, arrays_cut = final_arrays(tmp_path / "cut")
     assert step_full == step_cut == 6
     assert_same_arrays(arrays_full, arrays_cut)
+    # checkpoints hold the model's own widths (122 inputs, 16, 8), never the padded 128
+    assert all(128 not in np.shape(leaf) for leaf in jax.tree.leaves(arrays_full))
 
 
 def test_each_checkpoint_holds_the_history_of_its_own_epoch(tmp_path: Path) -> None:

@@ -16,13 +16,15 @@ import aerec.data.matrix
 from aerec.data.matrix import DeviceRows, dense_bytes, dense_dtype, densify, rows_on_device
 from aerec.errors import ConfigError, TrainingDivergedError
 from aerec.matrices import resident_budget
-from aerec.models.autoencoder import AutoEncoder, layer_sizes
+from aerec.models.autoencoder import AutoEncoder, layer_sizes, outside_model_zeroed
 from aerec.models.scaling import Scaling
 from aerec.train import (
     Objective,
     count_observed,
     epoch_batches,
     fit,
+    for_steps,
+    from_step_layout,
     init_state,
     loss_fn,
     masked_mse,
@@ -101,6 +103,62 @@ def test_the_written_out_loss_gradient_is_autodiffs(dtype) -> None:
         np.testing.assert_allclose(np.asarray(grad, np.float32),
                                    np.asarray(expected_grad, np.float32), rtol=1e-6, atol=1e-9)
         assert np.any(np.asarray(grad) != 0) == bool(n_counted)
+
+
+def pad_to_128(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Train as an accelerator does: every width padded to a multiple of 128."""
+    monkeypatch.setattr("aerec.train.aligned_width", lambda n: -(-n // 128) * 128)
+
+
+def test_the_step_layout_round_trips_and_keeps_padding_at_zero(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    objective, params = make(0)
+    optimizer = optax.adam(1e-2)
+    rows = jnp.asarray(low_rank_matrix().toarray())
+    counts = count_observed(rows)
+    state = init_state(params, optimizer, 0)
+    for _ in range(3):  # Adam's moments away from zero
+        state, _ = train_step(objective, optimizer, state, rows, counts)
+    assert for_steps(objective, optimizer, state) == (objective, state)  # a CPU: as given
+    pad_to_128(monkeypatch)
+    in_steps, padded = for_steps(objective, optimizer, state)
+    layout = in_steps.layout
+    assert layout.sizes == (N_COLS, 8, 4, N_COLS) and layout.padded == (128, 128, 128, 128)
+    assert padded.params["layers"][0]["kernel"].shape == (1, 128, 128)
+    back = from_step_layout(padded, optimizer, layout)
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(state), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for _ in range(5):
+        padded, _ = train_step(in_steps, optimizer, padded, rows, counts)
+    for a, b in zip(jax.tree.leaves(outside_model_zeroed(padded.params, layout.sizes)),
+                    jax.tree.leaves(padded.params), strict=True):
+        np.testing.assert_array_equal(a, b)  # padding units' weights are still zero
+
+
+@pytest.mark.parametrize("resident", [True, False])
+def test_a_padded_state_trains_as_the_models_own(monkeypatch: pytest.MonkeyPatch,
+                                                 resident: bool) -> None:
+    # Widths padded to 128 and the state kept so between steps (`fit` on an accelerator),
+    # with dropout on the input and hidden layers, L2 and two members: the same losses and
+    # best parameters as training in the model's own widths, up to the order of float sums.
+    def run() -> object:
+        objective, first = make(0, input_dropout=0.1)
+        _, second = make(1, input_dropout=0.1)
+        params = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), first, second)
+        optimizer = optax.adam(1e-2)
+        return fit(dataclasses.replace(objective, l2=1e-3), optimizer,
+                   init_state(params, optimizer, 0), DeviceRows(low_rank_matrix(), resident),
+                   lambda p: 1.0, epochs=4, batch_size=8, patience=10, seed=0, progress=False)
+
+    own = run()
+    pad_to_128(monkeypatch)
+    padded = run()
+    np.testing.assert_allclose([r["train_loss"] for r in padded.history],
+                               [r["train_loss"] for r in own.history], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(padded.best_params), jax.tree.leaves(own.best_params),
+                    strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
 def test_masked_cells_get_zero_gradient() -> None:

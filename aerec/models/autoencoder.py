@@ -222,6 +222,38 @@ def pad_layers(params: Any, sizes: Sequence[int]) -> Any:
     return {**params, "layers": layers}
 
 
+def unpad_layers(params: Any, sizes: Sequence[int]) -> Any:
+    """The model's own parameters (layer widths `sizes`) from `pad_layers`' padded ones; the
+    same map takes a padded copy of Adam's moments back to the model's."""
+    layers = dict(params["layers"])
+    for position, index in enumerate(sorted(layers)):
+        kernel, bias = layers[index]["kernel"], layers[index]["bias"]
+        n_in, n_out = sizes[position], sizes[position + 1]
+        if kernel.shape[-2:] != (n_in, n_out):
+            folded = kernel.shape[-2] > n_in
+            layers[index] = {"kernel": kernel[..., :n_in, :n_out],
+                             "bias": kernel[..., n_in, :n_out] if folded else bias[..., :n_out]}
+    return {**params, "layers": layers}
+
+
+def outside_model_zeroed(params: Any, sizes: Sequence[int]) -> Any:
+    """Padded parameters (or their gradients) with every entry that `unpad_layers` drops set
+    to zero: what keeps padding units' weights at zero when training updates the padded
+    parameters themselves."""
+    layers = dict(params["layers"])
+    for position, index in enumerate(sorted(layers)):
+        kernel, bias = layers[index]["kernel"], layers[index]["bias"]
+        n_in, n_out = sizes[position], sizes[position + 1]
+        folded = kernel.shape[-2] > n_in
+        rows = jax.lax.broadcasted_iota(jnp.int32, kernel.shape[-2:], 0)
+        cols = jax.lax.broadcasted_iota(jnp.int32, kernel.shape[-2:], 1)
+        in_model = ((rows <= n_in) if folded else (rows < n_in)) & (cols < n_out)
+        bias_in_model = jnp.arange(bias.shape[-1]) < (0 if folded else n_out)
+        layers[index] = {"kernel": jnp.where(in_model, kernel, 0),
+                         "bias": jnp.where(bias_in_model, bias, 0)}
+    return {**params, "layers": layers}
+
+
 def predict_ratings(graphdef: nnx.GraphDef, scaling: Scaling, params: Any, row_ids: jax.Array,
                     inputs: jax.Array) -> jax.Array:
     """Raw-scale predictions for whole rows: the members' reconstructions, averaged."""

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Prepared for the next session with a GPU (experiments/README.md, "Runs 6 and 7": the next
+# step), about 6 minutes on one GPU, in this order: the training state kept padded between
+# steps (aerec.train.for_steps) against padded in every step, in one process per shape
+# (layout_variants.py with STATE_LAYOUT=1 and 0, ML-10M and ML-20M shapes, bf16); the bf16
+# benchmark of both shapes at batches 4096, 8192 and the nearly-full 5376 / 6784; the
+# GPU-marked tests with the tests corrected after run 6 (not yet run on a GPU) and the
+# state-layout tests; an ML-10M bf16 epoch's profile.
+# Usage, from the repository's root with the wheels in .whl/ (experiments/README.md):
+#     bash experiments/gpu_run8.sh OUT
+# The files are written to a work folder and, after each stage, packed into OUT/run8.tgz.
+set -uo pipefail
+dest=${1:?usage: gpu_run8.sh OUT}
+out=${RUN8_WORK:-/tmp/run8}
+mkdir -p "$dest" "$out"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+stage() {
+    echo "## $1: rc $2, $((SECONDS - started)) s" | tee -a "$out/stages.txt"
+    cp "$out/stages.txt" "$dest/" && tar -czf "$dest/run8.tgz" -C "$out" .
+}
+variants() {  # NAME ROWS INPUTS BATCH DENSITY
+    name=$1; shift
+    for layout in 1 0; do
+        STATE_LAYOUT=$layout timeout 60 python3 experiments/layout_variants.py "$@" \
+            aerec_bf16matrix 2>&1 | sed "s/^== /== STATE_LAYOUT=$layout /"
+    done > "$out/$name.txt"
+}
+
+started=$SECONDS
+variants layout_ml10m 10677 69878 4096 0.0134
+stage "state kept padded against padded per step, ML-10M shape" $?
+started=$SECONDS
+variants layout_ml20m 26744 138493 4096 0.0054
+stage "state kept padded against padded per step, ML-20M shape" $?
+
+for shape in "ml10m 5376" "ml20m 6784"; do
+    set -- $shape
+    started=$SECONDS
+    timeout 120 python3 experiments/bench.py --shapes "$1" --data-path resident \
+        --dtypes bfloat16 --batch-size 4096 "$2" 8192 --epochs 3 --json "$out/$1.json" \
+        > "$out/$1.txt" 2>&1
+    stage "bench $1 bf16" $?
+done
+
+started=$SECONDS
+timeout 120 python3 -m pytest -q -p no:cacheprovider -m "gpu or not slow" tests/test_gpu.py \
+    tests/test_train.py -k "gpu or GPU or ensemble or compiled_initialis or step_layout \
+    or padded_state or aligned" > "$out/pytest.log" 2>&1
+stage "pytest (GPU-marked, corrected after run 6, state layout)" $?
+
+started=$SECONDS
+timeout 60 python3 experiments/profile_epoch.py --shape ml10m --dtype bfloat16 \
+    --batch-size 4096 > "$out/profile_ml10m.txt" 2>&1
+stage "profile ML-10M bf16 4096" $?
