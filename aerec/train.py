@@ -140,13 +140,13 @@ def count_observed(rows: jax.Array) -> jax.Array:
     return jnp.sum(rows > 0, axis=1, dtype=jnp.int32)
 
 
-def aligned_width(n_inputs: int) -> int:
-    """The input width a training step computes with: on an accelerator `n_inputs` rounded up
-    to a multiple of 128, so that the wide matmuls have aligned shapes (an H200 ran ML-10M's
-    69,878 columns in slower fallback kernels, and padded each operand first); on a CPU
-    `n_inputs` itself."""
+def aligned_width(width: int) -> int:
+    """A layer width as a training step computes with it (`step_sizes`): on an accelerator
+    rounded up to a multiple of 128, so that the matmuls have aligned shapes (an H200 ran
+    ML-10M's 69,878 columns in slower fallback kernels, and padded each operand first; and
+    width-500 matmuls at 413-483 TFLOP/s against 622-669 at 512); on a CPU `width` itself."""
     align = 128 if on_accelerator() else 1
-    return -(-n_inputs // align) * align
+    return -(-width // align) * align
 
 
 def step_sizes(sizes: Sequence[int], pad_hidden: bool = True) -> list[int]:
@@ -158,8 +158,8 @@ def step_sizes(sizes: Sequence[int], pad_hidden: bool = True) -> list[int]:
 
 
 def step_layout(params: Any, pad_hidden: bool = True) -> StepLayout | None:
-    """The layout a training step computes `params` in, or None where it is their own (a
-    CPU)."""
+    """The layout a training step computes `params` in, or None where it is their own (on a
+    CPU, or where every width is aligned already)."""
     sizes = layer_sizes(params)
     padded = step_sizes(sizes, pad_hidden)
     return None if padded == sizes else StepLayout(tuple(sizes), tuple(padded))
@@ -189,8 +189,9 @@ def from_step_layout(state: TrainState, optimizer: optax.GradientTransformation,
 
 def for_steps(objective: Objective, optimizer: optax.GradientTransformation,
               state: TrainState) -> tuple[Objective, TrainState]:
-    """The objective and training state that training steps run with: on an accelerator the
-    state padded to the step's widths once, and kept so (`Objective.layout`), rather than
+    """The objective and training state that training steps run with, from a state in the
+    model's own widths: on an accelerator the state padded to the step's widths once, and
+    kept so (`Objective.layout`), rather than
     padded in every step: an H200 updated the ML-10M output layer's unaligned [500, 69878]
     arrays at half the speed of the input layer's (what this gains is not measured yet); on a
     CPU both as given."""
@@ -453,7 +454,8 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
         epoch_started = time.perf_counter()
         batches = epoch_batches(rows_with_data, batch_size, seed, epoch)
         state, train_loss = train_one_epoch(state, batches)
-        valid_rmse = validate(own_params(state))
+        current = own_params(state)
+        valid_rmse = validate(current)
         record = {"epoch": epoch, "train_loss": train_loss, "valid_rmse": valid_rmse,
                   "epoch_seconds": time.perf_counter() - epoch_started}
         best.history.append(record)
@@ -466,12 +468,11 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
                 "or add regularisation (model.l2); no checkpoint was written for this epoch")
         # Without validation ratings (NaN) there is nothing to stop on: keep the last epoch.
         # The first epoch is the best so far whatever its RMSE (+inf included): the state
-        # it started from has been donated.
+        # it started from may have been donated.
         if (valid_rmse < best.best_valid_rmse or np.isnan(valid_rmse)
                 or best.best_epoch == 0):
-            # A copy: later epochs donate the state (unpadding copies already).
-            best.best_params = (local(state.params) if model_params is None
-                                else own_params(state))
+            # A copy, as later epochs donate the state (an unpadded one is a copy already).
+            best.best_params = local(state.params) if model_params is None else current
             best.best_epoch, best.best_valid_rmse, waited = epoch, valid_rmse, 0
         else:
             waited += 1
