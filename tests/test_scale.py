@@ -49,28 +49,21 @@ class Stop(Exception):
 def stop_at_three(record):
     if record["epoch"] == 3:
         raise Stop
-with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-    cfg = compose(config_name="config", overrides=[*FAST, "train.epochs=4",
-        "ranking.enabled=false", "train.mesh=4", "train.wide_shards=2",
-        f"checkpoint.dir={sys.argv[1]}"])
-try:
-    run_experiment(cfg, on_epoch=stop_at_three)
-except Stop:
-    pass
-results, _ = run_experiment(cfg)
-out["resumed-4-2"] = [results["valid_rmse"], results["test_rmse"]]
-out["resumed_from"] = results["resumed_from_epoch"]
-# the same, padded as an accelerator pads (the state kept padded between steps, checkpoints
-# in the model's own widths), against the padded run above
-aerec.train.aligned_width = lambda n: -(-n // 128) * 128
-cfg.checkpoint.dir = sys.argv[1] + "-padded"
-try:
-    run_experiment(cfg, on_epoch=stop_at_three)
-except Stop:
-    pass
-results, _ = run_experiment(cfg)
-out["padded-resumed-4-2"] = [results["valid_rmse"], results["test_rmse"]]
-out["padded_resumed_from"] = results["resumed_from_epoch"]
+# and the same padded as an accelerator pads (the state kept padded between steps,
+# checkpoints in the model's own widths), against the padded run above
+for prefix, width in (("", aligned_width), ("padded-", lambda n: -(-n // 128) * 128)):
+    aerec.train.aligned_width = width
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[*FAST, "train.epochs=4",
+            "ranking.enabled=false", "train.mesh=4", "train.wide_shards=2",
+            f"checkpoint.dir={sys.argv[1]}-{prefix}"])
+    try:
+        run_experiment(cfg, on_epoch=stop_at_three)
+    except Stop:
+        pass
+    results, _ = run_experiment(cfg)
+    out[f"{prefix}resumed-4-2"] = [results["valid_rmse"], results["test_rmse"]]
+    out[f"{prefix}resumed_from"] = results["resumed_from_epoch"]
 aerec.train.aligned_width = aligned_width
 with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
     cfg = compose(config_name="config", overrides=[*FAST, "dataset.n_users=122",
@@ -94,7 +87,7 @@ def test_sharded_training_matches_one_device(tmp_path) -> None:
     assert figures.pop("devices") == 4
     assert figures.pop("resumed_from") == 2
     assert figures["resumed-4-2"] == figures["resident-4-2"]  # exactly: same program
-    assert figures.pop("padded_resumed_from") == 2
+    assert figures.pop("padded-resumed_from") == 2
     assert figures["padded-resumed-4-2"] == figures["padded-4-2"]
     assert figures.pop("indivisible").startswith(
         "ConfigError: train.wide_shards=4 must divide the width of a row (122 columns)")
