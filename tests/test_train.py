@@ -119,7 +119,8 @@ def test_the_step_layout_round_trips_and_keeps_padding_at_zero(
     state = init_state(params, optimizer, 0)
     for _ in range(3):  # Adam's moments away from zero
         state, _ = train_step(objective, optimizer, state, rows, counts)
-    assert for_steps(objective, optimizer, state) == (objective, state)  # a CPU: as given
+    if jax.default_backend() == "cpu":  # nothing to pad: as given
+        assert for_steps(objective, optimizer, state) == (objective, state)
     pad_to_128(monkeypatch)
     in_steps, padded = for_steps(objective, optimizer, state)
     layout = in_steps.layout
@@ -352,7 +353,8 @@ def test_fit_is_deterministic_and_paths_agree() -> None:
 def test_an_unrolled_epoch_trains_as_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     # An accelerator runs the epoch's steps unrolled, up to four per loop iteration
     # (scan_unroll); with 5 batches that is one iteration of four and one step left over.
-    assert scan_unroll(5) == 1  # a CPU keeps the loop
+    if jax.default_backend() == "cpu":
+        assert scan_unroll(5) == 1  # a CPU keeps the loop
     monkeypatch.setattr("aerec.train.on_accelerator", lambda: True)
     assert [scan_unroll(n) for n in (1, 3, 5, 58)] == [1, 3, 4, 4]
     monkeypatch.undo()
