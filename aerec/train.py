@@ -190,16 +190,15 @@ def from_step_layout(state: TrainState, optimizer: optax.GradientTransformation,
 def for_steps(objective: Objective, optimizer: optax.GradientTransformation,
               state: TrainState) -> tuple[Objective, TrainState]:
     """The objective and training state that training steps run with, from a state in the
-    model's own widths: on an accelerator the state padded to the step's widths once, and
-    kept so (`Objective.layout`), rather than
-    padded in every step: an H200 updated the ML-10M output layer's unaligned [500, 69878]
-    arrays at half the speed of the input layer's (what this gains is not measured yet); on a
-    CPU both as given."""
+    model's own widths: on an accelerator the state padded to the step's widths once and kept
+    so (`Objective.layout`), rather than padded in every step (an H200 updated the ML-10M
+    output layer's unaligned [500, 69878] arrays at half the speed of the input layer's; what
+    this gains is not measured yet); on a CPU both as given."""
     layout = step_layout(state.params, objective.pad_hidden)
-    if layout is None or objective.layout is not None:
+    objective = dataclasses.replace(objective, layout=layout)
+    if layout is None:
         return objective, state
-    return (dataclasses.replace(objective, layout=layout),
-            jax.jit(partial(to_step_layout, optimizer=optimizer, layout=layout))(state))
+    return objective, jax.jit(partial(to_step_layout, optimizer=optimizer, layout=layout))(state)
 
 
 def loss_fn(objective: Objective, params: Any, rows: jax.Array, counts: jax.Array,
@@ -382,25 +381,36 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
     returned parameters live on the default device.
     """
     rows_with_data = np.flatnonzero(train_rows.nonempty_rows()).astype(np.int32)
+    best = FitResult(state.params, 0, float("inf"), 0, 0.0)
+    waited, first_epoch, finished, seconds_before = 0, 1, False, 0.0
+    if resumed is not None:
+        state, best.best_params = resumed.arrays["train"], resumed.arrays["best_params"]
+        meta = resumed.meta
+        best.best_epoch, best.best_valid_rmse = meta["best_epoch"], meta["best_valid_rmse"]
+        best.history, best.epochs_run = list(meta["history"]), resumed.epoch
+        waited, finished, seconds_before = meta["waited"], meta["finished"], meta["seconds"]
+        first_epoch = resumed.epoch + 1
+        for record in best.history:  # the new run's metrics.jsonl holds the whole history
+            if on_epoch is not None:
+                on_epoch(record)
     # On an accelerator the state (given, and resumed, in the model's own layout) stays
     # padded to the step's widths between steps; what leaves the loop (validation,
     # checkpoints, the result) is the model's own.
-    layout = step_layout(state.params, objective.pad_hidden)
-    to_steps, from_steps, model_params = (lambda state: state), (lambda state: state), None
+    objective, state = for_steps(objective, optimizer, state)
+    layout = objective.layout
+    from_steps, model_params = (lambda state: state), None
     if layout is not None:
-        objective = dataclasses.replace(objective, layout=layout)
-        to_steps = jax.jit(partial(to_step_layout, optimizer=optimizer, layout=layout))
         from_steps = jax.jit(partial(from_step_layout, optimizer=optimizer, layout=layout))
         model_params = jax.jit(partial(unpad_layers, sizes=layout.sizes))
-    width = train_rows.shape[1] if layout is None else layout.padded[0]
     shardings = None
     step_options: dict[str, Any] = {}
     if mesh is not None:
         shardings = batch_shardings(mesh, batch_size)
+        width = train_rows.shape[1] if layout is None else layout.padded[0]
         # Pinned, so that the wide layers stay split from step to step.
-        step_options["out_shardings"] = (state_shardings(jax.eval_shape(to_steps, state), mesh,
-                                                         width),
+        step_options["out_shardings"] = (state_shardings(state, mesh, width),
                                          NamedSharding(mesh, PartitionSpec()))
+        state = jax.device_put(state, step_options["out_shardings"][0])
     step = jax.jit(partial(train_step, objective, optimizer), donate_argnums=0, **step_options)
     resident_epoch = jax.jit(partial(train_epoch_resident, objective, optimizer,
                                      shardings=shardings),
@@ -432,21 +442,6 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
             losses.append(local_value(loss, mesh))
         return state, mean_loss(jnp.stack(losses))  # one copy to the host, not one a step
 
-    best = FitResult(state.params, 0, float("inf"), 0, 0.0)
-    waited, first_epoch, finished, seconds_before = 0, 1, False, 0.0
-    if resumed is not None:
-        state, best.best_params = resumed.arrays["train"], resumed.arrays["best_params"]
-        meta = resumed.meta
-        best.best_epoch, best.best_valid_rmse = meta["best_epoch"], meta["best_valid_rmse"]
-        best.history, best.epochs_run = list(meta["history"]), resumed.epoch
-        waited, finished, seconds_before = meta["waited"], meta["finished"], meta["seconds"]
-        first_epoch = resumed.epoch + 1
-        for record in best.history:  # the new run's metrics.jsonl holds the whole history
-            if on_epoch is not None:
-                on_epoch(record)
-    state = to_steps(state)
-    if mesh is not None:
-        state = jax.device_put(state, step_options["out_shardings"][0])
     started = time.perf_counter()
     epoch_range = range(first_epoch, epochs + 1) if not finished else range(0)
     bar = tqdm(epoch_range, desc="train", unit="epoch", disable=not progress)
