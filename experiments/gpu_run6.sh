@@ -6,20 +6,11 @@
 # GPU-marked tests and the train-step tests; experiments/gpu_variants.sh.
 # Usage, from the repository's root with the wheels in .whl/ (experiments/README.md):
 #     bash experiments/gpu_run6.sh OUT
-# The files are written to a work folder and, after each stage, packed into OUT/run6.tgz
-# (the lent machine returns few files), with OUT/stages.txt.
+# The files are packed into OUT/run6.tgz after each stage (experiments/lent_gpu.sh).
 set -uo pipefail
 dest=${1:?usage: gpu_run6.sh OUT}
-out=${RUN6_WORK:-/tmp/run6}
-mkdir -p "$dest" "$out"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
-stage() {
-    echo "## $1: rc $2, $((SECONDS - started)) s" | tee -a "$out/stages.txt"
-    cp "$out/stages.txt" "$dest/" && tar -czf "$dest/run6.tgz" -C "$out" .
-}
+source "$(dirname "$0")/lent_gpu.sh"
+lent_gpu_start run6 "$dest"
 
 started=$SECONDS
 timeout 200 python3 experiments/bench.py --shapes ml10m ml20m --data-path resident \
@@ -28,13 +19,8 @@ timeout 200 python3 experiments/bench.py --shapes ml10m ml20m --data-path reside
 stage "bench bf16, hidden 500 against padded" $?
 
 started=$SECONDS
-XLA_FLAGS="--xla_dump_to=$out/hlo --xla_dump_hlo_module_re=.*train_epoch.*" \
-    timeout 60 python3 experiments/profile_epoch.py --shape ml10m --dtype bfloat16 \
-    --batch-size 4096 > "$out/profile_ml10m.txt" 2>&1
+profile_with_hlo profile_ml10m.txt --shape ml10m --dtype bfloat16 --batch-size 4096
 stage "profile ML-10M bf16 4096 (+HLO)" $?
-# Only the optimised modules come back (the dump's other files are many and large).
-find "$out/hlo" -type f ! -name '*after_optimizations.txt' -delete 2>/dev/null
-tar -czf "$out/hlo.tgz" -C "$out" hlo 2>/dev/null && rm -rf "$out/hlo"
 
 started=$SECONDS
 timeout 150 python3 -m pytest -q -p no:cacheprovider -m "gpu or not slow" tests/test_gpu.py \

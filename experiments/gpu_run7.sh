@@ -11,20 +11,12 @@
 # Usage, from the repository's root with the wheels in .whl/ (experiments/README.md) and
 # BASE made by `git archive 676f99a | tar -x -C .base`:
 #     bash experiments/gpu_run7.sh OUT [BASE (.base)]
-# The files are written to a work folder and, after each stage, packed into OUT/run7.tgz.
+# The files are packed into OUT/run7.tgz after each stage (experiments/lent_gpu.sh).
 set -uo pipefail
 dest=${1:?usage: gpu_run7.sh OUT [BASE]}
 base=${2:-.base}
-out=${RUN7_WORK:-/tmp/run7}
-mkdir -p "$dest" "$out"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl
-export PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
-stage() {
-    echo "## $1: rc $2, $((SECONDS - started)) s" | tee -a "$out/stages.txt"
-    cp "$out/stages.txt" "$dest/" && tar -czf "$dest/run7.tgz" -C "$out" .
-}
+source "$(dirname "$0")/lent_gpu.sh"
+lent_gpu_start run7 "$dest"
 bench() {  # NAME SHAPE BATCHES...
     name=$1 shape=$2; shift 2
     timeout 120 python3 experiments/bench.py --shapes "$shape" --data-path resident \
@@ -33,7 +25,6 @@ bench() {  # NAME SHAPE BATCHES...
 }
 
 started=$SECONDS
-export PYTHONPATH=/tmp/site:$PWD
 bench ml10m ml10m 4096 5376 8192
 stage "bench ML-10M bf16" $?
 started=$SECONDS
@@ -60,12 +51,8 @@ timeout 60 python3 experiments/layout_variants.py 10677 69878 4096 0.0134 \
 stage "layout_variants: the loss gradient written out against autodiff's" $?
 
 started=$SECONDS
-XLA_FLAGS="--xla_dump_to=$out/hlo --xla_dump_hlo_module_re=.*train_epoch.*" \
-    timeout 60 python3 experiments/profile_epoch.py --shape ml10m --dtype bfloat16 \
-    --batch-size 4096 > "$out/profile_ml10m.txt" 2>&1
+profile_with_hlo profile_ml10m.txt --shape ml10m --dtype bfloat16 --batch-size 4096
 stage "profile ML-10M bf16 4096 (+HLO)" $?
-find "$out/hlo" -type f ! -name '*after_optimizations.txt' -delete 2>/dev/null
-tar -czf "$out/hlo.tgz" -C "$out" hlo 2>/dev/null && rm -rf "$out/hlo"
 
 started=$SECONDS
 timeout 60 python3 experiments/bench.py --shapes ml10m ml20m --data-path resident \

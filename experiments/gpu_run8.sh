@@ -8,19 +8,11 @@
 # state-layout tests; an ML-10M bf16 epoch's profile.
 # Usage, from the repository's root with the wheels in .whl/ (experiments/README.md):
 #     bash experiments/gpu_run8.sh OUT
-# The files are written to a work folder and, after each stage, packed into OUT/run8.tgz.
+# The files are packed into OUT/run8.tgz after each stage (experiments/lent_gpu.sh).
 set -uo pipefail
 dest=${1:?usage: gpu_run8.sh OUT}
-out=${RUN8_WORK:-/tmp/run8}
-mkdir -p "$dest" "$out"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
-stage() {
-    echo "## $1: rc $2, $((SECONDS - started)) s" | tee -a "$out/stages.txt"
-    cp "$out/stages.txt" "$dest/" && tar -czf "$dest/run8.tgz" -C "$out" .
-}
+source "$(dirname "$0")/lent_gpu.sh"
+lent_gpu_start run8 "$dest"
 variants() {  # NAME ROWS INPUTS BATCH DENSITY
     name=$1; shift
     for layout in 1 0; do
