@@ -21,7 +21,7 @@ NEUTRAL_DEFAULTS = {"train.wide_shards": 1}
 # differently, so that a checkpoint of the older training is neither resumed nor reported as
 # this one's (its directory differs, and an explicit checkpoint.dir names the mismatch).
 # 2: dropout keys from their own stream (aerec.train.training_key).
-# 3: the loss's gradient written out (aerec.train.masked_mse: float sums in another order);
+# 3: the loss's gradient written out (aerec.losses.masked_mse: float sums in another order);
 #    on an accelerator, hidden widths padded, biases folded into padding units and the
 #    training state kept padded between steps (aerec.train.for_steps).
 TRAINING_FORMAT = 3

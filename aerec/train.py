@@ -1,10 +1,10 @@
-"""Training state, masked loss, the jit-compiled train step and epoch, and the fit loop."""
+"""Training state, the loss, the jit-compiled train step and epoch, and the fit loop."""
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, NamedTuple
@@ -20,6 +20,7 @@ from aerec.checkpoint import Checkpointer, Resumed
 from aerec.data.matrix import DeviceRows
 from aerec.devices import on_accelerator
 from aerec.errors import TrainingDivergedError
+from aerec.losses import masked_mse
 from aerec.models.autoencoder import (
     apply_members,
     layer_sizes,
@@ -35,6 +36,13 @@ from aerec.sharding import (
     sharded_batch,
     state_shardings,
 )
+from aerec.step_layout import (
+    StepLayout,
+    from_step_layout,
+    step_layout,
+    step_sizes,
+    to_step_layout,
+)
 
 
 class TrainState(NamedTuple):
@@ -44,15 +52,6 @@ class TrainState(NamedTuple):
     params: Any
     opt_state: Any
     rng: jax.Array
-
-
-@dataclass(frozen=True)
-class StepLayout:
-    """Parameters padded for a training step (`pad_layers`): the model's layer widths and the
-    step's, input first. Training keeps its state so between steps (`to_step_layout`)."""
-
-    sizes: tuple[int, ...]
-    padded: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -135,58 +134,6 @@ def cast(tree: Any, dtype: Any) -> Any:
     return jax.tree.map(lambda leaf: leaf.astype(dtype), tree)
 
 
-def count_observed(rows: jax.Array) -> jax.Array:
-    """Observed (non-zero) cells per dense row: the `counts` a batch of `rows` needs."""
-    return jnp.sum(rows > 0, axis=1, dtype=jnp.int32)
-
-
-def aligned_width(width: int) -> int:
-    """A layer width as a training step computes with it (`step_sizes`): on an accelerator
-    rounded up to a multiple of 128, so that the matmuls have aligned shapes (an H200 ran
-    ML-10M's 69,878 columns in slower fallback kernels, and padded each operand first; and
-    width-500 matmuls at 413-483 TFLOP/s against 622-669 at 512); on a CPU `width` itself."""
-    align = 128 if on_accelerator() else 1
-    return -(-width // align) * align
-
-
-def step_sizes(sizes: Sequence[int], pad_hidden: bool = True) -> list[int]:
-    """The layer widths a training step computes with for a model of `sizes` (`layer_sizes`):
-    the inputs and outputs `aligned_width`, the hidden widths too with `pad_hidden` (500 ->
-    512 on an accelerator: tensor-core tiles of 128 then cover them exactly)."""
-    inner = [aligned_width(size) if pad_hidden else size for size in sizes[1:-1]]
-    return [aligned_width(sizes[0]), *inner, aligned_width(sizes[-1])]
-
-
-def step_layout(params: Any, pad_hidden: bool = True) -> StepLayout | None:
-    """The layout a training step computes `params` in, or None where it is their own (on a
-    CPU, or where every width is aligned already)."""
-    sizes = layer_sizes(params)
-    padded = step_sizes(sizes, pad_hidden)
-    return None if padded == sizes else StepLayout(tuple(sizes), tuple(padded))
-
-
-def _map_state(state: TrainState, optimizer: optax.GradientTransformation,
-               params_map: Callable[[Any], Any]) -> TrainState:
-    """`state` with `params_map` applied to its parameters and to every copy of their tree
-    in the optimizer state (Adam's moments)."""
-    opt_state = optax.tree_map_params(optimizer, params_map, state.opt_state,
-                                      is_leaf=lambda tree: isinstance(tree, dict)
-                                      and "layers" in tree)
-    return TrainState(state.step, params_map(state.params), opt_state, state.rng)
-
-
-def to_step_layout(state: TrainState, optimizer: optax.GradientTransformation,
-                   layout: StepLayout) -> TrainState:
-    """A training state (parameters and Adam's moments) padded to `layout`."""
-    return _map_state(state, optimizer, partial(pad_layers, sizes=layout.padded))
-
-
-def from_step_layout(state: TrainState, optimizer: optax.GradientTransformation,
-                     layout: StepLayout) -> TrainState:
-    """The model's own training state from one in `layout` (what checkpoints hold)."""
-    return _map_state(state, optimizer, partial(unpad_layers, sizes=layout.sizes))
-
-
 def for_steps(objective: Objective, optimizer: optax.GradientTransformation,
               state: TrainState) -> tuple[Objective, TrainState]:
     """The objective and training state that training steps run with, from a state in the
@@ -240,48 +187,6 @@ def loss_fn(objective: Objective, params: Any, rows: jax.Array, counts: jax.Arra
         # error and penalty as a model trained alone.
         loss = loss + objective.l2 * l2_penalty(real_params) / outputs.shape[0]
     return loss
-
-
-def masked_errors(outputs: jax.Array, targets: jax.Array, counted: jax.Array,
-                  n_counted: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """The masked errors (fp32), the number of cells they count (at least 1) and the loss:
-    the members' mean of the sum of squared errors, per counted cell."""
-    # Selecting rather than multiplying by a 0/1 weight saves XLA materialising the weight
-    # as floats; the counts given spare it a pass over the batch to count the cells.
-    errors = jnp.where(counted, outputs.astype(jnp.float32) - targets, 0.0)
-    cells = jnp.maximum(n_counted.astype(jnp.float32), 1.0)
-    return errors, cells, jnp.mean(jnp.sum(errors**2, axis=(1, 2))) / cells
-
-
-@jax.custom_vjp
-def masked_mse(outputs: jax.Array, targets: jax.Array, counted: jax.Array,
-               n_counted: jax.Array) -> jax.Array:
-    """Squared error of `outputs` (members, batch, width; any float dtype) against `targets`
-    on the `counted` cells, summed per member, averaged over members, divided by
-    `n_counted`; differentiable in `outputs` only.
-
-    Its gradient is written out (2 x error / (members x cells), in the outputs' dtype, made
-    by the pass that computes the loss) so that the step passes over the (batch x width)
-    errors once: differentiated automatically, XLA computed the loss and the gradient in
-    two passes, the first storing the cell mask as a third (batch x width) array for the
-    second (an ML-10M bf16 step on an H200).
-    """
-    return masked_errors(outputs, targets, counted, n_counted)[2]
-
-
-def _masked_mse_forward(outputs: jax.Array, targets: jax.Array, counted: jax.Array,
-                        n_counted: jax.Array) -> tuple[jax.Array, jax.Array]:
-    errors, cells, loss = masked_errors(outputs, targets, counted, n_counted)
-    gradient = (errors * (2.0 / (outputs.shape[0] * cells))).astype(outputs.dtype)
-    return loss, gradient
-
-
-def _masked_mse_backward(gradient: jax.Array, cotangent: jax.Array) -> tuple:
-    # The targets, the mask and the count are data: no gradient.
-    return cotangent.astype(gradient.dtype) * gradient, None, None, None
-
-
-masked_mse.defvjp(_masked_mse_forward, _masked_mse_backward)
 
 
 def train_step(objective: Objective, optimizer: optax.GradientTransformation,

@@ -7,7 +7,7 @@ compile time, steady-state epoch time (median over --epochs timed epochs, after 
 ratings per second, achieved FLOP/s of the model's matmuls, peak host and device memory, and
 the practical peak: the FLOP/s of plain dense matmuls of exactly the shapes a training step
 multiplies, timed one by one in the same process and dtype (efficiency = their time / the
-epoch's; on an accelerator at the widths the step pads to, `aerec.train.step_sizes`), with a
+epoch's; on an accelerator at the widths the step pads to, `aerec.step_layout.step_sizes`), with a
 square matmul for reference (2048 on a CPU, 8192 on an accelerator, where smaller ones fall
 short of its peak).
 Large shapes on a CPU can time the first --max-batches batches of each epoch; the epoch time
@@ -46,12 +46,12 @@ from aerec.matrices import build_matrices
 from aerec.models.autoencoder import init_members
 from aerec.models.scaling import make_scaling
 from aerec.optim import build_optimizer
+from aerec.step_layout import step_sizes
 from aerec.train import (
     Objective,
     epoch_batches,
     for_steps,
     init_state,
-    step_sizes,
     train_epoch_resident,
     train_step,
 )

@@ -1,7 +1,7 @@
 """Which structure makes a bf16 training epoch slow on a GPU: aerec's resident epoch on a
 random rating matrix (f32 or bf16 storage, columns stored padded to 128, a model of hidden
 width 512, hidden widths of 500 left unaligned (`Objective.pad_hidden=False`), the steps
-unrolled in Python, the loss's gradient left to autodiff (`aerec.train.masked_mse` writes it
+unrolled in Python, the loss's gradient left to autodiff (`aerec.losses.masked_mse` writes it
 out), the batch materialised behind an optimization barrier) against a
 hand-written plain-JAX epoch, each timed and profiled per operation. aerec's variants keep
 the training state padded between steps as `fit` does (`aerec.train.for_steps`); with the
@@ -27,13 +27,13 @@ import optax
 from omegaconf import OmegaConf
 
 import aerec.train
+from aerec.losses import masked_errors
 from aerec.models.autoencoder import init_members
 from aerec.models.scaling import Scaling
 from aerec.train import (
     Objective,
     for_steps,
     init_state,
-    masked_errors,
     train_epoch_resident,
     train_step,
 )
@@ -70,7 +70,7 @@ STATE_LAYOUT = os.environ.get("STATE_LAYOUT", "1") != "0"
 
 
 def autodiff_masked_mse(outputs, targets, counted, n_counted):
-    # aerec.train.masked_mse's loss, left to JAX to differentiate (its gradient is written out)
+    # aerec.losses.masked_mse's loss, left to JAX to differentiate (its gradient is written out)
     return masked_errors(outputs, targets, counted, n_counted)[2]
 
 

@@ -15,21 +15,19 @@ from flax import nnx
 import aerec.data.matrix
 from aerec.data.matrix import DeviceRows, dense_bytes, dense_dtype, densify, rows_on_device
 from aerec.errors import ConfigError, TrainingDivergedError
+from aerec.losses import count_observed, masked_mse
 from aerec.matrices import resident_budget
 from aerec.models.autoencoder import AutoEncoder, layer_sizes, outside_model_zeroed
 from aerec.models.scaling import Scaling
+from aerec.step_layout import from_step_layout, step_sizes
 from aerec.train import (
     Objective,
-    count_observed,
     epoch_batches,
     fit,
     for_steps,
-    from_step_layout,
     init_state,
     loss_fn,
-    masked_mse,
     scan_unroll,
-    step_sizes,
     steps_per_epoch,
     train_step,
     training_key,
@@ -71,7 +69,7 @@ def test_aligned_dummy_columns_change_neither_loss_nor_gradients(
     key = jax.random.key(7) if dropout else None
     args = (objective, params, rows, count_observed(rows), key)
     loss, grads = jax.value_and_grad(loss_fn, argnums=1)(*args)
-    monkeypatch.setattr("aerec.train.aligned_width", lambda n: -(-n // 128) * 128)
+    monkeypatch.setattr("aerec.step_layout.aligned_width", lambda n: -(-n // 128) * 128)
     hidden = [128, 128] if pad_hidden else [8, 4]
     assert step_sizes(layer_sizes(params), pad_hidden) == [128, *hidden, 128]
     padded_loss, padded_grads = jax.value_and_grad(loss_fn, argnums=1)(*args)
@@ -107,7 +105,7 @@ def test_the_written_out_loss_gradient_is_autodiffs(dtype) -> None:
 
 def pad_to_128(monkeypatch: pytest.MonkeyPatch) -> None:
     """Train as an accelerator does: every width padded to a multiple of 128."""
-    monkeypatch.setattr("aerec.train.aligned_width", lambda n: -(-n // 128) * 128)
+    monkeypatch.setattr("aerec.step_layout.aligned_width", lambda n: -(-n // 128) * 128)
 
 
 def test_the_step_layout_round_trips_and_keeps_padding_at_zero(

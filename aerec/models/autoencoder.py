@@ -43,10 +43,16 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None, width: int | None 
     return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
+def bias_folded(kernel: jax.Array, n_in: int) -> bool:
+    """Whether a layer of `n_in` real inputs keeps its bias in `kernel`'s row `n_in`: the
+    convention of `pad_layers` for every layer whose input is padded."""
+    return kernel.shape[-2] > n_in
+
+
 def with_bias_unit(layer: nnx.Linear, x: jax.Array) -> jax.Array:
     """`x` with its first padding unit set to 1 where `layer`'s parameters are padded
     (`pad_layers`), which moves the layer's bias into that unit's kernel row; `x` otherwise."""
-    if layer.kernel[...].shape[-2] > layer.in_features:
+    if bias_folded(layer.kernel[...], layer.in_features):
         # A select rather than `x.at[..., unit].set(1)`: with the wide layers split over a
         # device mesh, XLA's CPU partitioner (jax 0.10) let that in-place update reach the
         # rows the loss compares against, and the training diverged from one device's.
@@ -218,7 +224,7 @@ def pad_layers(params: Any, sizes: Sequence[int]) -> Any:
             lead = [(0, 0)] * (kernel.ndim - 2)
             kernel = jnp.pad(kernel, [*lead, (0, rows), (0, cols)])
             bias = jnp.pad(bias, [*lead, (0, cols)])
-            if rows:  # the bias moves into the first padding unit's row
+            if bias_folded(kernel, n_in):  # the bias moves into the first padding unit's row
                 kernel = kernel.at[..., n_in, :].set(bias)
                 bias = jnp.zeros_like(bias)
             layers[index] = {"kernel": kernel, "bias": bias}
@@ -233,7 +239,7 @@ def unpad_layers(params: Any, sizes: Sequence[int]) -> Any:
         kernel, bias = layers[index]["kernel"], layers[index]["bias"]
         n_in, n_out = sizes[position], sizes[position + 1]
         if kernel.shape[-2:] != (n_in, n_out):
-            folded = kernel.shape[-2] > n_in
+            folded = bias_folded(kernel, n_in)
             layers[index] = {"kernel": kernel[..., :n_in, :n_out],
                              "bias": kernel[..., n_in, :n_out] if folded else bias[..., :n_out]}
     return {**params, "layers": layers}
@@ -247,7 +253,7 @@ def outside_model_zeroed(params: Any, sizes: Sequence[int]) -> Any:
     for position, index in enumerate(sorted(layers)):
         kernel, bias = layers[index]["kernel"], layers[index]["bias"]
         n_in, n_out = sizes[position], sizes[position + 1]
-        folded = kernel.shape[-2] > n_in
+        folded = bias_folded(kernel, n_in)
         rows = jax.lax.broadcasted_iota(jnp.int32, kernel.shape[-2:], 0)
         cols = jax.lax.broadcasted_iota(jnp.int32, kernel.shape[-2:], 1)
         in_model = ((rows <= n_in) if folded else (rows < n_in)) & (cols < n_out)
