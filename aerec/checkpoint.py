@@ -32,6 +32,8 @@ from aerec.lock import DirectoryLock
 log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR_ENV = "AEREC_CHECKPOINT_DIR"
+
+
 def default_checkpoint_root() -> Path:
     """`$AEREC_CHECKPOINT_DIR` if set, else the per-user cache's checkpoints directory."""
     configured = os.environ.get(CHECKPOINT_DIR_ENV)
@@ -97,11 +99,15 @@ class Checkpointer:
         metric = valid_rmse if np.isfinite(valid_rmse) else float("inf")
         try:  # also surfaces the failure of the previous, asynchronous save
             meta = json.loads(json.dumps({**meta, "epoch": epoch, "identity": self.identity}))
-            self.manager.save(epoch, args=ocp.args.Composite(
+            saved = self.manager.save(epoch, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)),
                 metrics={"valid_rmse": metric})
         except Exception as error:
             raise self._write_error(epoch, error) from error
+        if not saved:  # orbax skips, without an error, a step at or before its latest one
+            raise CheckpointError(
+                f"the checkpoint of epoch {epoch} was not written: {self.directory} already "
+                f"holds epoch {self.manager.latest_step()}")
 
     def _write_error(self, epoch: int | None, error: Exception) -> CheckpointError:
         latest = self.manager.latest_step()
@@ -114,25 +120,48 @@ class Checkpointer:
     def restore_latest(self, like: Any) -> Resumed | None:
         """The newest checkpoint that restores cleanly (older ones on failure), or None.
 
-        Raises ConfigError, naming the differing keys, if it was written by another config.
+        Unreadable checkpoints newer than the one restored are moved aside (`set_aside`):
+        orbax writes no step at or before its latest, so left in place they would block every
+        later save up to their epoch. Raises ConfigError, naming the differing keys, if a
+        checkpoint was written by another config.
         """
         abstract = jax.eval_shape(lambda: like)
+        unreadable: list[int] = []
+        resumed = None
         for step in sorted(self.manager.all_steps(), reverse=True):
             # The identity first: a checkpoint of another configuration is refused by name
             # rather than failing on mismatched array shapes.
             meta = self._restore_item(step, "meta", ocp.args.JsonRestore())
-            if meta is None:
-                continue
-            differences = identity_differences(meta["identity"], self.identity)
-            if differences:
-                raise ConfigError(
-                    f"the checkpoint in {self.directory} was written by another configuration "
-                    f"({'; '.join(differences)}); use checkpoint.dir=... for a new run or "
-                    "train.resume=false to start over")
-            arrays = self._restore_item(step, "state", ocp.args.StandardRestore(abstract))
-            if arrays is not None:
-                return Resumed(int(meta["epoch"]), arrays, dict(meta))
-        return None
+            if meta is not None:
+                differences = identity_differences(meta["identity"], self.identity)
+                if differences:
+                    raise ConfigError(
+                        f"the checkpoint in {self.directory} was written by another "
+                        f"configuration ({'; '.join(differences)}); use checkpoint.dir=... "
+                        "for a new run or train.resume=false to start over")
+                arrays = self._restore_item(step, "state", ocp.args.StandardRestore(abstract))
+                if arrays is not None:
+                    resumed = Resumed(int(meta["epoch"]), arrays, dict(meta))
+                    break
+            unreadable.append(step)
+        if unreadable:
+            self.set_aside(unreadable)
+        return resumed
+
+    def set_aside(self, steps: list[int]) -> Path:
+        """Move the checkpoints of `steps` out of the directory, into a sibling directory
+        named after it (kept, never deleted, for a look at what went wrong); returns it."""
+        aside = self.directory.with_name(
+            f"{self.directory.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+        aside.mkdir(parents=True, exist_ok=True)
+        for step in steps:
+            path = ocp.step.find_step_path(self.directory, ocp.step.standard_name_format(),
+                                           step=step)
+            Path(os.fspath(path)).rename(aside / path.name)
+        self.manager.reload()
+        log.warning("moved the unreadable checkpoints of epochs %s of %s to %s",
+                    ", ".join(map(str, sorted(steps))), self.directory, aside)
+        return aside
 
     def _restore_item(self, step: int, name: str, args: Any) -> Any | None:
         """One item of checkpoint `step`, or None (with a warning) if it cannot be read."""

@@ -16,7 +16,7 @@ import pytest
 
 from aerec.checkpoint import Checkpointer, checkpoint_dir_of
 from aerec.cli import run_task
-from aerec.errors import ConfigError
+from aerec.errors import CheckpointError, ConfigError
 from aerec.identity import TRAINING_FORMAT, run_identity
 from tests.conftest import FAST, ROOT, cli_env
 
@@ -145,6 +145,22 @@ def test_corrupt_latest_checkpoint_falls_back(compose_config, tmp_path: Path,
     resumed = run_task(cfg, tmp_path / "b")
     assert resumed["resumed_from_epoch"] == 3
     assert "unreadable" in caplog.text
+    # The damaged checkpoint is kept beside the directory, out of the way of epoch 4's save
+    # (orbax writes no step at or before its latest): a third run finds epoch 4 finished.
+    (aside,) = tmp_path.glob("ckpt.unreadable-*")
+    assert (aside / "4").is_dir() and (directory / "4").is_dir()
+    assert final_arrays(directory)[0] == 4
+    again = run_task(cfg, tmp_path / "c")
+    assert again["resumed_from_epoch"] == 4 and again["test_rmse"] == resumed["test_rmse"]
+
+
+def test_a_checkpoint_that_orbax_would_skip_is_an_error(tmp_path: Path) -> None:
+    checkpointer = Checkpointer(tmp_path / "ckpt", {})
+    arrays = {"weights": np.ones(3, np.float32)}
+    checkpointer.save(3, arrays, {}, 1.0)
+    with pytest.raises(CheckpointError, match=r"epoch 2 was not written.*holds epoch 3"):
+        checkpointer.save(2, arrays, {}, 1.0)
+    checkpointer.close()
 
 
 def test_default_directory_depends_on_the_identity_only(compose_config) -> None:
