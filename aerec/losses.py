@@ -6,11 +6,6 @@ import jax
 import jax.numpy as jnp
 
 
-def count_observed(rows: jax.Array) -> jax.Array:
-    """Observed (non-zero) cells per dense row: the `counts` a batch of `rows` needs."""
-    return jnp.sum(rows > 0, axis=1, dtype=jnp.int32)
-
-
 def masked_errors(outputs: jax.Array, targets: jax.Array, counted: jax.Array,
                   n_counted: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The masked errors (fp32), the number of cells they count (at least 1) and the loss:

@@ -39,7 +39,8 @@ def state_shardings(tree: Any, mesh: Mesh, width: int) -> Any:
     """Shardings for a pytree of training arrays: every array with a dimension (after the
     ensemble axis) as wide as a row is split along it over the mesh's `wide` axis (the input
     layer's kernel, the output layer's kernel and bias, and their Adam moments); the rest is
-    replicated."""
+    replicated. (A hidden layer exactly as wide as a row would be split too: correct, if
+    slower; rows are thousands wide, hidden layers hundreds.)"""
     if width % mesh.shape[WIDE_AXIS]:
         raise ConfigError(f"train.wide_shards={mesh.shape[WIDE_AXIS]} must divide the width of "
                           f"a row ({width} columns) to split the wide layers evenly")

@@ -1,5 +1,6 @@
-"""The layout a training step computes a model in: on an accelerator every layer width
-aligned (padded with zero-weight units), and the training state kept so between steps."""
+"""The layout a training step computes a model in: on an accelerator the input and output
+widths aligned (and the hidden ones, with `pad_hidden`) by zero-weight padding units, and the
+training state kept so between steps."""
 
 from __future__ import annotations
 

@@ -23,7 +23,6 @@ from aerec.errors import TrainingDivergedError
 from aerec.losses import masked_mse
 from aerec.models.autoencoder import (
     apply_members,
-    layer_sizes,
     outside_model_zeroed,
     pad_layers,
     unpad_layers,
@@ -40,7 +39,6 @@ from aerec.step_layout import (
     StepLayout,
     from_step_layout,
     step_layout,
-    step_sizes,
     to_step_layout,
 )
 
@@ -127,8 +125,8 @@ def l2_penalty(params: Any) -> jax.Array:
 
 
 def cast(tree: Any, dtype: Any) -> Any:
-    """`tree` with its floating-point leaves in `dtype` (a no-op for float32 parameters);
-    the gradient flows back through the cast to the fp32 parameters."""
+    """`tree` (parameters: floating-point leaves only) with its leaves in `dtype` (a no-op
+    for float32); the gradient flows back through the cast to the fp32 parameters."""
     if jnp.dtype(dtype) == jnp.float32:
         return tree
     return jax.tree.map(lambda leaf: leaf.astype(dtype), tree)
@@ -153,39 +151,40 @@ def loss_fn(objective: Objective, params: Any, rows: jax.Array, counts: jax.Arra
     """Masked MSE: squared error on observed cells / number of observed cells (+ L2).
 
     With `objective.all_cells` every cell counts, missing ones as zero targets (the paper).
-    `counts` holds each row's number of observed cells (`count_observed`; the data path knows
-    them without reading the rows) and 0 for batch padding, which never contributes. With
+    `counts` holds each row's number of observed cells (`DeviceRows.row_counts`: the data
+    path knows them without reading the rows) and 0 for batch padding, which never
+    contributes. With
     several ensemble members the loss is their mean; each member's gradient comes from its
     own error only. `rows` may be stored bfloat16 (exact for half-star ratings): they are
     widened where used, so that a bf16 batch is never copied to float32 as a whole.
     """
     n_inputs = rows.shape[1]
-    model_params, real_params = params, params
+    step_params, own_params = params, params  # computed with; the model's own (for L2)
     if objective.layout is not None:  # padded already, between steps too
         width = objective.layout.padded[0]
-        real_params = unpad_layers(params, objective.layout.sizes)
-    else:
-        sizes = layer_sizes(params)
-        padded = step_sizes(sizes, objective.pad_hidden)
-        width = padded[0]
-        if padded != sizes:  # dummy columns and units: zero weights, out of the loss
-            model_params = pad_layers(params, padded)
+        own_params = unpad_layers(params, objective.layout.sizes)
+    else:  # padded here, in every step, where the step computes at other widths
+        layout = step_layout(params, objective.pad_hidden)
+        width = n_inputs if layout is None else layout.padded[0]
+        if layout is not None:  # dummy columns and units: zero weights, out of the loss
+            step_params = pad_layers(params, layout.padded)
     if width != n_inputs:
         rows = jnp.pad(rows, ((0, 0), (0, width - n_inputs)))
     targets = objective.scaling.encode(rows.astype(jnp.float32))
-    outputs = apply_members(objective.graphdef, cast(model_params, objective.compute_dtype),
+    outputs = apply_members(objective.graphdef, cast(step_params, objective.compute_dtype),
                             targets.astype(objective.compute_dtype), key)
     valid = counts > 0
     if objective.all_cells:
         real = jnp.arange(width) < n_inputs
-        counted, n_counted = valid[:, None] & real, jnp.sum(valid) * n_inputs
+        # In float: batch x inputs may pass 2**31 (16,384 rows of ML-20M's 138,493 users).
+        counted, n_counted = valid[:, None] & real, jnp.sum(valid, dtype=jnp.float32) * n_inputs
     else:
         counted, n_counted = valid[:, None] & (rows > 0), jnp.sum(counts)
     loss = masked_mse(outputs, targets, counted, n_counted)
     if objective.l2:
         # Averaged over members like the error, so each member sees the same balance of
         # error and penalty as a model trained alone.
-        loss = loss + objective.l2 * l2_penalty(real_params) / outputs.shape[0]
+        loss = loss + objective.l2 * l2_penalty(own_params) / outputs.shape[0]
     return loss
 
 
@@ -303,10 +302,10 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
     # checkpoints, the result) is the model's own.
     objective, state = for_steps(objective, optimizer, state)
     layout = objective.layout
-    from_steps, model_params = (lambda state: state), None
+    from_steps, unpad_params = (lambda state: state), None
     if layout is not None:
         from_steps = jax.jit(partial(from_step_layout, optimizer=optimizer, layout=layout))
-        model_params = jax.jit(partial(unpad_layers, sizes=layout.sizes))
+        unpad_params = jax.jit(partial(unpad_layers, sizes=layout.sizes))
     shardings = None
     step_options: dict[str, Any] = {}
     if mesh is not None:
@@ -329,7 +328,7 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
 
     def own_params(state: TrainState) -> Any:
         """The model's parameters, on this process's default device."""
-        params = state.params if model_params is None else model_params(state.params)
+        params = state.params if unpad_params is None else unpad_params(state.params)
         return params if mesh is None else local(params)
 
     def train_one_epoch(state: TrainState, batches: np.ndarray) -> tuple[TrainState, float]:
@@ -371,8 +370,10 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
         # it started from may have been donated.
         if (valid_rmse < best.best_valid_rmse or np.isnan(valid_rmse)
                 or best.best_epoch == 0):
-            # A copy, as later epochs donate the state (an unpadded one is a copy already).
-            best.best_params = local(state.params) if model_params is None else current
+            # A copy, as later epochs donate the state: `current` is one already when it was
+            # unpadded or gathered from a mesh.
+            copied = unpad_params is not None or mesh is not None
+            best.best_params = current if copied else local(state.params)
             best.best_epoch, best.best_valid_rmse, waited = epoch, valid_rmse, 0
         else:
             waited += 1

@@ -64,6 +64,7 @@ def batches(epoch):
     return jnp.asarray(padded.reshape(nb, B))
 
 
+# The name loss_fn reads is aerec.train's own (imported from aerec.losses): patch that one.
 MASKED_MSE = aerec.train.masked_mse
 # STATE_LAYOUT=0: the state in the model's own widths, padded in every step (before for_steps)
 STATE_LAYOUT = os.environ.get("STATE_LAYOUT", "1") != "0"

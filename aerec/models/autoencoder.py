@@ -105,7 +105,8 @@ class AutoEncoder(nnx.Module):
         return ACTIVATIONS[self.output_activation](last(with_bias_unit(last, x)))
 
     def encode(self, x: jax.Array) -> jax.Array:
-        """The last hidden layer's output for input `x` (evaluation: no dropout)."""
+        """The last hidden layer's output for input `x` (evaluation: no dropout; parameters
+        at the model's own widths, as evaluation and ranking hold them)."""
         hidden_activation = ACTIVATIONS[self.activation]
         for layer in self.layers[:-1]:
             x = hidden_activation(layer(x))

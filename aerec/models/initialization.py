@@ -71,6 +71,8 @@ class KernelDraws:
         return jnp.zeros(shape, dtype)
 
     def draw(self) -> list[jax.Array]:
+        """The requested kernels, in the order requested: each the head of its group's
+        draw with its own key, scaled as Flax's LeCun normal."""
         sizes = [math.prod(shape) for _, shape, _ in self.requests]
         kernels: list[jax.Array | None] = [None] * len(self.requests)
         for group in draw_groups(sizes, self.spare):
