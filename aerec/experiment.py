@@ -19,7 +19,7 @@ from aerec.data.matrix import DeviceRows, rating_matrix
 from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID
 from aerec.evaluation import evaluate_held_out, evaluator_factory, ranking_figures
 from aerec.matrices import Matrices, build_matrices, data_dir_of
-from aerec.models.autoencoder import graphdef_of, member_params_fn, predict_ratings
+from aerec.models.autoencoder import AutoEncoderPredictor, graphdef_of, member_params_fn
 from aerec.models.popularity import fit_popularity, predict_popularity
 from aerec.models.scaling import Scaling, make_scaling
 from aerec.models.svd import fit_svd, svd_predictor
@@ -41,7 +41,7 @@ def train_autoencoder(cfg: Any, matrices: Matrices, scaling: Scaling,
     optimizer = build_optimizer(cfg.optimizer, steps_per_epoch(
         matrices.train, int(cfg.train.batch_size)) * int(cfg.train.epochs))
 
-    predict = partial(predict_ratings, graphdef, scaling)
+    predict = AutoEncoderPredictor(graphdef, scaling, model_cfg.output_activation)
     members = int(model_cfg.ensemble)
     state = new_state(member_params_fn(model_cfg, n_inputs, cfg.seed, members), optimizer,
                       cfg.seed)

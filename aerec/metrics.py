@@ -1,8 +1,9 @@
 """Accuracy on held-out ratings: RMSE/MAE on observed cells and the paper's all-cells RMSE.
 
 Evaluation runs over fixed-size chunks of rows, each a jit-compiled pass, so memory stays
-bounded at any scale; each row's sums come back to the host, which adds them exactly
-(`math.fsum`), so the totals do not depend on how the rows were grouped into chunks.
+bounded at any scale; each row's (or, predicting cells alone, each cell's) sums come back to
+the host, which adds them exactly (`math.fsum`), so the totals do not depend on how the rows
+were grouped into chunks.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aerec.data.matrix import DeviceRows, padded_chunks
+from aerec.data.matrix import DeviceRows, padded_chunks, padded_size
 from aerec.models.scaling import paper_scaling
 
-# predict(params, row_ids, input_rows) -> raw-scale predictions for those rows
+# predict(params, row_ids, input_rows) -> raw-scale predictions for those rows. A predictor
+# with `decoder`, `encode` and `decode_cells` (`AutoEncoderPredictor`) also predicts the
+# held-out cells alone, which RMSE and MAE then use (`Evaluator.evaluate_cells`).
 Predict = Callable[[Any, jax.Array, jax.Array], jax.Array]
 
 
@@ -63,6 +66,46 @@ def chunk_sums(params: Any, row_ids: jax.Array, inputs: jax.Array, targets: jax.
 SUMS = ("sse", "sae", "count", "paper_sse", "paper_count")  # chunk_sums' figures
 
 
+@partial(jax.jit, static_argnames=("predict",))
+def cell_decoder(params: Any, *, predict: Any) -> Any:
+    """`predict.decoder(params)`, compiled: what `chunk_cell_errors` reads columns from."""
+    return predict.decoder(params)
+
+
+@partial(jax.jit, static_argnames=("predict",))
+def chunk_codes(params: Any, row_ids: jax.Array, inputs: jax.Array, *, predict: Any) -> Any:
+    """`predict.encode` of one chunk's rows, compiled apart from the gathers that read it."""
+    return predict.encode(params, row_ids, inputs)
+
+
+@partial(jax.jit, static_argnames=("predict", "rating_min", "rating_max", "fallback"))
+def chunk_cell_errors(decoder: Any, codes: Any, cell_rows: jax.Array, cell_cols: jax.Array,
+                      cell_targets: jax.Array, row_known: jax.Array, col_known: jax.Array, *,
+                      predict: Any, rating_min: float, rating_max: float, fallback: float
+                      ) -> jax.Array:
+    """Errors of the clipped predictions at one chunk's observed cells (cell k: chunk row
+    `cell_rows[k]`, column `cell_cols[k]`), 0 at padding cells (target 0). As `chunk_sums`:
+    `fallback` where the row or the column had no training data."""
+    known = row_known[cell_rows] & col_known[cell_cols]
+    predictions = jnp.where(known, predict.decode_cells(decoder, codes, cell_rows, cell_cols),
+                            fallback)
+    return jnp.where(cell_targets > 0,
+                     jnp.clip(predictions, rating_min, rating_max) - cell_targets, 0.0)
+
+
+def chunk_cells(targets: DeviceRows, ids: np.ndarray, capacity: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The observed cells of rows `ids` (-1: padding, at the end) as (chunk row, column,
+    target), padded with target-0 cells to `capacity`."""
+    block = targets.matrix[ids[ids >= 0]]
+    rows, cols = np.zeros(capacity, np.int32), np.zeros(capacity, np.int32)
+    values = np.zeros(capacity, np.float32)
+    rows[:block.nnz] = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
+    cols[:block.nnz] = block.indices
+    values[:block.nnz] = block.data
+    return rows, cols, values
+
+
 class Evaluator:
     """Chunked, jit-compiled evaluation of one predictor against target matrices."""
 
@@ -71,6 +114,11 @@ class Evaluator:
                  chunk_rows: int = 1024):
         self._sums = partial(chunk_sums, predict=predict, rating_min=float(rating_min),
                              rating_max=float(rating_max), fallback=float(fallback))
+        self._predict = predict
+        self._cell_errors = None if getattr(predict, "decode_cells", None) is None else partial(
+            chunk_cell_errors, predict=predict, rating_min=float(rating_min),
+            rating_max=float(rating_max), fallback=float(fallback))
+        self._cells: tuple[DeviceRows, list[tuple[np.ndarray, tuple]]] | None = None
         self.row_known = row_known
         self.col_known = jax.device_put(np.asarray(col_known))
         self.chunk_rows = chunk_rows
@@ -80,10 +128,13 @@ class Evaluator:
                  ) -> dict[str, float]:
         """rmse, mae, count over observed targets; paper_rmse over paper_rows x paper_cols.
 
-        Without paper weights the paper metric is skipped (NaN).
+        Without paper weights the paper metric is skipped (NaN), and a predictor that can
+        predict cells is evaluated at the observed target cells alone (`evaluate_cells`).
         """
         n_rows, n_cols = targets.shape
         with_paper = paper_rows is not None and paper_cols is not None
+        if not with_paper and self._cell_errors is not None:
+            return self.evaluate_cells(params, inputs, targets)
         paper_rows = (np.asarray(paper_rows, np.float32) if with_paper
                       else np.zeros(n_rows, np.float32))
         paper_cols = jax.device_put(np.asarray(paper_cols, np.float32) if with_paper
@@ -106,6 +157,33 @@ class Evaluator:
         # One exact sum per figure over all rows: independent of the chunks' order and size.
         return summarise({key: math.fsum(np.concatenate(values or [np.zeros(0)]).tolist())
                           for key, values in row_sums.items()})
+
+
+    def evaluate_cells(self, params: Any, inputs: DeviceRows, targets: DeviceRows
+                       ) -> dict[str, float]:
+        """rmse, mae, count over the observed targets, predicted at those cells alone; the
+        chunks' cells are prepared once per `targets` (validation: every epoch the same)."""
+        if self._cells is None or self._cells[0] is not targets:
+            rows = np.flatnonzero(targets.nonempty_rows())
+            chunks = list(padded_chunks(rows, self.chunk_rows))
+            # One capacity for every chunk: one compiled program.
+            capacity = padded_size(max((int(targets.row_counts(ids).sum())
+                                        for _, ids, _ in chunks), default=0), 1024)
+            self._cells = (targets, [(ids, jax.device_put((
+                np.maximum(ids, 0), self.row_known[np.maximum(ids, 0)],
+                *chunk_cells(targets, ids, capacity)))) for _, ids, _ in chunks])
+        decoder = cell_decoder(params, predict=self._predict)
+        errors = []
+        for ids, (row_ids, row_known, cell_rows, cell_cols, cell_targets) in self._cells[1]:
+            codes = chunk_codes(params, row_ids, inputs.gather(ids), predict=self._predict)
+            errors.append(self._cell_errors(decoder, codes, cell_rows, cell_cols, cell_targets,
+                                            row_known, self.col_known))
+        values = (np.concatenate(jax.device_get(errors)) if errors
+                  else np.zeros(0, np.float32)).astype(np.float64)
+        count = int(targets.matrix.nnz)
+        return summarise({"sse": math.fsum((values**2).tolist()),
+                          "sae": math.fsum(np.abs(values).tolist()), "count": count,
+                          "paper_sse": 0.0, "paper_count": 0.0})
 
 
 def summarise(totals: dict[str, float]) -> dict[str, float]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -87,12 +89,63 @@ def test_chunk_size_does_not_change_the_figures(chunk_rows: int) -> None:
     assert result["count"] == np.count_nonzero(targets)
 
 
-def test_a_runs_evaluations_share_one_compiled_program(compose_config, tmp_path) -> None:
-    # Validation every epoch, the test figures and the paper metric: one predictor, the same
-    # chunk shapes, so one compilation of the evaluation pass (not one per evaluator).
-    from aerec.cli import run_task
-    from aerec.metrics import chunk_sums
+@pytest.mark.parametrize(("output_activation", "scaling", "members"),
+                         [("linear", (3.0, 1.0), 1), ("sigmoid", (1.0, 4.0), 2)])
+def test_the_autoencoders_cells_alone_give_its_whole_rows_figures(
+        output_activation: str, scaling: tuple[float, float], members: int) -> None:
+    # RMSE and MAE from the predictions at the held-out cells alone (codes, then one output
+    # column per cell) against the same predictor's whole rows; with rows and columns
+    # without training data (fallback), chunks with padding rows, and an empty target row.
+    from omegaconf import OmegaConf
 
-    before = chunk_sums._cache_size()
-    run_task(compose_config(), tmp_path / "run")
-    assert chunk_sums._cache_size() == before + 1
+    from aerec.models.autoencoder import AutoEncoderPredictor, init_members, predict_ratings
+    from aerec.models.scaling import Scaling
+
+    rng = np.random.default_rng(3)
+    inputs = np.where(rng.random((23, 40)) < 0.3, rng.integers(1, 6, (23, 40)), 0)
+    targets = np.where((inputs == 0) & (rng.random((23, 40)) < 0.2),
+                       rng.integers(1, 6, (23, 40)), 0)
+    targets[5] = 0
+    model_cfg = OmegaConf.create({"layers": 2, "hidden": [9, 7], "latent": 5,
+                                  "activation": "tanh", "output_activation": output_activation,
+                                  "dropout": 0.0, "input_dropout": 0.0, "mirror_decoder": False})
+    graphdef, params = init_members(model_cfg, 40, 0, members)
+    # biases start at zero: give every parameter some noise, so that each one shows
+    params = jax.tree.map(lambda leaf: leaf + 0.3 * rng.standard_normal(leaf.shape), params)
+    by_cells = AutoEncoderPredictor(graphdef, Scaling(*scaling), output_activation)
+    by_rows = partial(predict_ratings, graphdef, Scaling(*scaling))
+    row_known, col_known = rng.random(23) < 0.8, rng.random(40) < 0.9
+    figures = []
+    for predict in (by_rows, by_cells):
+        evaluator = Evaluator(predict, rating_min=1.0, rating_max=5.0, fallback=2.5,
+                              row_known=row_known, col_known=col_known, chunk_rows=8)
+        figures.append([evaluator.evaluate(params, *(
+            DeviceRows(sp.csr_matrix(m.astype(np.float32)), resident=False)
+            for m in (inputs, targets))) for _ in range(2)])  # the second from cached cells
+    (rows, _), (cells, cells_again) = figures
+    assert cells == cells_again and cells["count"] == rows["count"] == np.count_nonzero(targets)
+    for key in ("rmse", "mae"):
+        assert cells[key] == pytest.approx(rows[key], rel=1e-6)
+    assert 1.0 < cells["rmse"] < 4.0
+
+
+def test_evaluations_share_compiled_programs(compose_config, tmp_path) -> None:
+    # Validation every epoch and the test figures at their cells, the paper metric by whole
+    # rows: one compilation of each pass per chunk shape (not one per evaluator or epoch).
+    from aerec.cli import run_task
+    from aerec.metrics import cell_decoder, chunk_cell_errors, chunk_codes, chunk_sums
+
+    programs = (chunk_sums, chunk_codes, cell_decoder, chunk_cell_errors)
+
+    def programs_added_by(*overrides: str) -> list[int]:
+        before = [program._cache_size() for program in programs]
+        run_task(compose_config("train.epochs=3", "model.latent=13", *overrides),
+                 tmp_path / "-".join(overrides or ("run",)))
+        return [program._cache_size() - count for program, count in zip(programs, before,
+                                                                         strict=True)]
+
+    added = programs_added_by()  # a latent width no other test uses: compiled here
+    # the cells' capacity: one program for the validation ratings, one for the test's
+    assert added[:3] == [1, 1, 1] and 1 <= added[3] <= 2
+    # an equal predictor (another seed, the same model): the same programs again
+    assert programs_added_by("seed=1") == [0, 0, 0, 0]

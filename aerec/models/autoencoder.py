@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -270,6 +271,54 @@ def predict_ratings(graphdef: nnx.GraphDef, scaling: Scaling, params: Any, row_i
     del row_ids  # the autoencoder reads the row's ratings, not its identity
     outputs = apply_members(graphdef, params, scaling.encode(inputs))
     return jnp.mean(scaling.decode(outputs), axis=0)
+
+
+@dataclass(frozen=True)
+class AutoEncoderPredictor:
+    """The autoencoder's predictions for an evaluator: whole rows when called
+    (`predict_ratings`), or the held-out cells alone in three steps that an evaluator
+    compiles apart (`aerec.metrics.Evaluator.evaluate_cells`): `decoder` once per
+    evaluation, `encode` per chunk of rows, `decode_cells` at the chunk's cells.
+
+    Held-out ratings are a few percent of a row's cells, and the output layer's full matmul
+    costs as much as the encoder's. Its dot products at the cells alone read one output
+    column per cell: from the transposed kernel made by `decoder`, and from codes made by
+    `encode`, each in a program of its own, because fused into the gathers (which XLA's CPU
+    does within one program, barrier or not) the transpose was read column-wise and the
+    activation recomputed for every gathered element.
+    Equal predictors hash alike, so they share compiled programs.
+    """
+
+    graphdef: nnx.GraphDef
+    scaling: Scaling
+    output_activation: str = "linear"
+
+    def __call__(self, params: Any, row_ids: jax.Array, inputs: jax.Array) -> jax.Array:
+        return predict_ratings(self.graphdef, self.scaling, params, row_ids, inputs)
+
+    def decoder(self, params: Any) -> tuple[jax.Array, jax.Array]:
+        """Every member's output kernel transposed (members, n, width) and bias (members, n)."""
+        kernel, bias = decoder_members(self.graphdef, params)
+        return jnp.swapaxes(kernel, 1, 2), bias
+
+    def encode(self, params: Any, row_ids: jax.Array, inputs: jax.Array) -> jax.Array:
+        """Every member's code of the rows (members, rows, width)."""
+        del row_ids  # the autoencoder reads the row's ratings, not its identity
+        x = self.scaling.encode(inputs)
+        members = jax.tree.leaves(params)[0].shape[0]
+        # One member after another, as `apply_members` (no member axis in the matmuls).
+        return jnp.stack([nnx.merge(self.graphdef, jax.tree.map(lambda leaf, m=m: leaf[m],
+                                                                 params)).encode(x)
+                          for m in range(members)])
+
+    def decode_cells(self, decoder: tuple[jax.Array, jax.Array], codes: jax.Array,
+                     cell_rows: jax.Array, cell_cols: jax.Array) -> jax.Array:
+        """Raw-scale predictions at cells k = (code row `cell_rows[k]`, column
+        `cell_cols[k]`), the members' averaged."""
+        columns, bias = decoder
+        outputs = jnp.sum(codes[:, cell_rows] * columns[:, cell_cols], axis=-1)
+        outputs = ACTIVATIONS[self.output_activation](outputs + bias[:, cell_cols])
+        return jnp.mean(self.scaling.decode(outputs), axis=0)
 
 
 def encode_members(graphdef: nnx.GraphDef, params: Any, x: jax.Array) -> jax.Array:
