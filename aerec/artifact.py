@@ -28,7 +28,7 @@ from omegaconf import OmegaConf
 from aerec.data.matrix import DeviceRows, nonempty_columns, padded_chunks, padded_size
 from aerec.data.prepare import IdMap
 from aerec.errors import DataError, UnknownIdError
-from aerec.models.autoencoder import graphdef_of, predict_ratings
+from aerec.models.autoencoder import AutoEncoderPredictor, graphdef_of
 from aerec.models.popularity import predict_popularity
 from aerec.models.scaling import Scaling
 from aerec.models.svd import svd_predictor
@@ -86,6 +86,9 @@ class TrainedModel:
     seen: sp.csr_matrix  # users x items: every rating each user gave
     trained_columns: np.ndarray  # output columns with training ratings
     catalog: dict[str, np.ndarray] = field(repr=False)
+    # The predictor `predict_rows` compiles, for an evaluator (the autoencoder's can also
+    # predict held-out cells alone: `AutoEncoderPredictor`).
+    predictor: Any = None
 
     @property
     def by_user(self) -> bool:
@@ -244,11 +247,11 @@ def load(path: str | Path) -> TrainedModel:
     model_cfg = OmegaConf.create(description["model"])
     params = restore_here(directory / "params")
     if model_cfg.name == "autoencoder":
-        graphdef = graphdef_of(model_cfg, description["n_inputs"])
-        predict_rows = jax.jit(partial(predict_ratings, graphdef, scaling))
+        predictor = AutoEncoderPredictor(graphdef_of(model_cfg, description["n_inputs"]),
+                                         scaling, model_cfg.get("output_activation", "linear"))
     elif model_cfg.name == "svd":
-        predict_rows = jax.jit(svd_predictor(model_cfg, scaling))
+        predictor = svd_predictor(model_cfg, scaling)
     else:
-        predict_rows = jax.jit(partial(predict_popularity, orientation=model_cfg.orientation))
-    return TrainedModel(description, params, users, items, inputs, predict_rows, seen,
-                        trained_columns, catalog)
+        predictor = partial(predict_popularity, orientation=model_cfg.orientation)
+    return TrainedModel(description, params, users, items, inputs, jax.jit(predictor), seen,
+                        trained_columns, catalog, predictor)

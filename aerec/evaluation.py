@@ -81,7 +81,7 @@ def evaluate_artifact(cfg: Any) -> dict[str, Any]:
                         f"the model in {cfg.checkpoint.path} was trained on")
     matrices = build_matrices(dataset, run_cfg)
     evaluator_of = evaluator_factory(dataset, matrices, int(cfg.train.eval_chunk_rows))
-    test, paper = evaluate_held_out(evaluator_of, model.predict_rows, model.params, dataset,
+    test, paper = evaluate_held_out(evaluator_of, model.predictor, model.params, dataset,
                                     matrices, run_cfg.model.orientation)
     run_cfg.ranking = cfg.ranking
     ranking = ranking_figures(run_cfg, model.params, dataset, matrices,
