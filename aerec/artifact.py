@@ -85,10 +85,10 @@ class TrainedModel:
     predict_rows: Any
     seen: sp.csr_matrix  # users x items: every rating each user gave
     trained_columns: np.ndarray  # output columns with training ratings
-    catalog: dict[str, np.ndarray] = field(repr=False)
     # The predictor `predict_rows` compiles, for an evaluator (the autoencoder's can also
     # predict held-out cells alone: `AutoEncoderPredictor`).
-    predictor: Any = None
+    predictor: Any
+    catalog: dict[str, np.ndarray] = field(repr=False)
 
     @property
     def by_user(self) -> bool:
@@ -254,4 +254,4 @@ def load(path: str | Path) -> TrainedModel:
     else:
         predictor = partial(predict_popularity, orientation=model_cfg.orientation)
     return TrainedModel(description, params, users, items, inputs, jax.jit(predictor), seen,
-                        trained_columns, catalog, predictor)
+                        trained_columns, predictor, catalog)

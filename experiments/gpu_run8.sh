@@ -5,8 +5,10 @@
 # (layout_variants.py with STATE_LAYOUT=1 and 0, ML-10M and ML-20M shapes, bf16); the bf16
 # benchmark of both shapes at batches 4096, 8192 and the nearly-full 5376 / 6784; the
 # GPU-marked tests with the tests corrected after run 6 (not yet run on a GPU) and the
-# state-layout tests; an ML-10M bf16 epoch's profile.
-# Usage, from the repository's root with the wheels in .whl/ (experiments/README.md):
+# state-layout tests; an ML-10M bf16 epoch's profile; the held-out RMSE at the cells alone
+# against whole rows on ML-1M (experiments/eval_cells.py, when .data/ml-1m is carried).
+# Usage, from the repository's root with the wheels in .whl/ (experiments/README.md) and the
+# ML-1M file in .data/ml-1m/ratings_notime.dat (both carried):
 #     bash experiments/gpu_run8.sh OUT
 # The files are packed into OUT/run8.tgz after each stage (experiments/lent_gpu.sh).
 set -uo pipefail
@@ -47,3 +49,11 @@ started=$SECONDS
 timeout 60 python3 experiments/profile_epoch.py --shape ml10m --dtype bfloat16 \
     --batch-size 4096 > "$out/profile_ml10m.txt" 2>&1
 stage "profile ML-10M bf16 4096" $?
+
+if [ -f .data/ml-1m/ratings_notime.dat ]; then
+    started=$SECONDS
+    for model in experiment=best_ml1m "experiment=best_ml1m model.ensemble=3"; do
+        timeout 60 python3 experiments/eval_cells.py --data-dir .data --overrides $model
+    done > "$out/eval_cells.txt" 2>&1
+    stage "validation at the held-out cells against whole rows, ML-1M" $?
+fi

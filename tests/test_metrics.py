@@ -89,18 +89,23 @@ def test_chunk_size_does_not_change_the_figures(chunk_rows: int) -> None:
     assert result["count"] == np.count_nonzero(targets)
 
 
-@pytest.mark.parametrize(("output_activation", "scaling", "members"),
-                         [("linear", (3.0, 1.0), 1), ("sigmoid", (1.0, 4.0), 2)])
+@pytest.mark.parametrize(("output_activation", "scaling", "members", "cell_block"),
+                         [("linear", (3.0, 1.0), 1, None), ("sigmoid", (1.0, 4.0), 2, None),
+                          ("linear", (3.0, 1.0), 2, 16)])
 def test_the_autoencoders_cells_alone_give_its_whole_rows_figures(
-        output_activation: str, scaling: tuple[float, float], members: int) -> None:
+        monkeypatch: pytest.MonkeyPatch, output_activation: str, scaling: tuple[float, float],
+        members: int, cell_block: int | None) -> None:
     # RMSE and MAE from the predictions at the held-out cells alone (codes, then one output
     # column per cell) against the same predictor's whole rows; with rows and columns
-    # without training data (fallback), chunks with padding rows, and an empty target row.
+    # without training data (fallback), predictions past the scale (clipped), chunks with
+    # padding rows, an empty target row, and (cell_block) chunks' cells in several blocks.
     from omegaconf import OmegaConf
 
     from aerec.models.autoencoder import AutoEncoderPredictor, init_members, predict_ratings
     from aerec.models.scaling import Scaling
 
+    if cell_block is not None:
+        monkeypatch.setattr("aerec.metrics.CELL_BLOCK", cell_block)
     rng = np.random.default_rng(3)
     inputs = np.where(rng.random((23, 40)) < 0.3, rng.integers(1, 6, (23, 40)), 0)
     targets = np.where((inputs == 0) & (rng.random((23, 40)) < 0.2),
@@ -115,27 +120,32 @@ def test_the_autoencoders_cells_alone_give_its_whole_rows_figures(
     by_cells = AutoEncoderPredictor(graphdef, Scaling(*scaling), output_activation)
     by_rows = partial(predict_ratings, graphdef, Scaling(*scaling))
     row_known, col_known = rng.random(23) < 0.8, rng.random(40) < 0.9
+    matrices = [DeviceRows(sp.csr_matrix(m.astype(np.float32)), resident=False)
+                for m in (inputs, targets)]
     figures = []
     for predict in (by_rows, by_cells):
-        evaluator = Evaluator(predict, rating_min=1.0, rating_max=5.0, fallback=2.5,
+        # rating_max 4: some predictions fall past it, so clipping matters
+        evaluator = Evaluator(predict, rating_min=1.0, rating_max=4.0, fallback=2.5,
                               row_known=row_known, col_known=col_known, chunk_rows=8)
-        figures.append([evaluator.evaluate(params, *(
-            DeviceRows(sp.csr_matrix(m.astype(np.float32)), resident=False)
-            for m in (inputs, targets))) for _ in range(2)])  # the second from cached cells
+        figures.append([evaluator.evaluate(params, *matrices)
+                        for _ in range(2)])  # the second from the cells prepared once
     (rows, _), (cells, cells_again) = figures
     assert cells == cells_again and cells["count"] == rows["count"] == np.count_nonzero(targets)
     for key in ("rmse", "mae"):
         assert cells[key] == pytest.approx(rows[key], rel=1e-6)
-    assert 1.0 < cells["rmse"] < 4.0
+    assert 0.5 < cells["rmse"] < 3.0
+    nothing = DeviceRows(sp.csr_matrix((23, 40), dtype=np.float32), resident=False)
+    empty = evaluator.evaluate(params, matrices[0], nothing)
+    assert empty["count"] == 0 and math.isnan(empty["rmse"]) and math.isnan(empty["mae"])
 
 
 def test_evaluations_share_compiled_programs(compose_config, tmp_path) -> None:
     # Validation every epoch and the test figures at their cells, the paper metric by whole
     # rows: one compilation of each pass per chunk shape (not one per evaluator or epoch).
     from aerec.cli import run_task
-    from aerec.metrics import cell_decoder, chunk_cell_errors, chunk_codes, chunk_sums
+    from aerec.metrics import cell_block_sums, cell_decoder, chunk_codes, chunk_sums
 
-    programs = (chunk_sums, chunk_codes, cell_decoder, chunk_cell_errors)
+    programs = (chunk_sums, chunk_codes, cell_decoder, cell_block_sums)
 
     def programs_added_by(*overrides: str) -> list[int]:
         before = [program._cache_size() for program in programs]

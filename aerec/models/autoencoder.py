@@ -291,7 +291,7 @@ class AutoEncoderPredictor:
 
     graphdef: nnx.GraphDef
     scaling: Scaling
-    output_activation: str = "linear"
+    output_activation: str  # the model's (model.output_activation), as its graph applies it
 
     def __call__(self, params: Any, row_ids: jax.Array, inputs: jax.Array) -> jax.Array:
         return predict_ratings(self.graphdef, self.scaling, params, row_ids, inputs)
