@@ -316,8 +316,11 @@ class AutoEncoderPredictor:
         """Raw-scale predictions at cells k = (code row `cell_rows[k]`, column
         `cell_cols[k]`), the members' averaged."""
         columns, bias = decoder
-        outputs = jnp.sum(codes[:, cell_rows] * columns[:, cell_cols], axis=-1)
-        outputs = ACTIVATIONS[self.output_activation](outputs + bias[:, cell_cols])
+        # Member by member: gathers under a member axis took a third longer per member on
+        # a CPU (ML-1M, three members of 500).
+        outputs = jnp.stack([jnp.sum(codes[m][cell_rows] * columns[m][cell_cols], axis=-1)
+                             + bias[m][cell_cols] for m in range(codes.shape[0])])
+        outputs = ACTIVATIONS[self.output_activation](outputs)
         return jnp.mean(self.scaling.decode(outputs), axis=0)
 
 
