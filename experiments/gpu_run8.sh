@@ -40,10 +40,10 @@ for shape in "ml10m 5376" "ml20m 6784"; do
 done
 
 started=$SECONDS
-timeout 120 python3 -m pytest -q -p no:cacheprovider -m "gpu or not slow" tests/test_gpu.py \
-    tests/test_train.py -k "gpu or GPU or ensemble or compiled_initialis or step_layout \
-    or padded_state or aligned" > "$out/pytest.log" 2>&1
-stage "pytest (GPU-marked, corrected after run 6, state layout)" $?
+timeout 150 python3 -m pytest -q -p no:cacheprovider -m "gpu or not slow" tests/test_gpu.py \
+    tests/test_train.py tests/test_metrics.py -k "gpu or GPU or ensemble or compiled_initialis \
+    or step_layout or padded_state or aligned or cells_alone" > "$out/pytest.log" 2>&1
+stage "pytest (GPU-marked, corrected after run 6, state layout, held-out cells)" $?
 
 started=$SECONDS
 timeout 60 python3 experiments/profile_epoch.py --shape ml10m --dtype bfloat16 \

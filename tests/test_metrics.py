@@ -127,8 +127,10 @@ def test_the_autoencoders_cells_alone_give_its_whole_rows_figures(
         # rating_max 4: some predictions fall past it, so clipping matters
         evaluator = Evaluator(predict, rating_min=1.0, rating_max=4.0, fallback=2.5,
                               row_known=row_known, col_known=col_known, chunk_rows=8)
-        figures.append([evaluator.evaluate(params, *matrices)
-                        for _ in range(2)])  # the second from the cells prepared once
+        # Full float32 matmuls: a GPU's default (TF32) would round the whole rows' apart.
+        with jax.default_matmul_precision("highest"):
+            figures.append([evaluator.evaluate(params, *matrices)
+                            for _ in range(2)])  # the second from the cells prepared once
     (rows, _), (cells, cells_again) = figures
     assert cells == cells_again and cells["count"] == rows["count"] == np.count_nonzero(targets)
     for key in ("rmse", "mae"):

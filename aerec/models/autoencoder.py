@@ -304,12 +304,7 @@ class AutoEncoderPredictor:
     def encode(self, params: Any, row_ids: jax.Array, inputs: jax.Array) -> jax.Array:
         """Every member's code of the rows (members, rows, width)."""
         del row_ids  # the autoencoder reads the row's ratings, not its identity
-        x = self.scaling.encode(inputs)
-        members = jax.tree.leaves(params)[0].shape[0]
-        # One member after another, as `apply_members` (no member axis in the matmuls).
-        return jnp.stack([nnx.merge(self.graphdef, jax.tree.map(lambda leaf, m=m: leaf[m],
-                                                                 params)).encode(x)
-                          for m in range(members)])
+        return encode_members(self.graphdef, params, self.scaling.encode(inputs))
 
     def decode_cells(self, decoder: tuple[jax.Array, jax.Array], codes: jax.Array,
                      cell_rows: jax.Array, cell_cols: jax.Array) -> jax.Array:
@@ -326,7 +321,10 @@ class AutoEncoderPredictor:
 
 def encode_members(graphdef: nnx.GraphDef, params: Any, x: jax.Array) -> jax.Array:
     """Every member's last hidden layer for input `x`: shape (members, batch, width)."""
-    return jax.vmap(lambda p: nnx.merge(graphdef, p).encode(x))(params)
+    members = jax.tree.leaves(params)[0].shape[0]
+    # One member after another, as `apply_members` (no member axis in the matmuls).
+    return jnp.stack([nnx.merge(graphdef, jax.tree.map(lambda leaf, m=m: leaf[m], params)
+                                ).encode(x) for m in range(members)])
 
 
 def decoder_members(graphdef: nnx.GraphDef, params: Any) -> tuple[jax.Array, jax.Array]:
