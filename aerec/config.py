@@ -92,6 +92,10 @@ def validate(cfg: Any) -> None:
         raise ConfigError(f"train.resume={cfg.train.resume!r} must be auto, true or false")
     for key in ("every_epochs", "keep"):
         _positive_int(f"checkpoint.{key}", cfg.checkpoint[key])
+    seconds = cfg.checkpoint.get("every_seconds", 0)
+    _number("checkpoint.every_seconds", seconds)
+    if seconds < 0:
+        raise ConfigError(f"checkpoint.every_seconds={seconds!r} must be >= 0")
     for key in ("min_item_ratings", "min_user_ratings"):
         _count(f"prepare.{key}", cfg.prepare[key])
     if cfg.model.name == "autoencoder":

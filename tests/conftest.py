@@ -23,7 +23,9 @@ CONFIGS = ROOT / "configs"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 # Small and quick: a synthetic matrix and a narrow model, a few epochs, no progress bars.
-FAST_TRAIN = ["train.epochs=3", "train.batch_size=16", "train.progress=false"]
+# Checkpoints at every epoch (the tests of resuming interrupt runs a few epochs in).
+FAST_TRAIN = ["train.epochs=3", "train.batch_size=16", "train.progress=false",
+              "checkpoint.every_seconds=0"]
 FAST_DATA = ["dataset=synthetic", "dataset.n_users=120", "dataset.n_items=80",
              "dataset.n_ratings=3000", *FAST_TRAIN]
 FAST_MODEL = ["model.hidden=16", "model.latent=8", "optimizer.learning_rate=0.01"]

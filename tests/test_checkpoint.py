@@ -154,6 +154,23 @@ def test_corrupt_latest_checkpoint_falls_back(compose_config, tmp_path: Path,
     assert again["resumed_from_epoch"] == 4 and again["test_rmse"] == resumed["test_rmse"]
 
 
+def test_saves_wait_every_seconds_between_them(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr("aerec.checkpoint.time.monotonic", lambda: clock[0])
+    checkpointer = Checkpointer(tmp_path / "ckpt", {}, every_epochs=2, every_seconds=60)
+    saved = []
+    for epoch in range(1, 13):  # 25 s an epoch
+        clock[0] += 25
+        if checkpointer.should_save(epoch, last_epoch=epoch == 12):
+            checkpointer.save(epoch, {"weights": np.ones(3, np.float32)}, {}, 1.0)
+            saved.append(epoch)
+    checkpointer.close()
+    # an even epoch at least 60 s after the start or the previous save, and the last one
+    assert saved == [4, 8, 12]
+    assert Checkpointer(tmp_path / "other", {}).should_save(1, last_epoch=False)  # default 0
+
+
 def test_a_checkpoint_that_orbax_would_skip_is_an_error(tmp_path: Path) -> None:
     checkpointer = Checkpointer(tmp_path / "ckpt", {})
     arrays = {"weights": np.ones(3, np.float32)}

@@ -121,7 +121,8 @@ def test_streamed_and_resident_paths_agree(compose_config, tmp_path: Path) -> No
      ("optimizer.learning_rate=-1", "optimizer.learning_rate"),
      ("train.batch_size=0", "train.batch_size"), ("split.test_fraction=1.5", "split.test_fraction"),
      ("model.orientation=diagonal", "model.orientation"), ("dataset.name=ml5m", "dataset.name"),
-     ("dataset.rating_min=0", "dataset.rating_min")],
+     ("dataset.rating_min=0", "dataset.rating_min"),
+     ("checkpoint.every_seconds=-1", "checkpoint.every_seconds")],
 )
 def test_invalid_config_names_the_key(compose_config, tmp_path: Path, override: str,
                                       key: str) -> None:
