@@ -4,6 +4,9 @@ one process (medians after a first, compiling, call), and the figures they give.
 
     PYTHONPATH=. python experiments/eval_cells.py --data-dir ../shared/data \
         --overrides experiment=best_ml1m
+
+`--shape ml10m` (or ml20m) evaluates the benchmark's shape instead (`experiments/bench.py`:
+real files under --data-dir when present, else the synthetic shape), with `best_ml1m`'s model.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from aerec.evaluation import evaluator_factory
 from aerec.matrices import build_matrices, data_dir_of
 from aerec.models.autoencoder import AutoEncoderPredictor, init_members, predict_ratings
 from aerec.models.scaling import make_scaling
+from experiments.bench import SHAPES, compose_for
 from experiments.peer import compose_ml1m
 
 
@@ -28,8 +32,14 @@ def main() -> None:
     parser.add_argument("--overrides", nargs="*", default=["experiment=best_ml1m"],
                         help="ML-1M run overrides (the model evaluated: its initialisation)")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--shape", default=None, choices=sorted(SHAPES),
+                        help="the benchmark's shape instead of the shared ML-1M file")
     args = parser.parse_args()
-    cfg = compose_ml1m(args.data_dir, args.overrides)
+    if args.shape is None:
+        cfg = compose_ml1m(args.data_dir, args.overrides)
+    else:
+        cfg, source = compose_for(args.shape, args.data_dir, args.overrides)
+        print(f"{args.shape}: {source}")
     dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir_of(cfg), progress=False)
     matrices = build_matrices(dataset, cfg)
     scaling = make_scaling(cfg.model.scaling, dataset.rating_min, dataset.rating_max,

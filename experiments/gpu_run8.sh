@@ -57,3 +57,7 @@ if [ -f .data/ml-1m/ratings_notime.dat ]; then
     done > "$out/eval_cells.txt" 2>&1
     stage "validation at the held-out cells against whole rows, ML-1M" $?
 fi
+started=$SECONDS
+timeout 90 python3 experiments/eval_cells.py --shape ml10m --overrides experiment=best_ml1m \
+    train.dtype=bfloat16 --repeats 3 > "$out/eval_cells_ml10m.txt" 2>&1
+stage "validation at the held-out cells against whole rows, ML-10M shape" $?
