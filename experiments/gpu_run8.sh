@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Prepared for the next session with a GPU (experiments/README.md, "Runs 6 and 7": the next
-# step), about 6 minutes on one GPU, in this order: the training state kept padded between
+# step), about 7 minutes on one GPU, in this order: the training state kept padded between
 # steps (aerec.train.for_steps) against padded in every step, in one process per shape
 # (layout_variants.py with STATE_LAYOUT=1 and 0, ML-10M and ML-20M shapes, bf16); the bf16
 # benchmark of both shapes at batches 4096, 8192 and the nearly-full 5376 / 6784; the
 # GPU-marked tests with the tests corrected after run 6 (not yet run on a GPU) and the
 # state-layout tests; an ML-10M bf16 epoch's profile; the held-out RMSE at the cells alone
 # against whole rows (experiments/eval_cells.py) on ML-1M (when .data/ml-1m is carried) and
-# on the ML-10M shape. About 7 minutes in all.
+# on the ML-10M shape.
 # Usage, from the repository's root with the wheels in .whl/ (experiments/README.md) and the
 # ML-1M file in .data/ml-1m/ratings_notime.dat (both carried):
 #     bash experiments/gpu_run8.sh OUT
