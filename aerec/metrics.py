@@ -1,9 +1,9 @@
 """Accuracy on held-out ratings: RMSE/MAE on observed cells and the paper's all-cells RMSE.
 
 Evaluation runs over fixed-size chunks of rows, each a jit-compiled pass, so memory stays
-bounded at any scale; each row's (or, predicting cells alone, each cell's) sums come back to
-the host, which adds them exactly (`math.fsum`), so the totals do not depend on how the rows
-were grouped into chunks.
+bounded at any scale; each row's sums come back to the host, which adds them exactly
+(`math.fsum`), so the totals do not depend on how the rows were grouped into chunks. (The
+autoencoder's held-out cells, predicted alone, are summed per row and block of cells.)
 """
 
 from __future__ import annotations
@@ -176,7 +176,6 @@ class Evaluator:
         # One exact sum per figure over all rows: independent of the chunks' order and size.
         return summarise({key: math.fsum(np.concatenate(values or [np.zeros(0)]).tolist())
                           for key, values in row_sums.items()})
-
 
     def evaluate_cells(self, params: Any, inputs: DeviceRows, targets: DeviceRows
                        ) -> dict[str, float]:
