@@ -181,18 +181,27 @@ def init_members(model_cfg: Any, n_inputs: int, seed: int, members: int
         member_params_fn(model_cfg, n_inputs, seed, members))()
 
 
+def member_models(graphdef: nnx.GraphDef, params: Any) -> list[AutoEncoder]:
+    """Each member of stacked `params` as a module of its own, to run one after another.
+
+    Not vmapped: a member axis in the matmuls (a batch dimension, even of size 1) made XLA's
+    GPU layout assignment store every (batch, n_inputs) array with the batch index fastest,
+    and each pass over the batch 10x slower for it (three quarters of an ML-10M bf16 step on
+    an H200). Plain 2-D matmuls keep rows contiguous.
+    """
+    members = jax.tree.leaves(params)[0].shape[0]
+    return [nnx.merge(graphdef, jax.tree.map(lambda leaf, m=m: leaf[m], params))
+            for m in range(members)]
+
+
 def apply_members(graphdef: nnx.GraphDef, params: Any, x: jax.Array,
                   dropout_key: jax.Array | None = None) -> jax.Array:
     """Outputs of every member for input `x`: shape (members, batch, width of `x`)."""
-    members = jax.tree.leaves(params)[0].shape[0]
-    keys = [None] * members if dropout_key is None else jax.random.split(dropout_key, members)
-    # Members one after another, not vmapped: a member axis in the matmuls (a batch dimension,
-    # even of size 1) made XLA's GPU layout assignment store every (batch, n_inputs) array
-    # with the batch index fastest, and each pass over the batch 10x slower for it (three
-    # quarters of an ML-10M bf16 step on an H200). Plain 2-D matmuls keep rows contiguous.
-    outputs = [nnx.merge(graphdef, jax.tree.map(lambda leaf, m=m: leaf[m], params))(
-        x, dropout_key=keys[m]) for m in range(members)]
-    return jnp.stack(outputs)
+    models = member_models(graphdef, params)
+    keys = ([None] * len(models) if dropout_key is None
+            else jax.random.split(dropout_key, len(models)))
+    return jnp.stack([model(x, dropout_key=key) for model, key in zip(models, keys,
+                                                                         strict=True)])
 
 
 def layer_sizes(params: Any) -> list[int]:
@@ -321,10 +330,7 @@ class AutoEncoderPredictor:
 
 def encode_members(graphdef: nnx.GraphDef, params: Any, x: jax.Array) -> jax.Array:
     """Every member's last hidden layer for input `x`: shape (members, batch, width)."""
-    members = jax.tree.leaves(params)[0].shape[0]
-    # One member after another, as `apply_members` (no member axis in the matmuls).
-    return jnp.stack([nnx.merge(graphdef, jax.tree.map(lambda leaf, m=m: leaf[m], params)
-                                ).encode(x) for m in range(members)])
+    return jnp.stack([model.encode(x) for model in member_models(graphdef, params)])
 
 
 def decoder_members(graphdef: nnx.GraphDef, params: Any) -> tuple[jax.Array, jax.Array]:
