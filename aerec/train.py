@@ -153,21 +153,20 @@ def loss_fn(objective: Objective, params: Any, rows: jax.Array, counts: jax.Arra
     With `objective.all_cells` every cell counts, missing ones as zero targets (the paper).
     `counts` holds each row's number of observed cells (`DeviceRows.row_counts`: the data
     path knows them without reading the rows) and 0 for batch padding, which never
-    contributes. With
-    several ensemble members the loss is their mean; each member's gradient comes from its
-    own error only. `rows` may be stored bfloat16 (exact for half-star ratings): they are
-    widened where used, so that a bf16 batch is never copied to float32 as a whole.
+    contributes. With several ensemble members the loss is their mean; each member's
+    gradient comes from its own error only. `rows` may be stored bfloat16 (exact for
+    half-star ratings): they are widened where used, so that a bf16 batch is never copied to
+    float32 as a whole.
     """
-    n_inputs = rows.shape[1]
+    n_inputs = width = rows.shape[1]
     step_params, own_params = params, params  # computed with; the model's own (for L2)
     if objective.layout is not None:  # padded already, between steps too
         width = objective.layout.padded[0]
         own_params = unpad_layers(params, objective.layout.sizes)
-    else:  # padded here, in every step, where the step computes at other widths
-        layout = step_layout(params, objective.pad_hidden)
-        width = n_inputs if layout is None else layout.padded[0]
-        if layout is not None:  # dummy columns and units: zero weights, out of the loss
-            step_params = pad_layers(params, layout.padded)
+    elif (layout := step_layout(params, objective.pad_hidden)) is not None:
+        # padded here, in every step: dummy columns and units, zero weights, out of the loss
+        width = layout.padded[0]
+        step_params = pad_layers(params, layout.padded)
     if width != n_inputs:
         rows = jnp.pad(rows, ((0, 0), (0, width - n_inputs)))
     targets = objective.scaling.encode(rows.astype(jnp.float32))
