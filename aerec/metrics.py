@@ -9,7 +9,7 @@ autoencoder's held-out cells, predicted alone, are summed per row and block of c
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -160,22 +160,20 @@ class Evaluator:
                                     else np.zeros(n_cols, np.float32))
         # Only rows that hold a target or a paper cell need a forward pass.
         rows = np.flatnonzero(targets.nonempty_rows() | (paper_rows > 0))
-        row_sums: dict[str, list[np.ndarray]] = {key: [] for key in SUMS}
-        for _, ids, _ in padded_chunks(rows, self.chunk_rows):
-            safe = np.maximum(ids, 0)
-            # Padding rows are invalid and gathered as zeros, so they add nothing.
-            # Host arrays go to the device with device_put: jnp.asarray would compile a small
-            # program for each new shape.
-            row_ids, row_valid, chunk_paper_rows, row_known = jax.device_put(
-                (safe, ids >= 0, paper_rows[safe], self.row_known[safe]))
-            sums = self._sums(params, row_ids, inputs.gather(ids), targets.gather(ids),
-                              row_valid, chunk_paper_rows, paper_cols, row_known,
-                              self.col_known)
-            for key, value in jax.device_get(sums).items():  # one transfer per chunk
-                row_sums[key].append(value)
-        # One exact sum per figure over all rows: independent of the chunks' order and size.
-        return summarise({key: math.fsum(np.concatenate(values or [np.zeros(0)]).tolist())
-                          for key, values in row_sums.items()})
+
+        def chunk_results() -> Iterator[dict[str, jax.Array]]:
+            for _, ids, _ in padded_chunks(rows, self.chunk_rows):
+                safe = np.maximum(ids, 0)
+                # Padding rows are invalid and gathered as zeros, so they add nothing.
+                # Host arrays go to the device with device_put: jnp.asarray would compile a
+                # small program for each new shape.
+                row_ids, row_valid, chunk_paper_rows, row_known = jax.device_put(
+                    (safe, ids >= 0, paper_rows[safe], self.row_known[safe]))
+                yield self._sums(params, row_ids, inputs.gather(ids), targets.gather(ids),
+                                 row_valid, chunk_paper_rows, paper_cols, row_known,
+                                 self.col_known)
+
+        return summarise(exact_totals(chunk_results(), SUMS))
 
     def evaluate_cells(self, params: Any, inputs: DeviceRows, targets: DeviceRows
                        ) -> dict[str, float]:
@@ -191,17 +189,29 @@ class Evaluator:
                 (ids, jax.device_put((np.maximum(ids, 0), self.row_known[np.maximum(ids, 0)])),
                  jax.device_put(cell_blocks(targets, ids, capacity))) for ids in chunks])
         decoder = cell_decoder(params, predict=self._predict)
-        row_sums: dict[str, list[np.ndarray]] = {key: [] for key in ("sse", "sae", "count")}
-        for ids, (row_ids, row_known), blocks in self._cells[1]:
-            codes = chunk_codes(params, row_ids, inputs.gather(ids), predict=self._predict)
-            for cell_rows, cell_cols, cell_targets in blocks:
-                sums = self._cell_sums(decoder, codes, cell_rows, cell_cols, cell_targets,
-                                       row_known, self.col_known)
-                for key, value in jax.device_get(sums).items():
-                    row_sums[key].append(value)
-        return summarise({"paper_sse": 0.0, "paper_count": 0.0, **{
-            key: math.fsum(np.concatenate(values or [np.zeros(0)]).tolist())
-            for key, values in row_sums.items()}})
+
+        def block_results() -> Iterator[dict[str, jax.Array]]:
+            for ids, (row_ids, row_known), blocks in self._cells[1]:
+                codes = chunk_codes(params, row_ids, inputs.gather(ids), predict=self._predict)
+                for cell_rows, cell_cols, cell_targets in blocks:
+                    yield self._cell_sums(decoder, codes, cell_rows, cell_cols, cell_targets,
+                                          row_known, self.col_known)
+
+        return summarise({"paper_sse": 0.0, "paper_count": 0.0,
+                          **exact_totals(block_results(), ("sse", "sae", "count"))})
+
+
+def exact_totals(results: Iterable[dict[str, jax.Array]], keys: Sequence[str]
+                 ) -> dict[str, float]:
+    """Per key, the exact total (`math.fsum`) of the per-row sums of every result, each
+    fetched from the device in one transfer: one sum over all rows, independent of how they
+    were grouped into chunks or blocks and of their order."""
+    parts: dict[str, list[np.ndarray]] = {key: [] for key in keys}
+    for result in results:
+        for key, value in jax.device_get(result).items():
+            parts[key].append(value)
+    return {key: math.fsum(np.concatenate(values or [np.zeros(0)]).tolist())
+            for key, values in parts.items()}
 
 
 def summarise(totals: dict[str, float]) -> dict[str, float]:
