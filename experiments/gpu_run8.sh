@@ -3,11 +3,11 @@
 # step), about 7 minutes on one GPU, in this order: the training state kept padded between
 # steps (aerec.train.for_steps) against padded in every step, in one process per shape
 # (layout_variants.py with STATE_LAYOUT=1 and 0, ML-10M and ML-20M shapes, bf16); the bf16
-# benchmark of both shapes at batches 4096, 8192 and the nearly-full 5376 / 6784; the
-# GPU-marked tests with the tests corrected after run 6 (not yet run on a GPU) and the
-# state-layout tests; an ML-10M bf16 epoch's profile; the held-out RMSE at the cells alone
-# against whole rows (experiments/eval_cells.py) on ML-1M (when .data/ml-1m is carried) and
-# on the ML-10M shape.
+# benchmark of both shapes at batches 4096, 8192 and the nearly-full 5376 / 6784 (and
+# ML-10M's rows in one step, 10752); the GPU-marked tests with the tests corrected after
+# run 6 (not yet run on a GPU) and the state-layout tests; an ML-10M bf16 epoch's profile;
+# the held-out RMSE at the cells alone against whole rows (experiments/eval_cells.py) on
+# ML-1M (when .data/ml-1m is carried) and on the ML-10M shape.
 # Usage, from the repository's root with the wheels in .whl/ (experiments/README.md) and the
 # ML-1M file in .data/ml-1m/ratings_notime.dat (both carried):
 #     bash experiments/gpu_run8.sh OUT
@@ -31,13 +31,15 @@ started=$SECONDS
 variants layout_ml20m 26744 138493 4096 0.0054
 stage "state kept padded against padded per step, ML-20M shape" $?
 
-for shape in "ml10m 5376" "ml20m 6784"; do
+# ML-10M also at 10752: its 10,677 rows in one step an epoch (one Adam update instead of two).
+for shape in "ml10m 4096 5376 8192 10752" "ml20m 4096 6784 8192"; do
     set -- $shape
+    name=$1; shift
     started=$SECONDS
-    timeout 120 python3 experiments/bench.py --shapes "$1" --data-path resident \
-        --dtypes bfloat16 --batch-size 4096 "$2" 8192 --epochs 3 --json "$out/$1.json" \
-        > "$out/$1.txt" 2>&1
-    stage "bench $1 bf16" $?
+    timeout 150 python3 experiments/bench.py --shapes "$name" --data-path resident \
+        --dtypes bfloat16 --batch-size "$@" --epochs 3 --json "$out/$name.json" \
+        > "$out/$name.txt" 2>&1
+    stage "bench $name bf16" $?
 done
 
 started=$SECONDS
