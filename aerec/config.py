@@ -82,9 +82,9 @@ def validate(cfg: Any) -> None:
         if cfg.train.wide_shards > 1:
             raise ConfigError("distributed.enabled=true: train.wide_shards > 1 is not "
                               "supported across processes yet")
-        if mesh is None:
-            raise ConfigError("distributed.enabled=true needs train.mesh=-1 (all devices of "
-                              "all processes)")
+        if mesh != -1:  # a smaller mesh would leave some processes without devices in it
+            raise ConfigError(f"distributed.enabled=true needs train.mesh=-1 (all devices of "
+                              f"all processes), not {mesh!r}")
         if cfg.checkpoint.enabled:
             raise ConfigError("distributed.enabled=true: checkpoints are not supported across "
                               "processes yet; set checkpoint.enabled=false")

@@ -7,6 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from aerec.data.matrix import DeviceRows
@@ -31,8 +32,28 @@ def data_mesh(devices: int | None, wide_shards: int = 1) -> Mesh | None:
     if devices % wide_shards:
         raise ConfigError(f"train.wide_shards={wide_shards} must divide the {devices} devices "
                           "of train.mesh")
-    grid = np.array(available[:devices]).reshape(devices // wide_shards, wide_shards)
+    chosen = available[:devices]
+    feeding = {device.process_index for device in chosen}
+    if len(feeding) < jax.process_count():  # the others could feed no batch and would fail
+        raise ConfigError(f"train.mesh={devices} devices hold only processes "
+                          f"{sorted(feeding)} of {jax.process_count()}: use train.mesh=-1")
+    grid = np.array(chosen).reshape(devices // wide_shards, wide_shards)
     return Mesh(grid, (DATA_AXIS, WIDE_AXIS))
+
+
+def agreed(value: float) -> float:
+    """`value` as process 0 computed it, in every process (itself when alone).
+
+    Decisions taken on a figure each process computes on its own devices (the validation
+    RMSE: keep these parameters, stop now) must be the same everywhere: accelerators of
+    different hosts may differ in the last bit, and a process that stopped while another
+    started a new epoch would leave that one waiting in the gradient all-reduce forever.
+    """
+    if jax.process_count() == 1:
+        return value
+    # As the float64's two 32-bit halves: JAX without x64 would round it to a float32.
+    halves = np.array([value], np.float64).view(np.uint32)
+    return float(np.asarray(multihost_utils.broadcast_one_to_all(halves)).view(np.float64)[0])
 
 
 def state_shardings(tree: Any, mesh: Mesh, width: int) -> Any:

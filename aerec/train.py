@@ -29,6 +29,7 @@ from aerec.models.autoencoder import (
 )
 from aerec.models.scaling import Scaling
 from aerec.sharding import (
+    agreed,
     batch_shardings,
     local_copy,
     local_value,
@@ -353,7 +354,7 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
         batches = epoch_batches(rows_with_data, batch_size, seed, epoch)
         state, train_loss = train_one_epoch(state, batches)
         current = own_params(state)
-        valid_rmse = validate(current)
+        valid_rmse = agreed(validate(current))
         record = {"epoch": epoch, "train_loss": train_loss, "valid_rmse": valid_rmse,
                   "epoch_seconds": time.perf_counter() - epoch_started}
         best.history.append(record)
