@@ -17,6 +17,11 @@ NOT_IDENTITY = {"task", "train.progress", "train.resume", "train.data_path",
 # Keys added after checkpoints were first written, at the value that trains as before: left
 # out of the identity then, so that older checkpoints still resume (and keep their directory).
 NEUTRAL_DEFAULTS = {"train.wide_shards": 1}
+# Keys that do not change what is trained but were in the identity of checkpoints already
+# written: recorded at one value whatever they are set to, so that a run resumes whichever
+# it is (turning downloads off once the archive is local) and older checkpoints keep their
+# directory.
+RECORDED_AS = {"dataset.download": True}
 # What the same configuration trains, as a number: raised when a code change makes it train
 # differently, so that a checkpoint of the older training is neither resumed nor reported as
 # this one's (its directory differs, and an explicit checkpoint.dir names the mismatch).
@@ -44,6 +49,7 @@ def run_identity(cfg: Any) -> dict[str, Any]:
             flat[prefix[:-1]] = node
 
     walk(OmegaConf.to_container(cfg, resolve=True), "")
-    identity = {key: value for key, value in flat.items() if is_identity_key(key)
+    identity = {key: RECORDED_AS.get(key, value) for key, value in flat.items()
+                if is_identity_key(key)
                 and not (key in NEUTRAL_DEFAULTS and value == NEUTRAL_DEFAULTS[key])}
     return dict(sorted({**identity, "aerec.training_format": TRAINING_FORMAT}.items()))

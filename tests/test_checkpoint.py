@@ -188,6 +188,12 @@ def test_default_directory_depends_on_the_identity_only(compose_config) -> None:
     # a key added later, at its neutral default, keeps older checkpoints' identity and directory
     assert "train.wide_shards" not in run_identity(base)
     assert run_identity(compose_config("train.wide_shards=2"))["train.wide_shards"] == 2
+    # whether the archive may be downloaded changes nothing trained: the same directory, as
+    # before this key was left out (it is recorded at its default, true)
+    downloads = compose_config("dataset=ml1m", fast=False)
+    assert run_identity(downloads)["dataset.download"] is True
+    assert checkpoint_dir_of(compose_config("dataset=ml1m", "dataset.download=false",
+                                            fast=False)) == checkpoint_dir_of(downloads)
 
 
 def test_a_change_in_what_training_computes_moves_the_directory(compose_config,
