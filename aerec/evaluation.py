@@ -8,6 +8,7 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from omegaconf import OmegaConf
 
 from aerec.artifact import load
@@ -64,6 +65,11 @@ def evaluate_held_out(evaluator_of: Callable, predict: Callable, params: Any, da
     return test, paper
 
 
+def same_ratings(a: sp.csr_matrix, b: sp.csr_matrix) -> bool:
+    """Whether two rating matrices hold the same ratings at the same cells."""
+    return a.shape == b.shape and a.nnz == b.nnz and (a != b).nnz == 0
+
+
 def evaluate_artifact(cfg: Any) -> dict[str, Any]:
     """task=evaluate: the test figures of a saved model (checkpoint.path) on its own split.
 
@@ -80,6 +86,13 @@ def evaluate_artifact(cfg: Any) -> dict[str, Any]:
         raise DataError(f"the ratings under {data_dir_of(cfg)} do not give the users and items "
                         f"the model in {cfg.checkpoint.path} was trained on")
     matrices = build_matrices(dataset, run_cfg)
+    if not same_ratings(matrices.eval_input.matrix, model.inputs):
+        # The split is drawn over the ratings in file order: reordered or edited, they split
+        # differently, and the test ratings would include some the model was trained on.
+        raise DataError(f"the ratings under {data_dir_of(cfg)} do not split into the training "
+                        f"ratings the model in {cfg.checkpoint.path} was trained on: the file's "
+                        "lines were reordered or changed since (the split follows their order); "
+                        "evaluate on the file it was trained on")
     evaluator_of = evaluator_factory(dataset, matrices, int(cfg.train.eval_chunk_rows))
     test, paper = evaluate_held_out(evaluator_of, model.predictor, model.params, dataset,
                                     matrices, run_cfg.model.orientation)

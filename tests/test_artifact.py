@@ -64,6 +64,28 @@ def test_task_evaluate_reproduces_the_training_runs_figures(compose_config,
         pytest.approx(trained["test_rmse"], rel=1e-6))
 
 
+def test_task_evaluate_refuses_ratings_that_split_differently(compose_config,
+                                                              tmp_path: Path) -> None:
+    # The split follows the file's line order: reordered, the test ratings would hold some
+    # the model trained on, and its figures would look better than they are.
+    rng = np.random.default_rng(0)
+    cells = rng.choice(60 * 40, size=1200, replace=False)
+    lines = [f"{cell // 40 + 1},{cell % 40 + 1},{rng.integers(1, 6)}" for cell in cells]
+    ratings = tmp_path / "ratings.csv"
+    ratings.write_text("\n".join(lines) + "\n")
+    custom = ["dataset=custom", f"dataset.path={ratings}", "train.epochs=2",
+              "train.batch_size=16", "train.progress=false", "model.hidden=16",
+              "model.latent=8", "ranking.enabled=false"]
+    trained = run_task(compose_config(*custom, fast=False), tmp_path / "run")
+    evaluate = compose_config(*custom, "task=evaluate",
+                              f"checkpoint.path={tmp_path / 'run' / 'model'}", fast=False)
+    assert run_task(evaluate, tmp_path / "same")["test_rmse"] == pytest.approx(
+        trained["test_rmse"], rel=1e-6)
+    ratings.write_text("\n".join(lines[::-1]) + "\n")  # the same ratings, in another order
+    with pytest.raises(DataError, match="were reordered or changed"):
+        run_task(evaluate, tmp_path / "reordered")
+
+
 def test_cells_without_training_data_predict_the_training_mean(compose_config,
                                                               tmp_path: Path) -> None:
     # As in evaluation: an output column that no training rating reached is not the network's
