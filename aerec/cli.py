@@ -103,6 +103,19 @@ def run_task(cfg: Any, output_dir: Path) -> dict[str, Any]:
     return results
 
 
+def after_interrupt(cfg: Any) -> str:
+    """What an interrupted run left, and how to go on from it."""
+    if cfg.task != "train":
+        return "nothing was written"
+    if cfg.model.name != "autoencoder" or not cfg.checkpoint.enabled:
+        return "nothing to resume from (no checkpoints for this run): run it again"
+    from aerec.checkpoint import checkpoint_dir_of
+
+    return ("run the same command again to resume from the last checkpoint in "
+            f"{checkpoint_dir_of(cfg)} (written every checkpoint.every_epochs epochs, at most "
+            "every checkpoint.every_seconds seconds)")
+
+
 def main(cfg: Any, output_dir: Path) -> float:
     """Entry point for Hydra: prints the results table; exits 1 with a message on user error.
 
@@ -117,6 +130,9 @@ def main(cfg: Any, output_dir: Path) -> float:
     except AerecError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:  # Ctrl-C: a note on what was kept, not a traceback
+        print(f"interrupted: {after_interrupt(cfg)}", file=sys.stderr)
+        sys.exit(130)
     if cfg.task == "recommend":
         # JSON goes alone to stdout so that scripts can parse it; notes go to stderr.
         print(json.dumps(results, indent=2) if cfg.format == "json"

@@ -215,8 +215,9 @@ def run_cli(*args: str, cwd: Path, log: Path) -> subprocess.Popen:
 
 
 def kill_when(process: subprocess.Popen, metrics: Path, epochs_logged: int,
-              delay: float) -> None:
-    """SIGKILL the process `delay` s after metrics.jsonl reaches `epochs_logged` lines."""
+              delay: float, sent: signal.Signals = signal.SIGKILL) -> None:
+    """Send `sent` to the process `delay` s after metrics.jsonl reaches `epochs_logged`
+    lines."""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
         if metrics.is_file() and len(metrics.read_text().splitlines()) >= epochs_logged:
@@ -224,7 +225,7 @@ def kill_when(process: subprocess.Popen, metrics: Path, epochs_logged: int,
             break
         time.sleep(0.005)
     assert process.poll() is None, "the run ended before it could be killed"
-    process.send_signal(signal.SIGKILL)
+    process.send_signal(sent)
     process.wait()
 
 
@@ -254,3 +255,21 @@ def test_sigkill_and_resume_gives_the_uninterrupted_result(tmp_path: Path) -> No
     assert got["resumed_from_epoch"] > 0
     assert {key: got[key] for key in COMPARED} == {key: expected[key] for key in COMPARED}
     assert_same_arrays(final_arrays(tmp_path / "full")[1], final_arrays(tmp_path / "cut")[1])
+
+
+def test_ctrl_c_ends_with_a_note_and_the_run_resumes(tmp_path: Path) -> None:
+    args = [*FAST, "dataset.n_users=600", "dataset.n_items=400", "dataset.n_ratings=40000",
+            "model.hidden=256", "model.latent=256", "train.epochs=12", "train.patience=100",
+            f"checkpoint.dir={tmp_path / 'ckpt'}"]
+    process = run_cli(*args, f"hydra.run.dir={tmp_path / 'cut'}", cwd=tmp_path,
+                      log=tmp_path / "cut.log")
+    kill_when(process, tmp_path / "cut" / "metrics.jsonl", 2, 0.02, signal.SIGINT)
+    log = (tmp_path / "cut.log").read_text()
+    assert process.returncode == 130, log
+    assert "Traceback" not in log
+    assert f"interrupted: run the same command again to resume from the last checkpoint in " \
+           f"{tmp_path / 'ckpt'}" in log
+    final = run_cli(*args, f"hydra.run.dir={tmp_path / 'final'}", cwd=tmp_path,
+                    log=tmp_path / "final.log")
+    assert final.wait() == 0, (tmp_path / "final.log").read_text()
+    assert "resumed from epoch" in (tmp_path / "final.log").read_text()
