@@ -348,8 +348,11 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
 
     started = time.perf_counter()
     epoch_range = range(first_epoch, epochs + 1) if not finished else range(0)
-    bar = tqdm(epoch_range, desc="train", unit="epoch", disable=not progress)
-    for epoch in bar:
+    # Counted by hand after each epoch: iterating over the bar would not count an epoch left
+    # by `break`, and a finished run's bar would stop one short.
+    bar = tqdm(total=epochs, initial=first_epoch - 1, desc="train", unit="epoch",
+               disable=not progress or finished)
+    for epoch in epoch_range:
         epoch_started = time.perf_counter()
         batches = epoch_batches(rows_with_data, batch_size, seed, epoch)
         state, train_loss = train_one_epoch(state, batches)
@@ -360,7 +363,8 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
         best.history.append(record)
         if on_epoch is not None:
             on_epoch(record)
-        bar.set_postfix(loss=f"{train_loss:.4f}", valid_rmse=f"{valid_rmse:.4f}")
+        bar.set_postfix(loss=f"{train_loss:.4f}", valid_rmse=f"{valid_rmse:.4f}", refresh=False)
+        bar.update()
         if not np.isfinite(train_loss):
             raise TrainingDivergedError(
                 f"training loss is {train_loss} at epoch {epoch}: lower optimizer.learning_rate "

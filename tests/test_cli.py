@@ -97,6 +97,15 @@ def test_the_autoencoder_learns(compose_config, tmp_path: Path) -> None:
     assert results["test_rmse"] < 0.85 * mean_only_rmse(cfg)
 
 
+def test_the_progress_bar_counts_every_epoch(compose_config, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture) -> None:
+    cfg = compose_config("train.progress=true", "ranking.enabled=false")
+    run_task(cfg, tmp_path / "run")
+    assert "3/3 [" in capsys.readouterr().err.split("\r")[-1]  # the last epoch counted too
+    run_task(cfg, tmp_path / "again")  # finished: nothing trained, no bar
+    assert "train:" not in capsys.readouterr().err
+
+
 def test_svd_run(compose_config, tmp_path: Path) -> None:
     cfg = compose_config(*FAST_DATA, "model=svd", "model.rank=3", fast=False)
     results = run_task(cfg, tmp_path)
