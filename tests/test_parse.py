@@ -87,6 +87,22 @@ def test_errors_name_file_and_line(tmp_path: Path, text: str, message: str) -> N
     assert str(path) in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "sep", "hint"),
+    [
+        ("1::1::5::978300760\n", ",", "splits on '::': set dataset.sep='::'"),
+        ("1,1,4.0,964982703\n", "::", "splits on ',': set dataset.sep=','"),
+        ("1\t1\t5\n", ",", "splits on '\\t': set dataset.sep='\\t'"),
+        ("1/1/5/0/0\n", ",", "set dataset.columns to name each field"),  # no separator fits
+    ],
+)
+def test_a_wrong_separator_is_named(tmp_path: Path, text: str, sep: str, hint: str) -> None:
+    path = write(tmp_path, "ratings.dat", text)
+    with pytest.raises(DataError, match=f"found 1 with dataset.sep={sep!r}") as caught:
+        read_ratings(path, sep=sep, header=False)
+    assert str(caught.value).endswith(hint)
+
+
 def test_header_only_file(tmp_path: Path) -> None:
     path = write(tmp_path, "ratings.csv", "userId,movieId,rating,timestamp\n")
     with pytest.raises(DataError, match="no ratings"):

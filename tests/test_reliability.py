@@ -126,7 +126,8 @@ def test_duplicates_are_counted_not_dropped_silently(tmp_path: Path, compose_con
     path.write_text("1,1,5\n1,1,3\n2,1,4\n2,2,4\n3,2,2\n3,3,1\n")
     base = ["dataset=custom", f"dataset.path={path}", "dataset.header=false",
             "split.test_fraction=0.2", "ranking.enabled=false", *FAST_TRAIN, *FAST_MODEL]
-    with pytest.raises(DataError, match="2 ratings share a"):
+    with pytest.raises(DataError, match=r"2 ratings share a \(user, item\) pair, e\.g\. user 1 "
+                       "item 1; set"):
         run_task(compose_config(*base, fast=False), tmp_path / "error")
     results = run_task(compose_config(*base, "prepare.duplicates=mean", fast=False),
                        tmp_path / "mean")

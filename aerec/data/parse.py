@@ -22,6 +22,10 @@ IGNORED = ("_", "skip")
 INTEGER_FIELDS = ("user", "item", "timestamp")
 
 
+# Tried in this order when the configured one does not fit: "::" before ":".
+SEPARATORS = ("::", ",", "\t", ";", "|", " ")
+
+
 def read_ratings(path: Path, *, sep: str, header: bool, columns: Sequence[str] | None = None,
                  encoding: str = "utf-8", rating_range: tuple[float, float] | None = None
                  ) -> pd.DataFrame:
@@ -33,8 +37,9 @@ def read_ratings(path: Path, *, sep: str, header: bool, columns: Sequence[str] |
     path = Path(path)
     if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
         encoding = "utf-8-sig"  # the same text, with a byte-order mark (if any) removed
-    n_fields = _count_fields(path, sep, header, encoding)
-    names = _column_names(path, columns, n_fields)
+    line = _first_line(path, header, encoding)
+    n_fields = len(line.split(sep))
+    names = _column_names(path, columns, line, sep)
     wanted = [(position, name) for position, name in enumerate(names) if name not in IGNORED]
     # "::" is not a single character, which would force pandas' slow Python engine. Splitting
     # on ":" instead keeps the C engine: field k then sits at position 2k, with empty tokens
@@ -72,25 +77,38 @@ def read_ratings(path: Path, *, sep: str, header: bool, columns: Sequence[str] |
     return table.reset_index(drop=True)
 
 
-def _count_fields(path: Path, sep: str, header: bool, encoding: str) -> int:
+def _separator_hint(line: str, sep: str) -> str | None:
+    """'set dataset.sep=...' when another common separator splits `line` into the 3 or 4
+    fields of a ratings file; None when none does."""
+    for candidate in SEPARATORS:
+        if candidate != sep and len(line.split(candidate)) in (3, 4):
+            return f"its first line splits on {candidate!r}: set dataset.sep={candidate!r}"
+    return None
+
+
+def _first_line(path: Path, header: bool, encoding: str) -> str:
+    """The first line that holds a rating (after the header, if any), without its end."""
     try:
         with open(path, encoding=encoding) as handle:
             if header and not handle.readline():
                 raise DataError(f"{path}: file is empty (a header line was expected)")
             for line in handle:
                 if line.strip():
-                    return len(line.rstrip("\r\n").split(sep))
+                    return line.rstrip("\r\n")
     except UnicodeDecodeError as error:
         raise DataError(f"{path}: not valid {encoding} text: {error}") from error
     raise DataError(f"{path}: no ratings in the file (it is empty or holds only a header)")
 
 
-def _column_names(path: Path, columns: Sequence[str] | None, n_fields: int) -> list[str]:
+def _column_names(path: Path, columns: Sequence[str] | None, line: str, sep: str
+                  ) -> list[str]:
+    n_fields = len(line.split(sep))
     if columns is None:
         if n_fields not in (3, 4):
             raise DataError(
                 f"{path}: expected 3 fields (user, item, rating) or 4 (with timestamp) per line, "
-                f"found {n_fields}; set dataset.columns to name each field"
+                f"found {n_fields} with dataset.sep={sep!r}; "
+                + (_separator_hint(line, sep) or "set dataset.columns to name each field")
             )
         return list(FIELDS[:n_fields])
     names = list(columns)

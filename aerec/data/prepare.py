@@ -96,10 +96,11 @@ def resolve_duplicates(ratings: pd.DataFrame, policy: str, source: str) -> pd.Da
     if not duplicated.any():
         return ratings
     if policy == "error":
-        first = ratings[duplicated].iloc[0]
+        first = int(np.argmax(duplicated))  # by column: a row's mixed types become floats
         raise DataError(
             f"{source}: {int(duplicated.sum())} ratings share a (user, item) pair, e.g. user "
-            f"{first['user']} item {first['item']}; set prepare.duplicates=last or mean"
+            f"{ratings['user'].iat[first]} item {ratings['item'].iat[first]}; set "
+            "prepare.duplicates=last or mean"
         )
     if policy == "last":
         return ratings.drop_duplicates(["user", "item"], keep="last").reset_index(drop=True)
