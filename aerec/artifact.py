@@ -223,7 +223,9 @@ def load(path: str | Path) -> TrainedModel:
     """Load an artifact written by a training run (its output directory's `model/`)."""
     directory = Path(path).absolute()
     if not (directory / "model.json").is_file():
-        raise DataError(f"{directory} is not an aerec model directory (no model.json)")
+        hint = (f"; the run's model is {directory / 'model'}"
+                if (directory / "model" / "model.json").is_file() else "")
+        raise DataError(f"{directory} is not an aerec model directory (no model.json){hint}")
     description = json.loads((directory / "model.json").read_text())
     try:  # never unpickle: an object array in the file is an error, not code to run
         with np.load(directory / "data.npz", allow_pickle=False) as archive:

@@ -25,7 +25,12 @@ class DirectoryLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.handle = open(self.path, "a+")  # noqa: SIM115 (held until release)
         except OSError as error:
-            raise ConfigError(f"cannot write to {self.path.parent} ({error.strerror}); point "
+            # mkdir names the path it failed on: a file in the way is "File exists" there
+            where = error.filename or self.path.parent
+            reason = (f"{where} is a file, not a directory"
+                      if isinstance(error, (FileExistsError, NotADirectoryError))
+                      else f"{where}: {error.strerror}")
+            raise ConfigError(f"cannot keep checkpoints in {directory}: {reason}; point "
                               "checkpoint.dir or paths.checkpoint_dir at a writable "
                               "directory") from error
         try:

@@ -49,8 +49,10 @@ def test_unknown_ids_and_bad_paths(compose_config, tmp_path: Path) -> None:
     model = aerec.load(tmp_path / "run" / "model")
     with pytest.raises(KeyError, match="unknown user 999999"):
         model.predict([999999], [1])
-    with pytest.raises(DataError, match="not an aerec model"):
+    with pytest.raises(DataError, match=r"not an aerec model directory \(no model\.json\)$"):
         aerec.load(tmp_path)
+    with pytest.raises(DataError, match=f"; the run's model is {tmp_path / 'run' / 'model'}$"):
+        aerec.load(tmp_path / "run")  # the run's directory for its model/
 
 
 def test_task_evaluate_reproduces_the_training_runs_figures(compose_config,

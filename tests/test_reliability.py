@@ -228,8 +228,16 @@ def test_an_unwritable_checkpoint_directory_fails_before_training(tmp_path: Path
     done = run_cli("checkpoint.dir=/proc/aerec-not-writable/run",
                    f"hydra.run.dir={tmp_path / 'run'}")
     assert done.returncode == 1
-    assert "cannot write to /proc/aerec-not-writable" in done.stderr
+    assert ("cannot keep checkpoints in /proc/aerec-not-writable/run: "
+            "/proc/aerec-not-writable: ") in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_file_in_the_checkpoint_path_is_named(tmp_path: Path) -> None:
+    (tmp_path / "notes").write_text("a file, not a directory")
+    with pytest.raises(ConfigError, match=f"cannot keep checkpoints in {tmp_path}/notes/run: "
+                                          f"{tmp_path}/notes is a file, not a directory"):
+        DirectoryLock(tmp_path / "notes" / "run")
 
 
 def test_a_second_run_on_the_same_checkpoints_is_refused(tmp_path: Path) -> None:
