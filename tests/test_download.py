@@ -111,6 +111,22 @@ def test_missing_offline_says_what_to_put_where(tmp_path: Path) -> None:
     assert "https://files.grouplens.org/datasets/movielens/ml-10m.zip" in message
 
 
+def test_a_file_no_archive_holds_is_not_downloaded_for(tmp_path: Path) -> None:
+    # ratings_notime.dat (the shared ML-1M copy) is no official file: fetching the archive
+    # could not provide it, so nothing is requested and the message says so.
+    with serve(Served(files={"/ml-10m.zip": b"never requested"})) as server:
+        source = dataclasses.replace(SOURCES["ml10m"], url=f"{server.base_url}/ml-10m.zip")
+        with pytest.raises(DataError) as caught:
+            locate_file(source, tmp_path, "ratings_notime.dat", allow_download=True,
+                        progress=False)
+        assert server.requests == []
+    assert str(caught.value) == (
+        f"ml10m: ratings file {tmp_path / 'ml-10M100K' / 'ratings_notime.dat'} not found. "
+        "ratings_notime.dat is not the official ratings.dat, so the archive ml-10m.zip cannot "
+        "provide it: put it there, or leave dataset.ratings_file unset for the official file.")
+    assert leftovers(tmp_path) == []
+
+
 def test_unreachable_server_says_what_to_put_where(tmp_path: Path) -> None:
     with serve(Served()) as server:
         source = dataclasses.replace(SOURCES["ml1m"], url=f"{server.base_url}/ml-1m.zip")

@@ -37,6 +37,11 @@ def locate_file(source: Source, data_dir: Path, file_name: str, *, allow_downloa
     extracted = folder / requested
     if extracted.is_file():
         return extracted
+    if requested.as_posix() != source.ratings_file:  # no archive holds it: nothing to fetch
+        raise DataError(
+            f"{source.name}: ratings file {extracted} not found. {requested} is not the official "
+            f"{source.ratings_file}, so the archive {source.archive_name} cannot provide it: "
+            f"put it there, or leave dataset.ratings_file unset for the official file.")
     for archive in (data_dir / source.archive_name, folder / source.archive_name):
         if archive.is_file():
             verify_file(archive, source.sha256)
