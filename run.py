@@ -13,7 +13,8 @@ from aerec.cli import main, quote_ratings_argument
 @hydra.main(version_base="1.3", config_path="configs", config_name="config")
 def run(cfg: DictConfig) -> float:
     """Compose the configuration, then hand it to aerec.cli.main."""
-    return main(cfg, Path(HydraConfig.get().runtime.output_dir))
+    hydra_cfg = HydraConfig.get()
+    return main(cfg, Path(hydra_cfg.runtime.output_dir), hydra_cfg.overrides.task)
 
 
 if __name__ == "__main__":

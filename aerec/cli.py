@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aerec.config import validate
+from aerec.config import refuse_added_keys, validate
 from aerec.errors import AerecError
 from aerec.outputs import (
     EpochLog,
@@ -116,7 +117,7 @@ def after_interrupt(cfg: Any) -> str:
             "every checkpoint.every_seconds seconds)")
 
 
-def main(cfg: Any, output_dir: Path) -> float:
+def main(cfg: Any, output_dir: Path, overrides: Sequence[str] = ()) -> float:
     """Entry point for Hydra: prints the results table; exits 1 with a message on user error.
 
     Returns the validation RMSE, so that a Hydra sweeper tunes on validation ratings, never
@@ -124,6 +125,7 @@ def main(cfg: Any, output_dir: Path) -> float:
     """
     quiet_library_logging()
     try:
+        refuse_added_keys(overrides, cfg)
         enable_compile_cache(cfg.paths.get("compile_cache_dir"))
         init_distributed(cfg.distributed)
         results = run_task(cfg, output_dir)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from omegaconf import OmegaConf
 
 from aerec.data.dataset import DATASET_NAMES
 from aerec.data.matrix import DENSE_DTYPES, ORIENTATIONS
@@ -32,6 +36,45 @@ def _positive(key: str, value: Any) -> None:
 def _fraction(key: str, value: Any) -> None:
     if not isinstance(value, int | float) or not 0.0 <= value < 1.0:
         raise ConfigError(f"{key}={value!r} must be in [0, 1)")
+
+
+def refuse_added_keys(overrides: Sequence[str], cfg: Any) -> None:
+    """Refuse `+section.key=value` overrides: they add a key aerec never reads.
+
+    For a mistyped key Hydra suggests adding it with `+`; done, the run would go on without a
+    word and ignore it. (A `+group=option` without a dot picks a config group and is left to
+    Hydra; `++key=value` sets a key whether or not it exists, so it is left alone too.)
+    """
+    for override in overrides:
+        if not override.startswith("+") or override.startswith("++"):
+            continue
+        key = override[1:].split("=", 1)[0]
+        if "." not in key or "@" in key or key.startswith("hydra."):
+            continue
+        # the nearest name in the same section (a whole dotted key shares its prefix with
+        # every key there, and would look close to any of them)
+        section, name = key.rsplit(".", 1)
+        siblings = {known.rsplit(".", 1)[1]: known for known in flat_keys(cfg)
+                    if known != key and known.rsplit(".", 1)[0] == section}
+        close = [siblings[match] for match in difflib.get_close_matches(name, siblings, n=1)]
+        raise ConfigError(f"{override}: aerec has no key {key}, and would ignore it; "
+                          + (f"did you mean {close[0]}?" if close
+                             else "README.md lists the keys"))
+
+
+def flat_keys(cfg: Any) -> list[str]:
+    """Every key of a composed configuration, dotted (hydra's own left out)."""
+    keys: list[str] = []
+
+    def walk(node: Any, prefix: str) -> None:
+        for name, value in node.items():
+            if isinstance(value, Mapping) and value:
+                walk(value, f"{prefix}{name}.")
+            else:
+                keys.append(f"{prefix}{name}")
+
+    walk(OmegaConf.to_container(cfg, resolve=False), "")
+    return [key for key in keys if not key.startswith("hydra.")]
 
 
 def validate(cfg: Any) -> None:

@@ -188,6 +188,12 @@ def test_user_errors_print_a_message_not_a_traceback(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "error: ml1m:" in done.stderr
     assert "Traceback" not in done.stderr
+    # a mistyped key added with "+", as Hydra suggests: refused before any work, not ignored
+    done = run_cli("+train.batchsize=8", f"hydra.run.dir={tmp_path / 'added'}", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.strip() == ("error: +train.batchsize=8: aerec has no key "
+                                   "train.batchsize, and would ignore it; did you mean "
+                                   "train.batch_size?")
 
 
 @pytest.mark.slow

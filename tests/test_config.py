@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aerec.config import ConfigError, validate
+from aerec.config import ConfigError, refuse_added_keys, validate
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
@@ -37,3 +37,15 @@ def test_invalid_values_name_their_key(compose_config, overrides: list[str],
 def test_the_defaults_and_the_fast_test_config_are_valid(compose_config) -> None:
     validate(compose_config(fast=False))
     validate(compose_config())
+
+
+def test_keys_added_with_a_plus_are_refused(compose_config) -> None:
+    cfg = compose_config("+model.hiden=32", "+optimizer.zzz=1")
+    with pytest.raises(ConfigError, match=r"^\+model\.hiden=32: aerec has no key model\.hiden, "
+                                          r"and would ignore it; did you mean model\.hidden\?$"):
+        refuse_added_keys(["+model.hiden=32"], cfg)
+    with pytest.raises(ConfigError, match=r"optimizer\.zzz, and would ignore it; README\.md lists"):
+        refuse_added_keys(["+optimizer.zzz=1"], cfg)
+    # config groups, Hydra's own keys and "++" (set, added or not) are left to Hydra
+    refuse_added_keys(["+experiment=paper", "+hydra.job.env_set.X=1", "++train.epochs=3",
+                       "+experiment_model@model=paper_svd", "train.epochs=3"], cfg)
