@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,6 +55,15 @@ def enable_compile_cache(directory: str | None) -> None:
 
     path = Path(directory).expanduser() if directory else Path(
         platformdirs.user_cache_dir("aerec")) / "jax-cache"
+    try:  # JAX would warn about every program it could not write; one note instead
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(f"{path} is not writable")
+    except OSError as error:
+        print(f"warning: paths.compile_cache_dir={path} cannot be used ({error}); compiling "
+              "without the persistent cache (paths.compile_cache_dir=off silences this)",
+              file=sys.stderr)
+        return
     jax.config.update("jax_compilation_cache_dir", str(path))
     # Every program is kept, however quickly it compiled (JAX's default keeps only those of a
     # second or more): a run compiles dozens of small ones, 0.02-0.1 s each, and a fresh

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from aerec.artifact import load
 from aerec.data.dataset import Dataset, load_dataset
 from aerec.data.split import TEST
-from aerec.errors import DataError
+from aerec.errors import ConfigError, DataError
 from aerec.matrices import Matrices, build_matrices, data_dir_of
 from aerec.metrics import Evaluator
 from aerec.models.scaling import Scaling
@@ -31,11 +31,22 @@ def paper_weights(dataset: Dataset, orientation: str) -> tuple[np.ndarray, np.nd
     return np.ones(dataset.n_items, np.float32), evaluated
 
 
+def check_ranking_threshold(ranking_cfg: Any, dataset: Dataset) -> None:
+    """Refuse a relevance threshold no rating reaches (every ranking figure would be empty);
+    checked as soon as the data is loaded, before any training."""
+    if ranking_cfg.enabled and float(ranking_cfg.threshold) > dataset.rating_max:
+        raise ConfigError(
+            f"ranking.threshold={ranking_cfg.threshold} is above the highest rating "
+            f"({dataset.rating_max:g}): no held-out rating could be relevant; lower it, or set "
+            "ranking.enabled=false")
+
+
 def ranking_figures(cfg: Any, params: Any, dataset: Dataset, matrices: Matrices,
                     scaling: Scaling) -> dict[str, float]:
     """Top-k figures of a trained model on the held-out ratings (empty when ranking is off)."""
     if not cfg.ranking.enabled:
         return {}
+    check_ranking_threshold(cfg.ranking, dataset)
     ranker = build_ranker(cfg.model, params, matrices.eval_input, scaling=scaling,
                           chunk_rows=int(cfg.train.eval_chunk_rows))
     exclude, relevant = ranking_targets(dataset, float(cfg.ranking.threshold))

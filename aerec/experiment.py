@@ -17,7 +17,13 @@ from aerec.data.catalog import align_catalog, load_catalog
 from aerec.data.dataset import Dataset, load_dataset
 from aerec.data.matrix import DeviceRows, rating_matrix
 from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID
-from aerec.evaluation import evaluate_held_out, evaluator_factory, ranking_figures
+from aerec.errors import ConfigError
+from aerec.evaluation import (
+    check_ranking_threshold,
+    evaluate_held_out,
+    evaluator_factory,
+    ranking_figures,
+)
 from aerec.matrices import Matrices, build_matrices, data_dir_of
 from aerec.models.autoencoder import AutoEncoderPredictor, graphdef_of, member_params_fn
 from aerec.models.popularity import fit_popularity, predict_popularity
@@ -75,6 +81,10 @@ def fit_once(fit_params: Callable[[], Any], predict: Callable, matrices: Matrice
 def train_svd(cfg: Any, matrices: Matrices, scaling: Scaling, validate_with: Callable
               ) -> tuple[Callable, FitResult]:
     """Fit the SVD baseline and return (predict, fit result)."""
+    most = min(matrices.train.shape)
+    if int(cfg.model.rank) > most:  # a factorisation has at most that many factors
+        raise ConfigError(f"model.rank={cfg.model.rank} is more than the {matrices.train.shape[0]}"
+                          f" x {matrices.train.shape[1]} training matrix allows: at most {most}")
     return fit_once(
         lambda: fit_svd(matrices.train.matrix, int(cfg.model.rank), bias_reg=cfg.model.bias_reg,
                         seed=cfg.seed, scaling=scaling, center=bool(cfg.model.center),
@@ -102,6 +112,7 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
     """
     dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir_of(cfg),
                            progress=cfg.train.progress)
+    check_ranking_threshold(cfg.ranking, dataset)
     matrices = build_matrices(dataset, cfg)
     orientation = cfg.model.orientation
     evaluator_of = evaluator_factory(dataset, matrices, int(cfg.train.eval_chunk_rows))

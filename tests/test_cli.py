@@ -112,6 +112,10 @@ def test_svd_run(compose_config, tmp_path: Path) -> None:
     check_outputs(tmp_path, epochs=1)
     assert results["layers"] == 0
     assert results["test_rmse"] < 0.95 * mean_only_rmse(cfg)  # it learned something
+    with pytest.raises(ConfigError, match=r"model\.rank=81 is more than the 120 x 80 training "
+                                          "matrix allows: at most 80"):
+        run_task(compose_config(*FAST_DATA, "model=svd", "model.rank=81", fast=False),
+                 tmp_path / "too_many")
 
 
 def test_streamed_and_resident_paths_agree(compose_config, tmp_path: Path) -> None:
@@ -131,13 +135,17 @@ def test_streamed_and_resident_paths_agree(compose_config, tmp_path: Path) -> No
      ("train.batch_size=0", "train.batch_size"), ("split.test_fraction=1.5", "split.test_fraction"),
      ("model.orientation=diagonal", "model.orientation"), ("dataset.name=ml5m", "dataset.name"),
      ("dataset.rating_min=0", "dataset.rating_min"),
-     ("checkpoint.every_seconds=-1", "checkpoint.every_seconds")],
+     ("checkpoint.every_seconds=-1", "checkpoint.every_seconds"),
+     # checked against the data, before any training: a scale of 1-5 and 80 items
+     ("ranking.threshold=6", r"ranking.threshold=6 is above the highest rating \(5\)")],
 )
 def test_invalid_config_names_the_key(compose_config, tmp_path: Path, override: str,
                                       key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         run_task(compose_config(override), tmp_path)
     assert not (tmp_path / "results.json").exists()
+    epochs = tmp_path / "metrics.jsonl"
+    assert not epochs.exists() or not epochs.read_text()  # refused before the first epoch
 
 
 @pytest.mark.parametrize("model", ["autoencoder", "svd"])
@@ -171,6 +179,17 @@ def test_the_compilation_cache_keeps_quickly_compiled_programs(tmp_path: Path) -
     assert done.returncode == 0, done.stderr
     kept = {entry.name.split("-")[0] for entry in (tmp_path / "cache").iterdir()}
     assert {"jit_matmul", "jit_transposed_product_rows", "jit__dense_residuals"} <= kept
+
+
+def test_an_unusable_compilation_cache_is_one_warning(tmp_path: Path) -> None:
+    (tmp_path / "a_file").write_text("not a directory")
+    done = run_cli(*FAST, "train.epochs=1", "ranking.enabled=false",
+                   f"paths.compile_cache_dir={tmp_path / 'a_file' / 'cache'}",
+                   f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("warning: paths.compile_cache_dir=") == 1
+    assert "compiling without the persistent cache" in done.stderr
+    assert "UserWarning" not in done.stderr
 
 
 def test_multirun_sweeps_depth(tmp_path: Path) -> None:
