@@ -18,7 +18,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from aerec.atomic import atomic_output, write_text_atomic
-from aerec.identity import is_identity_key
+from aerec.identity import RECORDED_AS, is_identity_key
 
 # Tables 3 and 4 of Ferreira et al. 2020: RMSE by (model, encoder layers) and dataset.
 PAPER_RMSE: dict[tuple[str, int], dict[str, float]] = {
@@ -81,21 +81,25 @@ def configuration(run: dict[str, Any]) -> str:
     kept = []
     for token in run["overrides"].split():
         key = token.split("=", 1)[0].lstrip("+~")
-        if key not in ROW_KEYS and is_identity_key(key):
+        if key not in ROW_KEYS and is_identity_key(key) and key not in RECORDED_AS:
             kept.append(token)
     return " ".join(sorted(kept))
 
 
-def shared_configuration(runs: list[dict[str, Any]]) -> list[str]:
-    """The configuration settings every run has (sorted): said once, not in every row."""
-    settings = [set(configuration(run).split()) for run in runs]
-    return sorted(set.intersection(*settings)) if settings else []
+def shared_overrides(runs: list[dict[str, Any]]) -> set[str]:
+    """The overrides every run has: said once above the tables, not in every row."""
+    return set.intersection(*(set(run["overrides"].split()) for run in runs)) if runs else set()
+
+
+def own_overrides(run: dict[str, Any], shared: set[str]) -> str:
+    """The run's overrides less those every run has; '-' for none."""
+    return " ".join(token for token in run["overrides"].split() if token not in shared) or "-"
 
 
 def group(runs: list[dict[str, Any]]) -> dict[tuple[str, int, str], dict[str, list[dict]]]:
-    """Runs by (model, layers, configuration less the shared settings), then by dataset: runs
-    averaged together differ only in their seeds."""
-    shared = set(shared_configuration(runs))
+    """Runs by (model, layers, configuration less the shared overrides), then by dataset:
+    runs averaged together differ only in their seeds."""
+    shared = shared_overrides(runs)
     grouped: dict[tuple[str, int, str], dict[str, list[dict]]] = defaultdict(
         lambda: defaultdict(list))
     for run in runs:
@@ -148,10 +152,11 @@ def runs_table(runs: list[dict[str, Any]]) -> str:
     def order(run: dict[str, Any]) -> float:
         return run["valid_rmse"] if run.get("valid_rmse") is not None else float("inf")
 
+    shared = shared_overrides(runs)
     for run in sorted(runs, key=order):
         figures = [run.get(key) for key in ("valid_rmse", "test_rmse", "paper_rmse")]
         text = [f"{value:.4f}" if value is not None else "-" for value in figures]
-        lines.append(f"| {run['run_dir']} | {run['overrides'] or '-'} | {' | '.join(text)} | "
+        lines.append(f"| {run['run_dir']} | {own_overrides(run, shared)} | {' | '.join(text)} | "
                      f"{run['epochs_run']} | {format_seconds(run['train_seconds'])} |")
     return "\n".join(lines)
 
@@ -167,10 +172,11 @@ def ranking_table(runs: list[dict[str, Any]]) -> str:
         return "(no run has ranking figures)"
     lines = [f"| run | model | overrides | test_rmse | {' | '.join(RANKING_KEYS)} |",
              "|---|---|---|---|" + "---|" * len(RANKING_KEYS)]
+    shared = shared_overrides(runs)
     for run in sorted(ranked, key=lambda run: -run["ndcg@10"]):
         figures = [run.get(key) for key in ("test_rmse", *RANKING_KEYS)]
         text = [f"{value:.4f}" if value is not None else "-" for value in figures]
-        lines.append(f"| {run['run_dir']} | {run['model']} | {run['overrides'] or '-'} | "
+        lines.append(f"| {run['run_dir']} | {run['model']} | {own_overrides(run, shared)} | "
                      f"{' | '.join(text)} |")
     return "\n".join(lines)
 
@@ -181,8 +187,10 @@ SEED_KEYS = ("seed=", "split.seed=")
 def seeds_table(runs: list[dict[str, Any]]) -> str:
     """Runs that differ only in their seeds, summarised as mean ± standard deviation."""
     grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    shared = shared_overrides(runs)
     for run in runs:
-        kept = [token for token in run["overrides"].split() if not token.startswith(SEED_KEYS)]
+        kept = [token for token in own_overrides(run, shared).split()
+                if not token.startswith(SEED_KEYS)]
         grouped[" ".join(kept) or "-"].append(run)
     lines = ["| configuration | runs | test_rmse | test_mae | valid_rmse | train seconds |",
              "|---|---|---|---|---|---|"]
@@ -234,8 +242,8 @@ def report(directory: Path, out: Path | None = None) -> str:
         raise SystemExit(f"error: no training run's results.json below {directory}")
     out = out or directory
     out.mkdir(parents=True, exist_ok=True)
-    shared = shared_configuration(runs)
-    settings = (f"Settings of every run, left out of the row labels: `{' '.join(shared)}`.\n\n"
+    shared = sorted(shared_overrides(runs))
+    settings = (f"Overrides of every run, left out of the tables: `{' '.join(shared)}`.\n\n"
                 if shared else "")
     markdown = (f"## Paper tables (runs below {directory})\n\n{settings}{paper_table(runs)}\n\n"
                 f"## Mean ± standard deviation over seeds\n\n{seeds_table(runs)}\n\n"

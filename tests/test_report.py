@@ -107,18 +107,28 @@ def test_paper_table_keeps_configurations_apart(tmp_path: Path) -> None:
 
 
 def test_settings_every_run_shares_are_said_once(tmp_path: Path) -> None:
+    common = "experiment=paper paths.data_dir=/data train.progress=false"
     for name, layers in (("one", 1), ("two", 2)):
-        write_run(tmp_path / name, f"experiment=paper model.layers={layers} model.hidden=64",
-                  dataset="ml1m", model="autoencoder", layers=layers, paper_rmse=0.5,
-                  test_rmse=0.9)
-    write_run(tmp_path / "svd", "experiment=paper model=svd", dataset="ml1m", model="svd",
+        write_run(tmp_path / name, f"{common} model.layers={layers} model.hidden=64 "
+                  "dataset.download=false", dataset="ml1m", model="autoencoder", layers=layers,
+                  paper_rmse=0.5, test_rmse=0.9, **{"ndcg@10": 0.2})
+    write_run(tmp_path / "svd", f"{common} model=svd", dataset="ml1m", model="svd",
               layers=0, paper_rmse=0.6, test_rmse=1.0)
-    table = report(tmp_path).split("## Mean")[0]
-    assert "Settings of every run, left out of the row labels: `experiment=paper`." in table
+    markdown = report(tmp_path)
+    table = markdown.split("## Mean")[0]
+    assert ("Overrides of every run, left out of the tables: `experiment=paper "
+            "paths.data_dir=/data train.progress=false`.") in table
+    # row labels: what changes training, less what every run shares (downloads do not)
     labels = [line.split(" | ")[0].strip("| ") for line in table.splitlines()
               if line.startswith("| ") and "---" not in line][1:]
     assert labels == ["1 layer + 1 latent space (model.hidden=64)",
                       "2 layers + 1 latent space (model.hidden=64)", "SVD"]
+    # the other tables show each run's own overrides only
+    for section in markdown.split("## ")[2:]:
+        assert "paths.data_dir" not in section and "experiment=paper" not in section
+    assert "| svd | model=svd |" in markdown.split("## Runs")[1]
+    assert "| model.layers=1 model.hidden=64 dataset.download=false |" in markdown.split(
+        "## Top-k")[1]
 
 
 def test_evaluate_runs_and_missing_paper_metric_do_not_break_the_report(tmp_path: Path) -> None:
