@@ -26,7 +26,7 @@ import platformdirs
 from orbax.checkpoint import checkpoint_managers
 
 from aerec.errors import CheckpointError, ConfigError
-from aerec.identity import run_identity
+from aerec.identity import RECORDED_AS, run_identity
 from aerec.lock import DirectoryLock
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,9 @@ def checkpoint_dir_of(cfg: Any) -> Path:
 
 
 def identity_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Keys whose values differ between two identities, as 'key: saved -> current'."""
+    """Keys whose values differ between two identities, as 'key: saved -> current' (a
+    checkpoint written before a key was recorded at one value counts as having that value)."""
+    saved = {key: RECORDED_AS.get(key, value) for key, value in saved.items()}
     keys = sorted(set(saved) | set(current))
     return [f"{key}: {saved.get(key, '<absent>')!r} -> {current.get(key, '<absent>')!r}"
             for key in keys if saved.get(key) != current.get(key)]

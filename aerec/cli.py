@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from aerec.config import refuse_added_keys, validate
-from aerec.errors import AerecError
+from aerec.errors import AerecError, TrainingInterrupted
+from aerec.interrupt import Interruptible, after_the_epoch, never
 from aerec.outputs import (
     EpochLog,
     format_table,
@@ -83,8 +84,10 @@ def init_distributed(dist_cfg: Any) -> None:
                                num_processes=dist_cfg.processes, process_id=dist_cfg.process_id)
 
 
-def run_task(cfg: Any, output_dir: Path) -> dict[str, Any]:
-    """Validate `cfg`, run its task, write config/metrics/results into `output_dir`."""
+def run_task(cfg: Any, output_dir: Path, interruptible: Interruptible = never
+             ) -> dict[str, Any]:
+    """Validate `cfg`, run its task, write config/metrics/results into `output_dir`;
+    `interruptible`: how training learns of a requested stop (`aerec.interrupt`)."""
     from aerec.evaluation import evaluate_artifact  # these import JAX: keep --help fast
     from aerec.experiment import run_experiment
 
@@ -105,7 +108,8 @@ def run_task(cfg: Any, output_dir: Path) -> dict[str, Any]:
         write_json_atomic(output_dir / "recommendations.json", payload)
         return payload
     results, dataset = run_experiment(cfg, on_epoch=EpochLog(output_dir / "metrics.jsonl"),
-                                      artifact_dir=output_dir / "model")
+                                      artifact_dir=output_dir / "model",
+                                      interruptible=interruptible)
     history = results.pop("history")
     write_id_maps(dataset, output_dir / "id_maps.npz")
     write_json_atomic(output_dir / "results.json", results)
@@ -114,17 +118,25 @@ def run_task(cfg: Any, output_dir: Path) -> dict[str, Any]:
     return results
 
 
-def after_interrupt(cfg: Any) -> str:
-    """What an interrupted run left, and how to go on from it."""
+def after_interrupt(cfg: Any, saved_now: bool = False) -> str:
+    """What an interrupted run left, and how to go on from it (`saved_now`: a checkpoint of
+    the last epoch was written on the way out)."""
     if cfg.task != "train":
         return "nothing was written"
     if cfg.model.name != "autoencoder" or not cfg.checkpoint.enabled:
         return "nothing to resume from (no checkpoints for this run): run it again"
     from aerec.checkpoint import checkpoint_dir_of
 
+    directory = checkpoint_dir_of(cfg)
+    if saved_now:
+        return (f"its checkpoint is in {directory}: run the same command again to resume "
+                "from it")
+    # orbax names each epoch's checkpoint by its number
+    if not (directory.is_dir() and any(path.name.isdigit() for path in directory.iterdir())):
+        return "no checkpoint was written yet: run the same command again to start over"
     return ("run the same command again to resume from the last checkpoint in "
-            f"{checkpoint_dir_of(cfg)} (written every checkpoint.every_epochs epochs, at most "
-            "every checkpoint.every_seconds seconds)")
+            f"{directory} (written every checkpoint.every_epochs epochs, at most every "
+            "checkpoint.every_seconds seconds)")
 
 
 def main(cfg: Any, output_dir: Path, overrides: Sequence[str] = ()) -> float:
@@ -138,10 +150,16 @@ def main(cfg: Any, output_dir: Path, overrides: Sequence[str] = ()) -> float:
         refuse_added_keys(overrides, cfg)
         enable_compile_cache(cfg.paths.get("compile_cache_dir"))
         init_distributed(cfg.distributed)
-        results = run_task(cfg, output_dir)
+        # The first Ctrl-C during the epochs stops after the epoch, saved; at other times, or
+        # a second one, it interrupts at once (KeyboardInterrupt).
+        results = run_task(cfg, output_dir, interruptible=after_the_epoch)
     except AerecError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    except TrainingInterrupted as stop:
+        print(f"stopped after epoch {stop.epoch}: {after_interrupt(cfg, stop.saved)}",
+              file=sys.stderr)
+        sys.exit(130)
     except KeyboardInterrupt:  # Ctrl-C: a note on what was kept, not a traceback
         print(f"interrupted: {after_interrupt(cfg)}", file=sys.stderr)
         sys.exit(130)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
-
-from omegaconf import OmegaConf
 
 from aerec.data.dataset import DATASET_NAMES
 from aerec.data.matrix import DENSE_DTYPES, ORIENTATIONS
 from aerec.data.prepare import DUPLICATE_POLICIES
 from aerec.data.split import SPLIT_KINDS
 from aerec.errors import ConfigError
+from aerec.identity import flatten_config
 from aerec.models.autoencoder import ACTIVATIONS
 from aerec.models.scaling import SCALINGS
 from aerec.optim import SCHEDULES
@@ -64,17 +63,7 @@ def refuse_added_keys(overrides: Sequence[str], cfg: Any) -> None:
 
 def flat_keys(cfg: Any) -> list[str]:
     """Every key of a composed configuration, dotted (hydra's own left out)."""
-    keys: list[str] = []
-
-    def walk(node: Any, prefix: str) -> None:
-        for name, value in node.items():
-            if isinstance(value, Mapping) and value:
-                walk(value, f"{prefix}{name}.")
-            else:
-                keys.append(f"{prefix}{name}")
-
-    walk(OmegaConf.to_container(cfg, resolve=False), "")
-    return [key for key in keys if not key.startswith("hydra.")]
+    return [key for key in flatten_config(cfg) if not key.startswith("hydra.")]
 
 
 def validate(cfg: Any) -> None:

@@ -25,6 +25,15 @@ class TrainingDivergedError(AerecError):
     """The training loss became NaN or infinite; the last good checkpoint stays intact."""
 
 
+class TrainingInterrupted(Exception):  # noqa: N818 (a stop asked for, not a fault)
+    """Training stopped on request (Ctrl-C) after `epoch`, its checkpoint written if
+    `saved`: the command line's exit status is 130, as for an interrupt."""
+
+    def __init__(self, epoch: int, saved: bool):
+        super().__init__(f"stopped after epoch {epoch}")
+        self.epoch, self.saved = epoch, saved
+
+
 class UnknownIdError(AerecError, KeyError):
     """A user or item id the model or dataset does not know."""
 

@@ -24,6 +24,7 @@ from aerec.evaluation import (
     evaluator_factory,
     ranking_figures,
 )
+from aerec.interrupt import Interruptible, never
 from aerec.matrices import Matrices, build_matrices, data_dir_of
 from aerec.models.autoencoder import AutoEncoderPredictor, graphdef_of, member_params_fn
 from aerec.models.popularity import fit_popularity, predict_popularity
@@ -36,8 +37,8 @@ from aerec.train import FitResult, Objective, fit, new_state, steps_per_epoch
 
 def train_autoencoder(cfg: Any, matrices: Matrices, scaling: Scaling,
                       validate_with: Callable[[Callable, Any], Callable[[Any], float]],
-                      on_epoch: Callable[[dict[str, float]], None] | None
-                      ) -> tuple[Callable, FitResult]:
+                      on_epoch: Callable[[dict[str, float]], None] | None,
+                      interruptible: Interruptible = never) -> tuple[Callable, FitResult]:
     """Build, fit and return (predict, fit result) for the autoencoder."""
     model_cfg = cfg.model
     n_inputs = matrices.train.shape[1]
@@ -58,7 +59,8 @@ def train_autoencoder(cfg: Any, matrices: Matrices, scaling: Scaling,
                      batch_size=cfg.train.batch_size, patience=cfg.train.patience,
                      seed=cfg.seed, on_epoch=on_epoch, progress=cfg.train.progress,
                      checkpointer=checkpointer, resumed=resumed,
-                     mesh=data_mesh(cfg.train.mesh, int(cfg.train.wide_shards)))
+                     mesh=data_mesh(cfg.train.mesh, int(cfg.train.wide_shards)),
+                     interruptible=interruptible)
     finally:
         if checkpointer is not None:
             checkpointer.close()
@@ -105,10 +107,12 @@ def train_popularity(cfg: Any, matrices: Matrices, validate_with: Callable
 
 
 def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None = None,
-                   artifact_dir: Path | None = None) -> tuple[dict[str, Any], Dataset]:
+                   artifact_dir: Path | None = None, interruptible: Interruptible = never
+                   ) -> tuple[dict[str, Any], Dataset]:
     """Run the configured training and evaluation; returns the results and the dataset.
 
-    With `artifact_dir`, the trained model is saved there for `aerec.load`.
+    With `artifact_dir`, the trained model is saved there for `aerec.load`; `interruptible`
+    (`aerec.interrupt`): how the autoencoder's epoch loop learns of a requested stop.
     """
     dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir_of(cfg),
                            progress=cfg.train.progress)
@@ -125,7 +129,8 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
     scaling = make_scaling(cfg.model.scaling, dataset.rating_min, dataset.rating_max,
                            dataset.train_mean())
     if cfg.model.name == "autoencoder":
-        predict, result = train_autoencoder(cfg, matrices, scaling, validate_with, on_epoch)
+        predict, result = train_autoencoder(cfg, matrices, scaling, validate_with, on_epoch,
+                                            interruptible)
     elif cfg.model.name == "svd":
         predict, result = train_svd(cfg, matrices, scaling, validate_with)
     elif cfg.model.name == "popularity":

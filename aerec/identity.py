@@ -19,8 +19,10 @@ NOT_IDENTITY = {"task", "train.progress", "train.resume", "train.data_path",
 NEUTRAL_DEFAULTS = {"train.wide_shards": 1}
 # Keys that do not change what is trained but were in the identity of checkpoints already
 # written: recorded at one value whatever they are set to, so that a run resumes whichever
-# it is (turning downloads off once the archive is local) and older checkpoints keep their
-# directory.
+# it is (turning downloads off once the archive is local). Older checkpoints written at that
+# value keep their default directory; those written at another (dataset.download=false)
+# are still resumed from an explicit checkpoint.dir (`identity_differences` reads their
+# saved value as this one), but their default directory has moved.
 RECORDED_AS = {"dataset.download": True}
 # What the same configuration trains, as a number: raised when a code change makes it train
 # differently, so that a checkpoint of the older training is neither resumed nor reported as
@@ -37,8 +39,8 @@ def is_identity_key(key: str) -> bool:
     return key not in NOT_IDENTITY and not key.startswith(NOT_IDENTITY_SECTIONS)
 
 
-def run_identity(cfg: Any) -> dict[str, Any]:
-    """The flattened configuration keys that define what a run trains."""
+def flatten_config(cfg: Any) -> dict[str, Any]:
+    """A composed configuration as {dotted key: resolved value} (empty sections left out)."""
     flat: dict[str, Any] = {}
 
     def walk(node: Any, prefix: str) -> None:
@@ -49,7 +51,12 @@ def run_identity(cfg: Any) -> dict[str, Any]:
             flat[prefix[:-1]] = node
 
     walk(OmegaConf.to_container(cfg, resolve=True), "")
-    identity = {key: RECORDED_AS.get(key, value) for key, value in flat.items()
+    return flat
+
+
+def run_identity(cfg: Any) -> dict[str, Any]:
+    """The flattened configuration keys that define what a run trains."""
+    identity = {key: RECORDED_AS.get(key, value) for key, value in flatten_config(cfg).items()
                 if is_identity_key(key)
                 and not (key in NEUTRAL_DEFAULTS and value == NEUTRAL_DEFAULTS[key])}
     return dict(sorted({**identity, "aerec.training_format": TRAINING_FORMAT}.items()))

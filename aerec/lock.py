@@ -25,11 +25,14 @@ class DirectoryLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.handle = open(self.path, "a+")  # noqa: SIM115 (held until release)
         except OSError as error:
-            # mkdir names the path it failed on: a file in the way is "File exists" there
-            where = error.filename or self.path.parent
-            reason = (f"{where} is a file, not a directory"
-                      if isinstance(error, (FileExistsError, NotADirectoryError))
-                      else f"{where}: {error.strerror}")
+            where = Path(error.filename or self.path.parent)
+            if isinstance(error, (FileExistsError, NotADirectoryError)):
+                # mkdir names the directory it could not make, not the file in its way
+                blocking = next((path for path in (where, *where.parents)
+                                 if path.exists() and not path.is_dir()), where)
+                reason = f"{blocking} is a file, not a directory"
+            else:
+                reason = f"{where}: {error.strerror}"
             raise ConfigError(f"cannot keep checkpoints in {directory}: {reason}; point "
                               "checkpoint.dir or paths.checkpoint_dir at a writable "
                               "directory") from error

@@ -41,6 +41,14 @@ def data_mesh(devices: int | None, wide_shards: int = 1) -> Mesh | None:
     return Mesh(grid, (DATA_AXIS, WIDE_AXIS))
 
 
+def any_process(flag: bool) -> bool:
+    """Whether `flag` is true in any process (itself when alone): a stop asked for in one
+    (Ctrl-C on one node) is taken by all, which must leave the loop together."""
+    if jax.process_count() == 1:
+        return flag
+    return bool(np.asarray(multihost_utils.process_allgather(np.array([flag], np.int32))).any())
+
+
 def agreed(value: float) -> float:
     """`value` as process 0 computed it, in every process (itself when alone).
 

@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 from aerec.checkpoint import Checkpointer, Resumed
 from aerec.data.matrix import DeviceRows
 from aerec.devices import on_accelerator
-from aerec.errors import TrainingDivergedError
+from aerec.errors import TrainingDivergedError, TrainingInterrupted
+from aerec.interrupt import Interruptible, never
 from aerec.losses import masked_mse
 from aerec.models.autoencoder import (
     apply_members,
@@ -30,6 +31,7 @@ from aerec.models.autoencoder import (
 from aerec.models.scaling import Scaling
 from aerec.sharding import (
     agreed,
+    any_process,
     batch_shardings,
     local_copy,
     local_value,
@@ -275,14 +277,17 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
         batch_size: int, patience: int, seed: int,
         on_epoch: Callable[[dict[str, float]], None] | None = None,
         progress: bool = True, checkpointer: Checkpointer | None = None,
-        resumed: Resumed | None = None, mesh: Mesh | None = None) -> FitResult:
+        resumed: Resumed | None = None, mesh: Mesh | None = None,
+        interruptible: Interruptible = never) -> FitResult:
     """Train up to `epochs` epochs with early stopping on validation RMSE (`patience` epochs).
 
     With a `checkpointer`, the full training state is saved every few epochs and at the end;
     `resumed` (a restored checkpoint) continues a run exactly where it stopped. With a `mesh`
     (see `data_mesh`), batches are split along its data axis, the wide layers along its wide
     axis (`state_shardings`) and the rest of the state is replicated; validation and the
-    returned parameters live on the default device.
+    returned parameters live on the default device. `interruptible` (`aerec.interrupt`) says
+    whether a stop was asked for: the loop then ends after the epoch, saves it (with a
+    checkpointer) and raises TrainingInterrupted.
     """
     rows_with_data = np.flatnonzero(train_rows.nonempty_rows()).astype(np.int32)
     best = FitResult(state.params, 0, float("inf"), 0, 0.0)
@@ -346,51 +351,64 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
             losses.append(local_value(loss, mesh))
         return state, mean_loss(jnp.stack(losses))  # one copy to the host, not one a step
 
+    def save(checkpointer: Checkpointer, epoch: int, state: TrainState, *, waited: int,
+             finished: bool) -> None:
+        """Checkpoint the epoch: the state in the model's own widths, the best parameters,
+        and what resuming needs to go on as if never stopped."""
+        meta = {"best_epoch": best.best_epoch, "best_valid_rmse": best.best_valid_rmse,
+                "waited": waited, "finished": finished, "history": best.history,
+                "seconds": seconds_before + time.perf_counter() - started}
+        checkpointer.save(epoch, {"train": from_steps(state), "best_params": best.best_params},
+                          meta, best.history[-1]["valid_rmse"])
+
     started = time.perf_counter()
     epoch_range = range(first_epoch, epochs + 1) if not finished else range(0)
     # Counted by hand after each epoch: iterating over the bar would not count an epoch left
     # by `break`, and a finished run's bar would stop one short.
     bar = tqdm(total=epochs, initial=first_epoch - 1, desc="train", unit="epoch",
                disable=not progress or finished)
-    for epoch in epoch_range:
-        epoch_started = time.perf_counter()
-        batches = epoch_batches(rows_with_data, batch_size, seed, epoch)
-        state, train_loss = train_one_epoch(state, batches)
-        current = own_params(state)
-        valid_rmse = agreed(validate(current))
-        record = {"epoch": epoch, "train_loss": train_loss, "valid_rmse": valid_rmse,
-                  "epoch_seconds": time.perf_counter() - epoch_started}
-        best.history.append(record)
-        if on_epoch is not None:
-            on_epoch(record)
-        bar.set_postfix(loss=f"{train_loss:.4f}", valid_rmse=f"{valid_rmse:.4f}", refresh=False)
-        bar.update()
-        if not np.isfinite(train_loss):
-            raise TrainingDivergedError(
-                f"training loss is {train_loss} at epoch {epoch}: lower optimizer.learning_rate "
-                "or add regularisation (model.l2); no checkpoint was written for this epoch")
-        # Without validation ratings (NaN) there is nothing to stop on: keep the last epoch.
-        # The first epoch is the best so far whatever its RMSE (+inf included): the state
-        # it started from may have been donated.
-        if (valid_rmse < best.best_valid_rmse or np.isnan(valid_rmse)
-                or best.best_epoch == 0):
-            # A copy, as later epochs donate the state: `current` is one already when it was
-            # unpadded or gathered from a mesh.
-            copied = unpad_params is not None or mesh is not None
-            best.best_params = current if copied else local(state.params)
-            best.best_epoch, best.best_valid_rmse, waited = epoch, valid_rmse, 0
-        else:
-            waited += 1
-        best.epochs_run = epoch
-        finished = waited >= patience or epoch == epochs
-        if checkpointer is not None and checkpointer.should_save(epoch, finished):
-            meta = {"best_epoch": best.best_epoch, "best_valid_rmse": best.best_valid_rmse,
-                    "waited": waited, "finished": finished, "history": best.history,
-                    "seconds": seconds_before + time.perf_counter() - started}
-            checkpointer.save(epoch, {"train": from_steps(state),
-                                      "best_params": best.best_params}, meta, valid_rmse)
-        if finished:
-            break
+    with interruptible() as stop_requested:
+        for epoch in epoch_range:
+            epoch_started = time.perf_counter()
+            batches = epoch_batches(rows_with_data, batch_size, seed, epoch)
+            state, train_loss = train_one_epoch(state, batches)
+            current = own_params(state)
+            valid_rmse = agreed(validate(current))
+            record = {"epoch": epoch, "train_loss": train_loss, "valid_rmse": valid_rmse,
+                      "epoch_seconds": time.perf_counter() - epoch_started}
+            best.history.append(record)
+            if on_epoch is not None:
+                on_epoch(record)
+            bar.set_postfix(loss=f"{train_loss:.4f}", valid_rmse=f"{valid_rmse:.4f}",
+                            refresh=False)
+            bar.update()
+            if not np.isfinite(train_loss):
+                raise TrainingDivergedError(
+                    f"training loss is {train_loss} at epoch {epoch}: lower "
+                    "optimizer.learning_rate or add regularisation (model.l2); no checkpoint "
+                    "was written for this epoch")
+            # Without validation ratings (NaN) there is nothing to stop on: keep the last
+            # epoch. The first epoch is the best so far whatever its RMSE (+inf included): the
+            # state it started from may have been donated.
+            if (valid_rmse < best.best_valid_rmse or np.isnan(valid_rmse)
+                    or best.best_epoch == 0):
+                # A copy, as later epochs donate the state: `current` is one already when it
+                # was unpadded or gathered from a mesh.
+                copied = unpad_params is not None or mesh is not None
+                best.best_params = current if copied else local(state.params)
+                best.best_epoch, best.best_valid_rmse, waited = epoch, valid_rmse, 0
+            else:
+                waited += 1
+            best.epochs_run = epoch
+            finished = waited >= patience or epoch == epochs
+            stopping = any_process(stop_requested())  # every process stops, or none
+            if checkpointer is not None and checkpointer.should_save(epoch, finished or stopping):
+                save(checkpointer, epoch, state, waited=waited, finished=finished)
+            if stopping:  # even after the last epoch: the run was asked to end here
+                bar.close()
+                raise TrainingInterrupted(epoch, saved=checkpointer is not None)
+            if finished:
+                break
     bar.close()
     best.train_seconds = seconds_before + time.perf_counter() - started
     return best

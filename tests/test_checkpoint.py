@@ -257,19 +257,51 @@ def test_sigkill_and_resume_gives_the_uninterrupted_result(tmp_path: Path) -> No
     assert_same_arrays(final_arrays(tmp_path / "full")[1], final_arrays(tmp_path / "cut")[1])
 
 
-def test_ctrl_c_ends_with_a_note_and_the_run_resumes(tmp_path: Path) -> None:
+def test_ctrl_c_stops_after_the_epoch_saved_and_the_run_resumes(tmp_path: Path) -> None:
+    args = [*FAST, "dataset.n_users=600", "dataset.n_items=400", "dataset.n_ratings=40000",
+            "model.hidden=256", "model.latent=256", "train.epochs=12", "train.patience=100",
+            f"checkpoint.dir={tmp_path / 'ckpt'}", "checkpoint.every_seconds=3600"]
+    process = run_cli(*args, f"hydra.run.dir={tmp_path / 'cut'}", cwd=tmp_path,
+                      log=tmp_path / "cut.log")
+    # a save at most every hour: only the one the stop writes can be resumed from
+    kill_when(process, tmp_path / "cut" / "metrics.jsonl", 2, 0.02, signal.SIGINT)
+    log = (tmp_path / "cut.log").read_text()
+    assert process.returncode == 130, log
+    assert "Traceback" not in log
+    stopped = int(log.split("stopped after epoch ")[1].split(":")[0])
+    assert stopped >= 2
+    assert (f"stopped after epoch {stopped}: its checkpoint is in {tmp_path / 'ckpt'}: run the "
+            "same command again to resume from it") in log
+    final = run_cli(*args, f"hydra.run.dir={tmp_path / 'final'}", cwd=tmp_path,
+                    log=tmp_path / "final.log")
+    assert final.wait() == 0, (tmp_path / "final.log").read_text()
+    assert f"resumed from epoch {stopped}" in (tmp_path / "final.log").read_text()
+    full = run_cli(*args[:-2], f"checkpoint.dir={tmp_path / 'full'}",
+                   f"hydra.run.dir={tmp_path / 'full_run'}", cwd=tmp_path,
+                   log=tmp_path / "full.log")
+    assert full.wait() == 0
+    expected = json.loads((tmp_path / "full_run" / "results.json").read_text())
+    got = json.loads((tmp_path / "final" / "results.json").read_text())
+    assert {key: got[key] for key in COMPARED} == {key: expected[key] for key in COMPARED}
+
+
+def test_a_second_ctrl_c_interrupts_at_once(tmp_path: Path) -> None:
     args = [*FAST, "dataset.n_users=600", "dataset.n_items=400", "dataset.n_ratings=40000",
             "model.hidden=256", "model.latent=256", "train.epochs=12", "train.patience=100",
             f"checkpoint.dir={tmp_path / 'ckpt'}"]
     process = run_cli(*args, f"hydra.run.dir={tmp_path / 'cut'}", cwd=tmp_path,
                       log=tmp_path / "cut.log")
-    kill_when(process, tmp_path / "cut" / "metrics.jsonl", 2, 0.02, signal.SIGINT)
+    metrics = tmp_path / "cut" / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while not (metrics.is_file() and metrics.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=300)
     log = (tmp_path / "cut.log").read_text()
     assert process.returncode == 130, log
+    assert "Ctrl-C: stopping once this epoch ends" in log
+    # at once: not after the epoch (whether epoch 1's checkpoint was complete by then varies)
+    assert "stopped after epoch" not in log and "interrupted: " in log
     assert "Traceback" not in log
-    assert f"interrupted: run the same command again to resume from the last checkpoint in " \
-           f"{tmp_path / 'ckpt'}" in log
-    final = run_cli(*args, f"hydra.run.dir={tmp_path / 'final'}", cwd=tmp_path,
-                    log=tmp_path / "final.log")
-    assert final.wait() == 0, (tmp_path / "final.log").read_text()
-    assert "resumed from epoch" in (tmp_path / "final.log").read_text()

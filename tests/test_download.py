@@ -111,20 +111,30 @@ def test_missing_offline_says_what_to_put_where(tmp_path: Path) -> None:
     assert "https://files.grouplens.org/datasets/movielens/ml-10m.zip" in message
 
 
-def test_a_file_no_archive_holds_is_not_downloaded_for(tmp_path: Path) -> None:
-    # ratings_notime.dat (the shared ML-1M copy) is no official file: fetching the archive
-    # could not provide it, so nothing is requested and the message says so.
-    with serve(Served(files={"/ml-10m.zip": b"never requested"})) as server:
-        source = dataclasses.replace(SOURCES["ml10m"], url=f"{server.base_url}/ml-10m.zip")
+def test_other_files_of_an_archive_and_files_it_lacks(tmp_path: Path) -> None:
+    # Another file of the official archive (as ml-100k's u1.base) is extracted like the
+    # ratings file; one it lacks (a derived copy: ratings_notime.dat) is named as such.
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("ml-1m/ratings.dat", RATINGS)
+        bundle.writestr("ml-1m/u1.base", RATINGS[:22])
+    archive = buffer.getvalue()
+    with serve(Served(files={"/ml-1m.zip": archive})) as server:
+        source = dataclasses.replace(SOURCES["ml1m"], url=f"{server.base_url}/ml-1m.zip",
+                                     sha256=sha256(archive))
+        other = locate_file(source, tmp_path, "u1.base", allow_download=True, progress=False)
+        assert other.read_bytes() == RATINGS[:22]
         with pytest.raises(DataError) as caught:
             locate_file(source, tmp_path, "ratings_notime.dat", allow_download=True,
                         progress=False)
-        assert server.requests == []
+        assert server.requests == ["/ml-1m.zip"]  # once: then the archive in the cache
     assert str(caught.value) == (
-        f"ml10m: ratings file {tmp_path / 'ml-10M100K' / 'ratings_notime.dat'} not found. "
-        "ratings_notime.dat is not the official ratings.dat, so the archive ml-10m.zip cannot "
-        "provide it: put it there, or leave dataset.ratings_file unset for the official file.")
-    assert leftovers(tmp_path) == []
+        f"ml1m: the official archive {tmp_path / 'ml-1m.zip'} has no ml-1m/ratings_notime.dat; "
+        f"put ratings_notime.dat at {tmp_path / 'ml-1m' / 'ratings_notime.dat'}, or leave "
+        "dataset.ratings_file unset for ratings.dat")
+    with pytest.raises(DataError, match=r"if ratings_notime\.dat is one of its files \(it holds "
+                                        r"ratings\.dat\)"):
+        locate_file(SOURCES["ml10m"], tmp_path, "ratings_notime.dat", allow_download=False)
 
 
 def test_unreachable_server_says_what_to_put_where(tmp_path: Path) -> None:

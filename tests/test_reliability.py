@@ -233,11 +233,12 @@ def test_an_unwritable_checkpoint_directory_fails_before_training(tmp_path: Path
     assert "Traceback" not in done.stderr
 
 
-def test_a_file_in_the_checkpoint_path_is_named(tmp_path: Path) -> None:
+@pytest.mark.parametrize("below", ["run", "a/b/run"])
+def test_a_file_in_the_checkpoint_path_is_named(tmp_path: Path, below: str) -> None:
     (tmp_path / "notes").write_text("a file, not a directory")
-    with pytest.raises(ConfigError, match=f"cannot keep checkpoints in {tmp_path}/notes/run: "
+    with pytest.raises(ConfigError, match=f"cannot keep checkpoints in {tmp_path}/notes/{below}: "
                                           f"{tmp_path}/notes is a file, not a directory"):
-        DirectoryLock(tmp_path / "notes" / "run")
+        DirectoryLock(tmp_path / "notes" / below)
 
 
 def test_a_second_run_on_the_same_checkpoints_is_refused(tmp_path: Path) -> None:

@@ -67,6 +67,15 @@ def verify_file(path: Path, sha256: str) -> None:
         )
 
 
+def has_member(archive: Path, member: str) -> bool:
+    """Whether the zip `archive` holds `member`."""
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            return member in bundle.namelist()
+    except zipfile.BadZipFile as error:
+        raise DataError(f"{archive} is not a valid zip archive: {error}") from error
+
+
 def extract_member(archive: Path, member: str, dest: Path) -> Path:
     """Extract one member of a zip archive to `dest`, atomically and without path traversal."""
     member_path = PurePosixPath(member)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import platformdirs
 
-from aerec.data.download import download, extract_member, verify_file
+from aerec.data.download import download, extract_member, has_member, verify_file
 from aerec.data.sources import Source
 from aerec.errors import DataError, DownloadError
 
@@ -37,11 +37,6 @@ def locate_file(source: Source, data_dir: Path, file_name: str, *, allow_downloa
     extracted = folder / requested
     if extracted.is_file():
         return extracted
-    if requested.as_posix() != source.ratings_file:  # no archive holds it: nothing to fetch
-        raise DataError(
-            f"{source.name}: ratings file {extracted} not found. {requested} is not the official "
-            f"{source.ratings_file}, so the archive {source.archive_name} cannot provide it: "
-            f"put it there, or leave dataset.ratings_file unset for the official file.")
     for archive in (data_dir / source.archive_name, folder / source.archive_name):
         if archive.is_file():
             verify_file(archive, source.sha256)
@@ -61,12 +56,23 @@ def locate_file(source: Source, data_dir: Path, file_name: str, *, allow_downloa
 
 def _extract(source: Source, archive: Path, requested: Path, dest: Path) -> Path:
     member = f"{source.folder}/{requested.as_posix()}"
+    if not has_member(archive, member):  # a derived copy (ratings_notime.dat), or a typo
+        raise DataError(
+            f"{source.name}: the official archive {archive} has no {member}; put "
+            f"{requested} at {dest}, or leave dataset.ratings_file unset for "
+            f"{source.ratings_file}")
     return extract_member(archive, member, dest)
 
 
 def _where_to_put(source: Source, data_dir: Path, requested: Path) -> str:
+    if requested.as_posix() != source.ratings_file:  # perhaps not a file of the archive at all
+        origin = (f"the official archive {source.archive_name} ({source.url}) at "
+                  f"{data_dir / source.archive_name} if {requested} is one of its files "
+                  f"(it holds {source.ratings_file})")
+    else:
+        origin = (f"the official archive {source.archive_name} ({source.url}) at "
+                  f"{data_dir / source.archive_name}")
     return (
-        f"Put {requested} at {data_dir / source.folder / requested}, or the official archive "
-        f"{source.archive_name} ({source.url}) at {data_dir / source.archive_name}; "
+        f"Put {requested} at {data_dir / source.folder / requested}, or {origin}; "
         f"or point paths.data_dir (env {DATA_DIR_ENV}) at a directory that holds them."
     )

@@ -22,7 +22,8 @@ IGNORED = ("_", "skip")
 INTEGER_FIELDS = ("user", "item", "timestamp")
 
 
-# Tried in this order when the configured one does not fit: "::" before ":".
+# The separators suggested when the configured one does not fit, in the order tried
+# (MovieLens' own first: "::", then the CSV and TSV of other exports).
 SEPARATORS = ("::", ",", "\t", ";", "|", " ")
 
 
@@ -39,7 +40,7 @@ def read_ratings(path: Path, *, sep: str, header: bool, columns: Sequence[str] |
         encoding = "utf-8-sig"  # the same text, with a byte-order mark (if any) removed
     line = _first_line(path, header, encoding)
     n_fields = len(line.split(sep))
-    names = _column_names(path, columns, line, sep)
+    names = _column_names(path, columns, n_fields, line, sep)
     wanted = [(position, name) for position, name in enumerate(names) if name not in IGNORED]
     # "::" is not a single character, which would force pandas' slow Python engine. Splitting
     # on ":" instead keeps the C engine: field k then sits at position 2k, with empty tokens
@@ -100,9 +101,8 @@ def _first_line(path: Path, header: bool, encoding: str) -> str:
     raise DataError(f"{path}: no ratings in the file (it is empty or holds only a header)")
 
 
-def _column_names(path: Path, columns: Sequence[str] | None, line: str, sep: str
-                  ) -> list[str]:
-    n_fields = len(line.split(sep))
+def _column_names(path: Path, columns: Sequence[str] | None, n_fields: int, line: str,
+                  sep: str) -> list[str]:
     if columns is None:
         if n_fields not in (3, 4):
             raise DataError(
