@@ -14,7 +14,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from aerec.checkpoint import Checkpointer, checkpoint_dir_of
+from aerec.checkpoint import Checkpointer, checkpoint_dir_of, identity_differences
 from aerec.cli import run_task
 from aerec.errors import CheckpointError, ConfigError
 from aerec.identity import TRAINING_FORMAT, run_identity
@@ -194,6 +194,11 @@ def test_default_directory_depends_on_the_identity_only(compose_config) -> None:
     assert run_identity(downloads)["dataset.download"] is True
     assert checkpoint_dir_of(compose_config("dataset=ml1m", "dataset.download=false",
                                             fast=False)) == checkpoint_dir_of(downloads)
+    # a checkpoint saved before, with downloads off, is still this configuration's
+    saved = {**run_identity(downloads), "dataset.download": False}
+    assert identity_differences(saved, run_identity(downloads)) == []
+    assert identity_differences({**saved, "seed": 7}, run_identity(downloads)) == [
+        "seed: 7 -> 0"]
 
 
 def test_a_change_in_what_training_computes_moves_the_directory(compose_config,
