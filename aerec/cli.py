@@ -12,7 +12,7 @@ from typing import Any
 
 from aerec.config import refuse_added_keys, validate
 from aerec.errors import AerecError, TrainingInterrupted
-from aerec.interrupt import Interruptible, after_the_epoch, never
+from aerec.interrupt import Interruptible, after_the_epoch, exit_on_ctrl_c, never
 from aerec.outputs import (
     EpochLog,
     format_table,
@@ -151,17 +151,15 @@ def main(cfg: Any, output_dir: Path, overrides: Sequence[str] = ()) -> float:
         enable_compile_cache(cfg.paths.get("compile_cache_dir"))
         init_distributed(cfg.distributed)
         # The first Ctrl-C during the epochs stops after the epoch, saved; at other times, or
-        # a second one, it interrupts at once (KeyboardInterrupt).
-        results = run_task(cfg, output_dir, interruptible=after_the_epoch)
+        # a second one, the process ends at once with a note on what was kept.
+        with exit_on_ctrl_c(lambda: after_interrupt(cfg)):
+            results = run_task(cfg, output_dir, interruptible=after_the_epoch)
     except AerecError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     except TrainingInterrupted as stop:
         print(f"stopped after epoch {stop.epoch}: {after_interrupt(cfg, stop.saved)}",
               file=sys.stderr)
-        sys.exit(130)
-    except KeyboardInterrupt:  # Ctrl-C: a note on what was kept, not a traceback
-        print(f"interrupted: {after_interrupt(cfg)}", file=sys.stderr)
         sys.exit(130)
     if cfg.task == "recommend":
         # JSON goes alone to stdout so that scripts can parse it; notes go to stderr.

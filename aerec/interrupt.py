@@ -1,13 +1,17 @@
-"""Ctrl-C during training: stop once the current epoch ends, with its checkpoint written.
+"""Ctrl-C on the command line: during the epochs, stop once the epoch ends with its
+checkpoint written; otherwise, or at a second Ctrl-C, exit at once.
 
 The training loop asks `stop_requested()` after each epoch; what answers it is chosen by the
 caller, as a context manager around the loop: `never` (the library's default: a Ctrl-C is a
-plain KeyboardInterrupt) or `after_the_epoch` (the command line's: the first Ctrl-C asks for
-a stop, a second one interrupts at once).
+plain KeyboardInterrupt) or `after_the_epoch` (the command line's). Exiting at once is
+`exit_on_ctrl_c`'s hard exit, not a KeyboardInterrupt: one raised while orbax writes a
+checkpoint in its threads leaves them waiting for each other for minutes before the process
+can end. A hard exit is as safe as SIGKILL, which the checkpoints are built and tested for.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -28,15 +32,18 @@ def never() -> Iterator[Callable[[], bool]]:
 @contextmanager
 def after_the_epoch() -> Iterator[Callable[[], bool]]:
     """While the loop runs, the first Ctrl-C (SIGINT) requests a stop after the epoch; the
-    second raises KeyboardInterrupt there and then. Outside the main thread, where Python
-    cannot take signals, it is `never`."""
+    second is handled as it would be outside the loop (KeyboardInterrupt, or the handler of
+    `exit_on_ctrl_c`). Outside the main thread, where Python cannot take signals, it is
+    `never`."""
     if threading.current_thread() is not threading.main_thread():
         yield lambda: False
         return
     requested = threading.Event()
 
     def on_ctrl_c(signum: int, frame: Any) -> None:
-        if requested.is_set():
+        if requested.is_set():  # the second: as the handler outside the loop would do
+            if callable(previous):
+                previous(signum, frame)
             raise KeyboardInterrupt
         requested.set()
         print("\nCtrl-C: stopping once this epoch ends, its checkpoint written if the run "
@@ -46,4 +53,24 @@ def after_the_epoch() -> Iterator[Callable[[], bool]]:
     try:
         yield requested.is_set
     finally:  # None: a handler not set from Python (an embedding program's); the default
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+
+
+@contextmanager
+def exit_on_ctrl_c(note: Callable[[], str]) -> Iterator[None]:
+    """While active, Ctrl-C prints `interrupted: <note()>` and ends the process at once
+    (exit status 130), whatever it is doing. Outside the main thread, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_ctrl_c(signum: int, frame: Any) -> None:
+        print(f"\ninterrupted: {note()}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(130)
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield
+    finally:
         signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
