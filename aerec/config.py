@@ -91,10 +91,11 @@ def validate(cfg: Any) -> None:
         _fraction(f"split.{key}", cfg.split[key])
     if cfg.split.test_fraction == 0.0:
         raise ConfigError("split.test_fraction=0 leaves nothing to evaluate")
-    if (cfg.split.kind == "users" and cfg.model.orientation == "item"
-            and cfg.model.name in ("autoencoder", "svd")):
+    if cfg.split.kind == "users" and cfg.model.orientation == "item":
         # Held-out users would be output columns that training never reached: an
-        # autoencoder's are random (test RMSE 1.12 on ML-1M), an SVD's are empty.
+        # autoencoder's are random (test RMSE 1.12 on ML-1M), an SVD's are empty, and the
+        # evaluation gives every cell of such a column the training mean (popularity's too,
+        # whose predictions do not depend on the user).
         raise ConfigError("split.kind=users holds users out whole, which an item-oriented "
                           "model cannot score (their output columns are never trained): set "
                           "model.orientation=user, or split.kind=ratings / per_user")

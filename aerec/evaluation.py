@@ -98,12 +98,13 @@ def evaluate_artifact(cfg: Any) -> dict[str, Any]:
                         f"the model in {cfg.checkpoint.path} was trained on")
     matrices = build_matrices(dataset, run_cfg)
     if not same_ratings(matrices.eval_input.matrix, model.inputs):
-        # The split is drawn over the ratings in file order: reordered or edited, they split
-        # differently, and the test ratings would include some the model was trained on.
+        # Ratings added, removed or changed split differently (the split is drawn over the
+        # ratings in (user, item) order), and the test ratings would include training ones.
         raise DataError(f"the ratings under {data_dir_of(cfg)} do not split into the training "
-                        f"ratings the model in {cfg.checkpoint.path} was trained on: the file's "
-                        "lines were reordered or changed since (the split follows their order); "
-                        "evaluate on the file it was trained on")
+                        f"ratings the model in {cfg.checkpoint.path} was trained on: ratings "
+                        "were added, removed or changed since, or it was trained by an older "
+                        "aerec that split in the file's line order; evaluate on the ratings it "
+                        "was trained on")
     evaluator_of = evaluator_factory(dataset, matrices, int(cfg.train.eval_chunk_rows))
     test, paper = evaluate_held_out(evaluator_of, model.predictor, model.params, dataset,
                                     matrices, run_cfg.model.orientation)

@@ -148,7 +148,7 @@ def test_invalid_config_names_the_key(compose_config, tmp_path: Path, override: 
     assert not epochs.exists() or not epochs.read_text()  # refused before the first epoch
 
 
-@pytest.mark.parametrize("model", ["autoencoder", "svd"])
+@pytest.mark.parametrize("model", ["autoencoder", "svd", "popularity"])
 def test_held_out_users_need_user_orientation(compose_config, tmp_path: Path,
                                               model: str) -> None:
     cfg = compose_config(f"model={model}", "split.kind=users", "model.orientation=item",

@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from omegaconf import OmegaConf
 
+from aerec.data.dataset import load_dataset
 from aerec.data.parse import read_ratings
 from aerec.data.prepare import (
     IdMap,
@@ -76,6 +78,20 @@ def test_an_id_that_is_not_a_whole_known_id_is_unknown(raw_id: object) -> None:
         ids.index([raw_id])
     with pytest.raises(UnknownIdError, match="unknown id"):  # also in an object column
         ids.index(np.array([raw_id], dtype=object))
+
+
+def test_ids_beyond_two_to_the_53_are_looked_up_exactly() -> None:
+    # through float64, 2**53 + 1 became 2**53: another user, or none
+    big = np.array([5, 2**53, 2**53 + 1, 2**62 + 3], np.int64)
+    ids = IdMap(big)
+    assert ids.index([2**53 + 1, 2**62 + 3, 5]).tolist() == [2, 3, 0]
+    assert ids.index(np.array([2**53 + 1], np.uint64)).tolist() == [2]
+    assert ids.index([str(2**53 + 1)]).tolist() == [2]
+    assert ids.index(np.array([2**53 + 1], dtype=object)).tolist() == [2]
+    with pytest.raises(UnknownIdError, match=f"unknown id {2**53 + 2}"):
+        ids.index([2**53 + 2])
+    with pytest.raises(UnknownIdError, match="unknown id"):  # not an int64 at all
+        ids.index(np.array([2**64 - 1], np.uint64))
 
 
 def test_the_unknown_id_named_is_the_wrong_one() -> None:
@@ -155,3 +171,29 @@ def test_an_id_map_refuses_a_missing_id() -> None:
     ratings = pd.DataFrame({"user": [1.0, np.nan], "item": [5.0, 9.0], "rating": [1.0, 2.0]})
     with pytest.raises(DataError, match="without a user or item id"):
         build_id_maps(ratings)
+
+
+def test_the_split_does_not_depend_on_the_order_of_the_lines(tmp_path) -> None:
+    # The same ratings in another line order (ML-1M's official file and a sorted copy) give
+    # every rating the same role.
+    rng = np.random.default_rng(3)
+    cells = rng.choice(50 * 40, size=900, replace=False)
+    lines = [f"{cell // 40 + 1},{cell % 40 + 1},{rng.integers(1, 6)}" for cell in cells]
+    roles = {}
+    for name, order in (("sorted", sorted(lines, key=lambda line: tuple(
+            int(field) for field in line.split(",")[:2]))), ("shuffled", lines)):
+        path = tmp_path / f"{name}.csv"
+        path.write_text("\n".join(order) + "\n")
+        cfg = OmegaConf.create({"name": "custom", "path": str(path), "sep": ",",
+                                "header": False, "columns": None, "encoding": "utf-8",
+                                "rating_min": None, "rating_max": None})
+        split = OmegaConf.create({"kind": "per_user", "test_fraction": 0.2,
+                                  "valid_fraction": 0.1, "fold_in_fraction": 0.8, "seed": 1})
+        prepare = OmegaConf.create({"min_item_ratings": 1, "min_user_ratings": 1,
+                                    "duplicates": "error"})
+        dataset = load_dataset(cfg, prepare, split, tmp_path, progress=False)
+        roles[name] = {(int(dataset.users.raw[u]), int(dataset.items.raw[i])): int(role)
+                       for u, i, role in zip(dataset.user_index, dataset.item_index,
+                                             dataset.role, strict=True)}
+    assert roles["sorted"] == roles["shuffled"]
+    assert set(roles["sorted"].values()) == {TRAIN, VALID, TEST}

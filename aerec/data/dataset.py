@@ -12,7 +12,13 @@ import pandas as pd
 
 from aerec.data.locate import locate_file
 from aerec.data.parse import read_ratings
-from aerec.data.prepare import IdMap, build_id_maps, filter_min_counts, resolve_duplicates
+from aerec.data.prepare import (
+    IdMap,
+    build_id_maps,
+    filter_min_counts,
+    resolve_duplicates,
+    strictly_increasing_pairs,
+)
 from aerec.data.sources import SOURCES, get_source
 from aerec.data.split import TRAIN, split_roles
 from aerec.data.synthetic import synthetic_ratings
@@ -90,7 +96,8 @@ def read_raw_ratings(dataset_cfg: Any, data_dir: Path, *, progress: bool = True
             raise ConfigError(f"dataset.path={path} does not exist")
         low, high = dataset_cfg.get("rating_min"), dataset_cfg.get("rating_max")
         scale_given = low is not None and high is not None
-        table = read_ratings(path, sep=dataset_cfg.sep, header=bool(dataset_cfg.header),
+        table = read_ratings(path, sep=field_separator(dataset_cfg.sep),
+                             header=bool(dataset_cfg.header),
                              columns=dataset_cfg.get("columns"),
                              encoding=dataset_cfg.get("encoding", "utf-8"),
                              rating_range=(float(low), float(high)) if scale_given else None)
@@ -109,6 +116,12 @@ def read_raw_ratings(dataset_cfg: Any, data_dir: Path, *, progress: bool = True
     raise ConfigError(f"dataset.name={name!r} is unknown; valid: {', '.join(DATASET_NAMES)}")
 
 
+def field_separator(sep: str) -> str:
+    """`dataset.sep` as a character: a tab given as `\\t` or `tab` is a tab (Hydra keeps the
+    backslash of "dataset.sep='\\t'", and a bare tab is hard to type on a command line)."""
+    return "\t" if sep in ("\\t", "tab") else sep
+
+
 def load_dataset(dataset_cfg: Any, prepare_cfg: Any, split_cfg: Any, data_dir: Path, *,
                  progress: bool = True) -> Dataset:
     """Read, deduplicate, filter, index and split the dataset the configuration names."""
@@ -125,10 +138,17 @@ def load_dataset(dataset_cfg: Any, prepare_cfg: Any, split_cfg: Any, data_dir: P
                  accounting["n_duplicates_merged"], prepare_cfg.duplicates,
                  accounting["n_filtered_out"], len(table))
     users, items, user_index, item_index = build_id_maps(table)
+    rating = table["rating"].to_numpy(np.float32)
+    # In (user, item) order, not the file's: the split is drawn over the ratings in their
+    # order, and the same ratings must split the same way however their lines are ordered
+    # (ML-1M's official ratings.dat is not sorted by movie within a user, copies are).
+    if not strictly_increasing_pairs(user_index, item_index):  # distinct pairs by now
+        order = np.lexsort((item_index, user_index))
+        user_index, item_index, rating = user_index[order], item_index[order], rating[order]
     roles = split_roles(user_index, len(users), kind=split_cfg.kind,
                         test_fraction=split_cfg.test_fraction,
                         valid_fraction=split_cfg.valid_fraction,
                         fold_in_fraction=split_cfg.fold_in_fraction, seed=split_cfg.seed)
     return Dataset(name=dataset_cfg.name, users=users, items=items, user_index=user_index,
-                   item_index=item_index, rating=table["rating"].to_numpy(np.float32),
+                   item_index=item_index, rating=rating,
                    role=roles, rating_min=low, rating_max=high, accounting=accounting)

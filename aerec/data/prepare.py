@@ -23,13 +23,8 @@ class IdMap:
         """Contiguous indices of `raw_ids`; UnknownIdError (a KeyError) naming the first
         unknown one, as `unknown <kind> <id>`."""
         given = np.asarray(raw_ids).ravel()
-        if self.raw.dtype.kind in "iu":  # numbers, strings or objects: each must be a whole id
-            numbers = pd.to_numeric(pd.Series(given, dtype=object), errors="coerce").to_numpy(
-                np.float64)
-            whole = np.isfinite(numbers) & (np.floor(numbers) == numbers)
-            if not np.all(whole):  # 2.7 would otherwise be cast to id 2, "abc" fail anywhere
-                raise UnknownIdError(f"unknown {kind} {given[~whole][0]}")
-            raw_ids = numbers.astype(self.raw.dtype)
+        if self.raw.dtype.kind in "iu":
+            raw_ids = self._whole_ids(given, kind)
         else:
             raw_ids = given.astype(self.raw.dtype)
         positions = np.searchsorted(self.raw, raw_ids)
@@ -38,6 +33,30 @@ class IdMap:
         if not np.all(known):
             raise UnknownIdError(f"unknown {kind} {given[~known][0]}")
         return positions.astype(np.int32)
+
+
+    def _whole_ids(self, given: np.ndarray, kind: str) -> np.ndarray:
+        """`given` (numbers, strings or objects) as integer ids; UnknownIdError for one that
+        is not a whole number in the ids' range (2.7 would otherwise be cast to id 2).
+
+        Integers are never taken through float64, which holds them exactly only up to 2**53.
+        """
+        limits = np.iinfo(self.raw.dtype)
+        if given.dtype.kind not in "iu":
+            numbers = pd.to_numeric(pd.Series(given, dtype=object), errors="coerce")
+            if numbers.dtype.kind in "iu":  # every one an integer: exact
+                given = numbers.to_numpy()
+            else:
+                floats = numbers.to_numpy(np.float64)
+                whole = (np.isfinite(floats) & (np.floor(floats) == floats)
+                         & (np.abs(floats) < 2.0**53))
+                if not np.all(whole):
+                    raise UnknownIdError(f"unknown {kind} {given[~whole][0]}")
+                given = floats.astype(np.int64)
+        inside = (given >= limits.min) & (given <= limits.max)
+        if not np.all(inside):
+            raise UnknownIdError(f"unknown {kind} {given[~inside][0]}")
+        return given.astype(self.raw.dtype)
 
 
 def filter_min_counts(ratings: pd.DataFrame, min_item_ratings: int, min_user_ratings: int
