@@ -168,7 +168,9 @@ class TrainedModel:
                               ) -> pd.DataFrame:
         """Top `k` items for a new user known only by `history` ({item id: rating}), by a
         forward pass (no retraining); the history's items are not recommended again."""
-        item_ids = np.asarray(list(history), np.int64)
+        # The ids as given, checked by the id map: a cast to int64 first would make item 1.5
+        # item 1, and fail on an id beyond int64 with an OverflowError.
+        item_ids = np.asarray(list(history), dtype=object)
         ratings = np.asarray(list(history.values()), np.float32)
         low, high = self.description["rating_range"]
         outside = (ratings < low) | (ratings > high) | ~np.isfinite(ratings)
@@ -176,6 +178,10 @@ class TrainedModel:
             raise DataError(f"rating {ratings[outside][0]} of item {item_ids[outside][0]} is "
                             f"outside the model's rating scale [{low}, {high}]")
         items = self.items.index(item_ids, "item")
+        _, first, counts = np.unique(items, return_index=True, return_counts=True)
+        if (counts > 1).any():  # 5 and "5": two keys, one item
+            twice = item_ids[first[counts > 1][0]]
+            raise DataError(f"item {twice} is rated twice in the history")
         scores = self.ranker.history_scores(items, ratings)
         return self._top_items(np.asarray(scores), items, k)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from aerec.errors import DataError
+from aerec.errors import DataError, UnknownIdError
 
 PAIR = re.compile(r"^\s*(-?\d+)\s*(?:::|:|,|\t|\s)\s*(\S+)\s*$")
 
@@ -49,11 +49,16 @@ def read_history(path: Path) -> dict[int, float]:
     if not path.is_file():
         raise DataError(f"ratings_file={path} does not exist")
     history: dict[int, float] = {}
+    header_allowed = True  # until the first line with content
     with open(path, encoding="utf-8-sig") as handle:  # tolerate a byte-order mark
         for number, line in enumerate(handle, start=1):
             text = line.split("#", 1)[0].strip()
-            if not text or (number == 1 and not text[0].isdigit() and text[0] != "-"):
+            if not text:
                 continue
+            if header_allowed:
+                header_allowed = False
+                if not text[0].isdigit() and text[0] != "-":  # "item,rating"
+                    continue
             item, rating = _pair(text, f"{path}, line {number}")
             _add(history, item, rating, f"{path}, line {number}")
     if not history:
@@ -70,9 +75,13 @@ def recommend(cfg: Any) -> dict[str, Any]:
         table = model.recommend(int(cfg.user), int(cfg.k))
         request: dict[str, Any] = {"user": int(cfg.user)}
     else:
+        source = "ratings" if cfg.ratings is not None else f"ratings_file={cfg.ratings_file}"
         history = (parse_history(str(cfg.ratings)) if cfg.ratings is not None
                    else read_history(Path(cfg.ratings_file)))
-        table = model.recommend_for_history(history, int(cfg.k))
+        try:
+            table = model.recommend_for_history(history, int(cfg.k))
+        except UnknownIdError as error:  # say which input named it
+            raise UnknownIdError(f"{source}: {error}") from None
         request = {"history": {str(item): rating for item, rating in history.items()}}
     return {**request, "k": int(cfg.k), "model": model.description["model"]["name"],
             "recommendations": json.loads(table.to_json(orient="records"))}

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from aerec.data.dataset import field_separator
 from aerec.data.parse import read_ratings
 from aerec.data.sources import SOURCES
 from aerec.errors import ConfigError, DataError
@@ -92,7 +93,7 @@ def test_errors_name_file_and_line(tmp_path: Path, text: str, message: str) -> N
     [
         ("1::1::5::978300760\n", ",", "splits on '::': set dataset.sep='::'"),
         ("1,1,4.0,964982703\n", "::", "splits on ',': set dataset.sep=','"),
-        ("1\t1\t5\n", ",", "splits on '\\t': set dataset.sep='\\t'"),
+        ("1\t1\t5\n", ",", "splits on '\\t': set dataset.sep=tab"),
         ("1/1/5/0/0\n", ",", "set dataset.columns to name each field"),  # no separator fits
     ],
 )
@@ -113,3 +114,10 @@ def test_invalid_columns_name_the_key(tmp_path: Path) -> None:
     path = write(tmp_path, "r.csv", "1,2,3\n")
     with pytest.raises(ConfigError, match=r"dataset\.columns"):
         read_ratings(path, sep=",", header=False, columns=["user", "user", "rating"])
+
+
+@pytest.mark.parametrize("given", ["tab", "\\t", "\t"])
+def test_a_tab_separator_can_be_typed(given: str) -> None:
+    # Hydra keeps the backslash of "dataset.sep='\\t'": "\\t" and "tab" are a tab
+    assert field_separator(given) == "\t"
+    assert field_separator("::") == "::"

@@ -133,6 +133,25 @@ def test_errors_are_clear(small_model: Path, tmp_path: Path) -> None:
     done = run_cli("task=recommend", f"checkpoint.path={small_model}", "user=424242")
     assert done.returncode == 1 and "error: user 424242 is not known" in done.stderr
     assert "Traceback" not in done.stderr
+    # ids that are no item: a fraction (once cut to item 1), one beyond int64 (once an
+    # OverflowError), one item under two keys
+    with pytest.raises(UnknownIdError, match=r"unknown item 1\.5"):
+        model.recommend_for_history({1.5: 4.0})
+    with pytest.raises(DataError, match="item 1 is rated twice in the history"):
+        model.recommend_for_history({1: 5.0, "1": 3.0})
+    done = run_cli("task=recommend", f"checkpoint.path={small_model}",
+                   "ratings=99999999999999999999:4")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "error: ratings: unknown item 99999999999999999999" in done.stderr
+
+
+def test_a_history_file_may_open_with_comments_and_blank_lines(tmp_path: Path) -> None:
+    path = tmp_path / "mine.csv"
+    path.write_text("# my ratings\n\nitem,rating\n1,5\n2,1\n")
+    assert read_history(path) == {1: 5.0, 2: 1.0}
+    path.write_text("1,5\nitem,rating\n")  # a header only before the first rating
+    with pytest.raises(DataError, match="line 2: expected 'item:rating'"):
+        read_history(path)
 
 
 def test_recommend_config_is_validated(compose_config, tmp_path: Path) -> None:

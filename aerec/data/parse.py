@@ -83,7 +83,8 @@ def _separator_hint(line: str, sep: str) -> str | None:
     fields of a ratings file; None when none does."""
     for candidate in SEPARATORS:
         if candidate != sep and len(line.split(candidate)) in (3, 4):
-            return f"its first line splits on {candidate!r}: set dataset.sep={candidate!r}"
+            value = "tab" if candidate == "\t" else repr(candidate)
+            return f"its first line splits on {candidate!r}: set dataset.sep={value}"
     return None
 
 
