@@ -32,7 +32,7 @@ from aerec.models.autoencoder import AutoEncoderPredictor, graphdef_of
 from aerec.models.popularity import predict_popularity
 from aerec.models.scaling import Scaling
 from aerec.models.svd import svd_predictor
-from aerec.scoring import Ranker, build_ranker
+from aerec.scoring import Ranker, build_ranker, unknown_items
 
 
 def save_artifact(directory: Path, params: Any, *, config: Any, scaling: Scaling,
@@ -147,9 +147,11 @@ class TrainedModel:
     @cached_property
     def ranker(self) -> Ranker:
         """Scores of every item for a user (built once: item codes for item orientation)."""
+        unknown = unknown_items(self.by_user, self.trained_columns,
+                                np.diff(self.inputs.indptr) > 0)
         return build_ranker(OmegaConf.create(self.description["model"]), self.params,
-                            self.input_rows,
-                            scaling=Scaling(*self.description["scaling"]))
+                            self.input_rows, scaling=Scaling(*self.description["scaling"]),
+                            unknown=unknown)
 
     def recommend(self, user_id: int, k: int = 10) -> pd.DataFrame:
         """The user's top `k` items they have not rated, best first (see `_top_items`)."""
@@ -197,6 +199,8 @@ class TrainedModel:
         order = np.flatnonzero(candidates)[np.argsort(-scores[candidates], kind="stable")][:k]
         predicted = (scores[order] if self.ranker.scores_are_ratings
                      else np.asarray(self.params["mean"])[order])
+        # an item the model learned nothing of (ranked last, -inf): the training mean
+        predicted = np.where(np.isneginf(predicted), self.description["fallback"], predicted)
         low, high = self.description["rating_range"]
         return pd.DataFrame({
             "rank": np.arange(1, order.size + 1),

@@ -19,7 +19,7 @@ from aerec.matrices import Matrices, build_matrices, data_dir_of
 from aerec.metrics import Evaluator
 from aerec.models.scaling import Scaling
 from aerec.ranking import evaluate_ranking, ranking_targets
-from aerec.scoring import build_ranker
+from aerec.scoring import build_ranker, unknown_items
 
 
 def paper_weights(dataset: Dataset, orientation: str) -> tuple[np.ndarray, np.ndarray]:
@@ -47,8 +47,10 @@ def ranking_figures(cfg: Any, params: Any, dataset: Dataset, matrices: Matrices,
     if not cfg.ranking.enabled:
         return {}
     check_ranking_threshold(cfg.ranking, dataset)
+    unknown = unknown_items(cfg.model.orientation == "user", matrices.train.nonempty_columns(),
+                            matrices.eval_input.nonempty_rows())
     ranker = build_ranker(cfg.model, params, matrices.eval_input, scaling=scaling,
-                          chunk_rows=int(cfg.train.eval_chunk_rows))
+                          chunk_rows=int(cfg.train.eval_chunk_rows), unknown=unknown)
     exclude, relevant = ranking_targets(dataset, float(cfg.ranking.threshold))
     ks = [cfg.ranking.k] if isinstance(cfg.ranking.k, int) else list(cfg.ranking.k)
     return evaluate_ranking(ranker, exclude, relevant, ks,

@@ -210,10 +210,64 @@ def _item_codes(encode: Any, params: Any, inputs: DeviceRows, chunk_rows: int) -
     return jnp.concatenate(parts, axis=1)[:, :inputs.shape[0]]
 
 
+@dataclass
+class LearnedFirst:
+    """Another ranker's scores, with the items the model learned nothing of ranked after all
+    the others (score -inf): their scores are the network's untrained output, and the
+    training mean that `predict` gives them would rank them above every item of a model
+    whose scores are not ratings (trained on all cells, they sit near the bottom of the
+    scale). Shown in a recommendation, such an item's predicted rating is the training mean,
+    as `predict` has it."""
+
+    inner: Any
+    unknown: np.ndarray  # (n_items,) bool
+
+    def __post_init__(self):
+        self._unknown = jax.device_put(self.unknown)
+
+    @property
+    def n_items(self) -> int:
+        """Number of items scored."""
+        return self.inner.n_items
+
+    @property
+    def scores_are_ratings(self) -> bool:
+        """Whether the (finite) scores are predicted ratings."""
+        return self.inner.scores_are_ratings
+
+    def user_scores(self, users: np.ndarray) -> jax.Array:
+        """The inner ranker's scores, -inf at unknown items."""
+        return jnp.where(self._unknown[None, :], -jnp.inf, self.inner.user_scores(users))
+
+    def history_scores(self, items: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        """The inner ranker's scores, -inf at unknown items."""
+        return np.where(self.unknown, -np.inf,
+                        np.asarray(self.inner.history_scores(items, ratings)))
+
+
+def unknown_items(by_user: bool, trained_columns: np.ndarray, rows_with_input: np.ndarray
+                  ) -> np.ndarray:
+    """The items a model learned nothing of: with user rows, its output columns that had no
+    training rating; with item rows, its rows without input ratings."""
+    return ~(trained_columns if by_user else rows_with_input)
+
+
 def build_ranker(model_cfg: Any, params: Any, inputs: DeviceRows, *, scaling: Scaling,
-                 chunk_rows: int = 1024, fold_in_prior: float = 2.0) -> Ranker:
+                 chunk_rows: int = 1024, fold_in_prior: float = 2.0,
+                 unknown: np.ndarray | None = None) -> Ranker:
     """The ranker of a trained model, reading `inputs` (train [+ fold-in] ratings, in the
-    model's orientation) as what it knows of every user and item."""
+    model's orientation) as what it knows of every user and item; the `unknown` items (see
+    `unknown_items`) ranked last, except by popularity (whose scores are counts)."""
+    ranker = _model_ranker(model_cfg, params, inputs, scaling=scaling, chunk_rows=chunk_rows,
+                           fold_in_prior=fold_in_prior)
+    if unknown is None or not unknown.any() or not ranker.scores_are_ratings:
+        return ranker
+    return LearnedFirst(ranker, np.asarray(unknown, bool))
+
+
+def _model_ranker(model_cfg: Any, params: Any, inputs: DeviceRows, *, scaling: Scaling,
+                  chunk_rows: int, fold_in_prior: float) -> Ranker:
+    """The ranker of the model itself (`build_ranker`)."""
     name, by_user = model_cfg.name, model_cfg.orientation == "user"
     if name == "popularity":
         return PopularityRanker(params["count"])

@@ -205,3 +205,34 @@ def test_shared_ml1m_titles(shared_ml1m: Path) -> None:
     titles = dict(zip(table["item"], table["title"], strict=True))
     assert titles[1193] == "One Flew Over the Cuckoo's Nest (1975)"
     assert titles[73] == "Misérables, Les (1995)"
+
+
+@pytest.mark.parametrize("orientation", ["user", "item"])
+def test_recommendations_score_unlearned_items_as_predict_does(compose_config, tmp_path: Path,
+                                                              orientation: str) -> None:
+    # Items rated once: some of those ratings are held out, so the model learns nothing of
+    # those items. They are recommended after every other item, shown at the training mean
+    # that predict gives them (their network output is untrained).
+    rng = np.random.default_rng(0)
+    lines = [f"{user},{item},{rng.integers(1, 6)}" for user in range(1, 61)
+             for item in rng.choice(np.arange(1, 41), size=15, replace=False)]
+    lines += [f"{item - 40},{item},{rng.integers(1, 6)}" for item in range(41, 81)]
+    path = tmp_path / "ratings.csv"
+    path.write_text("\n".join(lines) + "\n")
+    cfg = compose_config("dataset=custom", f"dataset.path={path}", *FAST_TRAIN, *FAST_MODEL,
+                         f"model.orientation={orientation}", "ranking.enabled=false",
+                         fast=False)
+    run_task(cfg, tmp_path / "run")
+    model = aerec.load(tmp_path / "run" / "model")
+    unlearned = ~(model.trained_columns if model.by_user
+                  else np.diff(model.inputs.indptr) > 0)
+    assert unlearned.sum() >= 2  # this seed holds out some single ratings
+    user = 1
+    table = model.recommend(user, k=len(model.items))
+    np.testing.assert_allclose(table["predicted_rating"],
+                               model.predict(user, table["item"].to_numpy()), atol=1e-5)
+    mean = model.description["fallback"]
+    unlearned_ids = set(model.items.raw[unlearned])
+    shown = table[table["item"].isin(unlearned_ids)]
+    assert len(shown) and np.allclose(shown["predicted_rating"], mean)
+    assert list(table["rank"][-len(shown):]) == list(shown["rank"])  # last
