@@ -199,8 +199,9 @@ class TrainedModel:
         order = np.flatnonzero(candidates)[np.argsort(-scores[candidates], kind="stable")][:k]
         predicted = (scores[order] if self.ranker.scores_are_ratings
                      else np.asarray(self.params["mean"])[order])
-        # an item the model learned nothing of (ranked last, -inf): the training mean
-        predicted = np.where(np.isneginf(predicted), self.description["fallback"], predicted)
+        unknown = getattr(self.ranker, "unknown", None)  # learned nothing of: ranked last
+        if unknown is not None:  # and shown at the training mean, as predict has them
+            predicted = np.where(unknown[order], self.description["fallback"], predicted)
         low, high = self.description["rating_range"]
         return pd.DataFrame({
             "rank": np.arange(1, order.size + 1),

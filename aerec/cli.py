@@ -146,14 +146,20 @@ def main(cfg: Any, output_dir: Path, overrides: Sequence[str] = ()) -> float:
     on the test ratings (NaN without validation ratings).
     """
     quiet_library_logging()
+    # The first Ctrl-C during the epochs stops after the epoch, saved; at other times (from
+    # here on: jax.distributed may wait minutes for its peers), or a second one, the process
+    # ends at once with a note on what was kept.
+    with exit_on_ctrl_c(lambda: after_interrupt(cfg)):
+        return _main(cfg, output_dir, overrides)
+
+
+def _main(cfg: Any, output_dir: Path, overrides: Sequence[str]) -> float:
+    """`main` within its Ctrl-C guard."""
     try:
         refuse_added_keys(overrides, cfg)
         enable_compile_cache(cfg.paths.get("compile_cache_dir"))
         init_distributed(cfg.distributed)
-        # The first Ctrl-C during the epochs stops after the epoch, saved; at other times, or
-        # a second one, the process ends at once with a note on what was kept.
-        with exit_on_ctrl_c(lambda: after_interrupt(cfg)):
-            results = run_task(cfg, output_dir, interruptible=after_the_epoch)
+        results = run_task(cfg, output_dir, interruptible=after_the_epoch)
     except AerecError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)

@@ -24,6 +24,8 @@ NEUTRAL_DEFAULTS = {"train.wide_shards": 1}
 # are still resumed from an explicit checkpoint.dir (`identity_differences` reads their
 # saved value as this one), but their default directory has moved.
 RECORDED_AS = {"dataset.download": True}
+# Spellings of one value, recorded as it: `dataset.sep=tab` reads the same file as a tab.
+SPELLINGS = {"dataset.sep": {"tab": "\t", "\\t": "\t"}}
 # What the same configuration trains, as a number: raised when a code change makes it train
 # differently, so that a checkpoint of the older training is neither resumed nor reported as
 # this one's (its directory differs, and an explicit checkpoint.dir names the mismatch).
@@ -58,7 +60,9 @@ def flatten_config(cfg: Any) -> dict[str, Any]:
 
 def run_identity(cfg: Any) -> dict[str, Any]:
     """The flattened configuration keys that define what a run trains."""
-    identity = {key: RECORDED_AS.get(key, value) for key, value in flatten_config(cfg).items()
+    flat = {key: SPELLINGS.get(key, {}).get(value, value) if isinstance(value, str) else value
+            for key, value in flatten_config(cfg).items()}
+    identity = {key: RECORDED_AS.get(key, value) for key, value in flat.items()
                 if is_identity_key(key)
                 and not (key in NEUTRAL_DEFAULTS and value == NEUTRAL_DEFAULTS[key])}
     return dict(sorted({**identity, "aerec.training_format": TRAINING_FORMAT}.items()))

@@ -23,6 +23,13 @@ from typing import Any
 Interruptible = Callable[[], AbstractContextManager[Callable[[], bool]]]
 
 
+def can_take_ctrl_c() -> bool:
+    """Whether a handler may be set: only in the main thread, and not where SIGINT is
+    ignored (a background job of a script inherits that, and must stay deaf to Ctrl-C)."""
+    return (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN)
+
+
 @contextmanager
 def never() -> Iterator[Callable[[], bool]]:
     """No stop is ever requested (signals are left as they are)."""
@@ -35,7 +42,7 @@ def after_the_epoch() -> Iterator[Callable[[], bool]]:
     second is handled as it would be outside the loop (KeyboardInterrupt, or the handler of
     `exit_on_ctrl_c`). Outside the main thread, where Python cannot take signals, it is
     `never`."""
-    if threading.current_thread() is not threading.main_thread():
+    if not can_take_ctrl_c():
         yield lambda: False
         return
     requested = threading.Event()
@@ -60,12 +67,16 @@ def after_the_epoch() -> Iterator[Callable[[], bool]]:
 def exit_on_ctrl_c(note: Callable[[], str]) -> Iterator[None]:
     """While active, Ctrl-C prints `interrupted: <note()>` and ends the process at once
     (exit status 130), whatever it is doing. Outside the main thread, nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
+    if not can_take_ctrl_c():
         yield
         return
 
     def on_ctrl_c(signum: int, frame: Any) -> None:
-        print(f"\ninterrupted: {note()}", file=sys.stderr, flush=True)
+        try:
+            said = note()
+        except Exception as error:  # the exit must happen whatever the note
+            said = f"({type(error).__name__} while saying what was kept: {error})"
+        print(f"\ninterrupted: {said}", file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(130)
 

@@ -213,7 +213,8 @@ def _item_codes(encode: Any, params: Any, inputs: DeviceRows, chunk_rows: int) -
 @dataclass
 class LearnedFirst:
     """Another ranker's scores, with the items the model learned nothing of ranked after all
-    the others (score -inf): their scores are the network's untrained output, and the
+    the others (the lowest finite score: -inf marks an excluded item, never ranked): their
+    scores are the network's untrained output, and the
     training mean that `predict` gives them would rank them above every item of a model
     whose scores are not ratings (trained on all cells, they sit near the bottom of the
     scale). Shown in a recommendation, such an item's predicted rating is the training mean,
@@ -236,13 +237,14 @@ class LearnedFirst:
         return self.inner.scores_are_ratings
 
     def user_scores(self, users: np.ndarray) -> jax.Array:
-        """The inner ranker's scores, -inf at unknown items."""
-        return jnp.where(self._unknown[None, :], -jnp.inf, self.inner.user_scores(users))
+        """The inner ranker's scores, the lowest at unknown items."""
+        scores = self.inner.user_scores(users)
+        return jnp.where(self._unknown[None, :], jnp.finfo(scores.dtype).min, scores)
 
     def history_scores(self, items: np.ndarray, ratings: np.ndarray) -> np.ndarray:
-        """The inner ranker's scores, -inf at unknown items."""
-        return np.where(self.unknown, -np.inf,
-                        np.asarray(self.inner.history_scores(items, ratings)))
+        """The inner ranker's scores, the lowest at unknown items."""
+        scores = np.asarray(self.inner.history_scores(items, ratings))
+        return np.where(self.unknown, np.finfo(scores.dtype).min, scores)
 
 
 def unknown_items(by_user: bool, trained_columns: np.ndarray, rows_with_input: np.ndarray

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
-from aerec.data.dataset import field_separator
+from aerec.data.dataset import field_separator, read_raw_ratings
 from aerec.data.parse import read_ratings
 from aerec.data.sources import SOURCES
 from aerec.errors import ConfigError, DataError
@@ -121,3 +122,13 @@ def test_a_tab_separator_can_be_typed(given: str) -> None:
     # Hydra keeps the backslash of "dataset.sep='\\t'": "\\t" and "tab" are a tab
     assert field_separator(given) == "\t"
     assert field_separator("::") == "::"
+
+
+def test_a_custom_dataset_reads_tabs_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "r.tsv"
+    path.write_text("1\t1\t5\n1\t2\t3\n2\t1\t4\n2\t2\t2\n")
+    cfg = OmegaConf.create({"name": "custom", "path": str(path), "sep": "tab", "header": False,
+                            "columns": None, "encoding": "utf-8", "rating_min": None,
+                            "rating_max": None})
+    table, scale, _ = read_raw_ratings(cfg, tmp_path, progress=False)
+    assert table["rating"].tolist() == [5.0, 3.0, 4.0, 2.0] and scale == (2.0, 5.0)

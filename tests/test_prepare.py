@@ -92,6 +92,11 @@ def test_ids_beyond_two_to_the_53_are_looked_up_exactly() -> None:
         ids.index([2**53 + 2])
     with pytest.raises(UnknownIdError, match="unknown id"):  # not an int64 at all
         ids.index(np.array([2**64 - 1], np.uint64))
+    # mixed objects one by one: the one named is the one that is no id
+    with pytest.raises(UnknownIdError, match="unknown id abc"):
+        ids.index(np.array([2**53 + 1, "abc"], dtype=object))
+    with pytest.raises(UnknownIdError, match="unknown id True"):  # not id 1
+        IdMap(np.array([0, 1])).index([True])
 
 
 def test_the_unknown_id_named_is_the_wrong_one() -> None:

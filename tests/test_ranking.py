@@ -17,7 +17,13 @@ from aerec.data.matrix import DeviceRows
 from aerec.matrices import build_matrices, data_dir_of
 from aerec.models.scaling import Scaling
 from aerec.ranking import evaluate_ranking, ranking_targets, top_hits, user_metrics
-from aerec.scoring import ColumnRanker, _history_scores, build_ranker, padded_history
+from aerec.scoring import (
+    ColumnRanker,
+    LearnedFirst,
+    _history_scores,
+    build_ranker,
+    padded_history,
+)
 from tests.conftest import FAST_DATA
 
 
@@ -91,6 +97,19 @@ def test_excluded_items_never_ranked_and_short_lists_padded() -> None:
     # One candidate, and it is relevant: precision counts the empty slots as misses.
     np.testing.assert_allclose(figures[0, :, 0], [1.0, 1 / 3, 1 / 6])
     np.testing.assert_allclose(figures[0, :, 2], [1.0, 1.0, 1.0])
+
+
+def test_unlearned_items_are_ranked_last_not_dropped() -> None:
+    # Item 1 scored highest by the (untrained) network but learned nothing of: it comes
+    # after items 0, 2 and 3, and a list long enough to reach it counts it (a hit, covered).
+    ranker = LearnedFirst(FixedRanker([[3.0, 9.0, 2.0, 1.0]]),
+                          np.array([False, True, False, False]))
+    relevant = csr([[1]], 4)
+    figures = evaluate_ranking(ranker, csr([[]], 4), relevant, [3, 4])
+    assert figures["hit_rate@3"] == 0.0 and figures["coverage@3"] == 3 / 4
+    assert figures["hit_rate@4"] == 1.0 and figures["recall@4"] == 1.0
+    assert figures["coverage@4"] == 1.0
+    assert figures["ndcg@4"] == pytest.approx(1 / math.log2(5))
 
 
 def test_no_users_with_relevant_items_gives_nan() -> None:

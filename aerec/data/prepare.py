@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,27 +37,54 @@ class IdMap:
 
 
     def _whole_ids(self, given: np.ndarray, kind: str) -> np.ndarray:
-        """`given` (numbers, strings or objects) as integer ids; UnknownIdError for one that
-        is not a whole number in the ids' range (2.7 would otherwise be cast to id 2).
+        """`given` (numbers, strings or objects) as integer ids; UnknownIdError naming the
+        first that is not a whole number in the ids' range (2.7 would otherwise be cast to
+        id 2, True to id 1).
 
         Integers are never taken through float64, which holds them exactly only up to 2**53.
         """
         limits = np.iinfo(self.raw.dtype)
-        if given.dtype.kind not in "iu":
-            numbers = pd.to_numeric(pd.Series(given, dtype=object), errors="coerce")
-            if numbers.dtype.kind in "iu":  # every one an integer: exact
-                given = numbers.to_numpy()
-            else:
-                floats = numbers.to_numpy(np.float64)
-                whole = (np.isfinite(floats) & (np.floor(floats) == floats)
-                         & (np.abs(floats) < 2.0**53))
-                if not np.all(whole):
-                    raise UnknownIdError(f"unknown {kind} {given[~whole][0]}")
-                given = floats.astype(np.int64)
+        if given.dtype.kind == "b":
+            raise UnknownIdError(f"unknown {kind} {given[0]}")
+        if given.dtype.kind == "f":
+            given = given.astype(np.float64)  # float16 would overflow at the bound below
+            whole = np.isfinite(given) & (np.floor(given) == given) & (np.abs(given) < 2.0**53)
+            if not np.all(whole):
+                raise UnknownIdError(f"unknown {kind} {given[~whole][0]}")
+            given = given.astype(np.int64)
+        elif given.dtype.kind not in "iu":  # strings or objects, one by one
+            values = [_whole_number(value) for value in given]
+            for value, original in zip(values, given, strict=True):
+                if value is None or not limits.min <= value <= limits.max:
+                    raise UnknownIdError(f"unknown {kind} {original}")
+            return np.array(values, self.raw.dtype)
         inside = (given >= limits.min) & (given <= limits.max)
         if not np.all(inside):
             raise UnknownIdError(f"unknown {kind} {given[~inside][0]}")
         return given.astype(self.raw.dtype)
+
+
+def _whole_number(value: object) -> int | None:
+    """An id given as an object, as an integer: None unless it is a whole number (an int, a
+    whole float below 2**53, or a string of one)."""
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, str | bytes):
+        text = value.strip() if isinstance(value, str) else value.decode(errors="replace")
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                return None
+    if isinstance(value, float | np.floating):
+        number = float(value)
+        return int(number) if (math.isfinite(number) and number.is_integer()
+                               and abs(number) < 2.0**53) else None
+    return None
 
 
 def filter_min_counts(ratings: pd.DataFrame, min_item_ratings: int, min_user_ratings: int
