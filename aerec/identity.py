@@ -6,6 +6,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from aerec.data.parse import field_separator
+
 # Keys that do not change what is trained: where files live, how progress is shown, how often
 # checkpoints are written, and the data path (resident and streamed, float32 or bfloat16
 # storage of exact ratings: the same inputs, so the same results to rounding).
@@ -24,8 +26,9 @@ NEUTRAL_DEFAULTS = {"train.wide_shards": 1}
 # are still resumed from an explicit checkpoint.dir (`identity_differences` reads their
 # saved value as this one), but their default directory has moved.
 RECORDED_AS = {"dataset.download": True}
-# Spellings of one value, recorded as it: `dataset.sep=tab` reads the same file as a tab.
-SPELLINGS = {"dataset.sep": {"tab": "\t", "\\t": "\t"}}
+# Keys with several spellings of one value, recorded as the value they are read as:
+# `dataset.sep=tab` reads the same file as a tab.
+NORMALISED = {"dataset.sep": field_separator}
 # What the same configuration trains, as a number: raised when a code change makes it train
 # differently, so that a checkpoint of the older training is neither resumed nor reported as
 # this one's (its directory differs, and an explicit checkpoint.dir names the mismatch).
@@ -60,7 +63,7 @@ def flatten_config(cfg: Any) -> dict[str, Any]:
 
 def run_identity(cfg: Any) -> dict[str, Any]:
     """The flattened configuration keys that define what a run trains."""
-    flat = {key: SPELLINGS.get(key, {}).get(value, value) if isinstance(value, str) else value
+    flat = {key: NORMALISED[key](value) if key in NORMALISED else value
             for key, value in flatten_config(cfg).items()}
     identity = {key: RECORDED_AS.get(key, value) for key, value in flat.items()
                 if is_identity_key(key)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from aerec.data.dataset import field_separator, read_raw_ratings
-from aerec.data.parse import read_ratings
+from aerec.data.dataset import read_raw_ratings
+from aerec.data.parse import field_separator, read_ratings
 from aerec.data.sources import SOURCES
 from aerec.errors import ConfigError, DataError
 

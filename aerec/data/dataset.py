@@ -96,8 +96,7 @@ def read_raw_ratings(dataset_cfg: Any, data_dir: Path, *, progress: bool = True
             raise ConfigError(f"dataset.path={path} does not exist")
         low, high = dataset_cfg.get("rating_min"), dataset_cfg.get("rating_max")
         scale_given = low is not None and high is not None
-        table = read_ratings(path, sep=field_separator(dataset_cfg.sep),
-                             header=bool(dataset_cfg.header),
+        table = read_ratings(path, sep=dataset_cfg.sep, header=bool(dataset_cfg.header),
                              columns=dataset_cfg.get("columns"),
                              encoding=dataset_cfg.get("encoding", "utf-8"),
                              rating_range=(float(low), float(high)) if scale_given else None)
@@ -114,12 +113,6 @@ def read_raw_ratings(dataset_cfg: Any, data_dir: Path, *, progress: bool = True
             rating_step=dataset_cfg.rating_step, seed=dataset_cfg.seed)
         return table, (float(dataset_cfg.rating_min), float(dataset_cfg.rating_max)), "synthetic"
     raise ConfigError(f"dataset.name={name!r} is unknown; valid: {', '.join(DATASET_NAMES)}")
-
-
-def field_separator(sep: str) -> str:
-    """`dataset.sep` as a character: a tab given as `\\t` or `tab` is a tab (Hydra keeps the
-    backslash of "dataset.sep='\\t'", and a bare tab is hard to type on a command line)."""
-    return "\t" if sep in ("\\t", "tab") else sep
 
 
 def load_dataset(dataset_cfg: Any, prepare_cfg: Any, split_cfg: Any, data_dir: Path, *,

@@ -27,6 +27,12 @@ INTEGER_FIELDS = ("user", "item", "timestamp")
 SEPARATORS = ("::", ",", "\t", ";", "|", " ")
 
 
+def field_separator(sep: str) -> str:
+    """`dataset.sep` as a character: a tab given as `\\t` or `tab` is a tab (Hydra keeps the
+    backslash of "dataset.sep='\\t'", and a bare tab is hard to type on a command line)."""
+    return "\t" if sep in ("\\t", "tab") else sep
+
+
 def read_ratings(path: Path, *, sep: str, header: bool, columns: Sequence[str] | None = None,
                  encoding: str = "utf-8", rating_range: tuple[float, float] | None = None
                  ) -> pd.DataFrame:
@@ -35,7 +41,7 @@ def read_ratings(path: Path, *, sep: str, header: bool, columns: Sequence[str] |
     `columns` names each field in file order (`user`, `item`, `rating`, `timestamp`, or `_` to
     ignore one); by default the fields are user, item, rating and an optional timestamp.
     """
-    path = Path(path)
+    path, sep = Path(path), field_separator(sep)
     if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
         encoding = "utf-8-sig"  # the same text, with a byte-order mark (if any) removed
     line = _first_line(path, header, encoding)
