@@ -67,13 +67,8 @@ def verify_file(path: Path, sha256: str) -> None:
         )
 
 
-def has_member(archive: Path, member: str) -> bool:
-    """Whether the zip `archive` holds `member`."""
-    try:
-        with zipfile.ZipFile(archive) as bundle:
-            return member in bundle.namelist()
-    except zipfile.BadZipFile as error:
-        raise DataError(f"{archive} is not a valid zip archive: {error}") from error
+class MissingMemberError(DataError):
+    """The archive is valid but has no such member."""
 
 
 def extract_member(archive: Path, member: str, dest: Path) -> Path:
@@ -81,13 +76,13 @@ def extract_member(archive: Path, member: str, dest: Path) -> Path:
     member_path = PurePosixPath(member)
     if member_path.is_absolute() or ".." in member_path.parts:
         raise DataError(f"{archive}: refusing unsafe member name {member!r}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         with zipfile.ZipFile(archive) as bundle:
             try:
                 info = bundle.getinfo(member)
             except KeyError:
-                raise DataError(f"{archive} has no member {member!r}") from None
+                raise MissingMemberError(f"{archive} has no member {member!r}") from None
+            dest.parent.mkdir(parents=True, exist_ok=True)  # only for a member that exists
             with bundle.open(info) as source, atomic_output(dest) as out:
                 shutil.copyfileobj(source, out, CHUNK_BYTES)
     except zipfile.BadZipFile as error:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import platformdirs
 
-from aerec.data.download import download, extract_member, has_member, verify_file
+from aerec.data.download import MissingMemberError, download, extract_member, verify_file
 from aerec.data.sources import Source
 from aerec.errors import DataError, DownloadError
 
@@ -56,22 +56,20 @@ def locate_file(source: Source, data_dir: Path, file_name: str, *, allow_downloa
 
 def _extract(source: Source, archive: Path, requested: Path, dest: Path) -> Path:
     member = f"{source.folder}/{requested.as_posix()}"
-    if not has_member(archive, member):  # a derived copy (ratings_notime.dat), or a typo
+    try:
+        return extract_member(archive, member, dest)
+    except MissingMemberError:  # a derived copy (ratings_notime.dat), or a typo
         raise DataError(
             f"{source.name}: the official archive {archive} has no {member}; put "
             f"{requested} at {dest}, or leave dataset.ratings_file unset for "
-            f"{source.ratings_file}")
-    return extract_member(archive, member, dest)
+            f"{source.ratings_file}") from None
 
 
 def _where_to_put(source: Source, data_dir: Path, requested: Path) -> str:
+    origin = (f"the official archive {source.archive_name} ({source.url}) at "
+              f"{data_dir / source.archive_name}")
     if requested.as_posix() != source.ratings_file:  # perhaps not a file of the archive at all
-        origin = (f"the official archive {source.archive_name} ({source.url}) at "
-                  f"{data_dir / source.archive_name} if {requested} is one of its files "
-                  f"(it holds {source.ratings_file})")
-    else:
-        origin = (f"the official archive {source.archive_name} ({source.url}) at "
-                  f"{data_dir / source.archive_name}")
+        origin += f" if {requested} is one of its files (it holds {source.ratings_file})"
     return (
         f"Put {requested} at {data_dir / source.folder / requested}, or {origin}; "
         f"or point paths.data_dir (env {DATA_DIR_ENV}) at a directory that holds them."
