@@ -31,6 +31,17 @@ def can_take_ctrl_c() -> bool:
 
 
 @contextmanager
+def sigint_handled_by(handler: Callable[[int, Any], None]) -> Iterator[Any]:
+    """SIGINT handled by `handler` while active; yields the handler it replaced, which is
+    restored at the end."""
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield previous
+    finally:  # None: a handler not set from Python (an embedding program's); the default
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+
+
+@contextmanager
 def never() -> Iterator[Callable[[], bool]]:
     """No stop is ever requested (signals are left as they are)."""
     yield lambda: False
@@ -56,11 +67,8 @@ def after_the_epoch() -> Iterator[Callable[[], bool]]:
         print("\nCtrl-C: stopping once this epoch ends, its checkpoint written if the run "
               "keeps them (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
 
-    previous = signal.signal(signal.SIGINT, on_ctrl_c)
-    try:
+    with sigint_handled_by(on_ctrl_c) as previous:
         yield requested.is_set
-    finally:  # None: a handler not set from Python (an embedding program's); the default
-        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
 
 
 @contextmanager
@@ -80,8 +88,5 @@ def exit_on_ctrl_c(note: Callable[[], str]) -> Iterator[None]:
         sys.stdout.flush()
         os._exit(130)
 
-    previous = signal.signal(signal.SIGINT, on_ctrl_c)
-    try:
+    with sigint_handled_by(on_ctrl_c):
         yield
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)

@@ -214,11 +214,10 @@ def _item_codes(encode: Any, params: Any, inputs: DeviceRows, chunk_rows: int) -
 class LearnedFirst:
     """Another ranker's scores, with the items the model learned nothing of ranked after all
     the others (the lowest finite score: -inf marks an excluded item, never ranked): their
-    scores are the network's untrained output, and the
-    training mean that `predict` gives them would rank them above every item of a model
-    whose scores are not ratings (trained on all cells, they sit near the bottom of the
-    scale). Shown in a recommendation, such an item's predicted rating is the training mean,
-    as `predict` has it."""
+    scores are the network's untrained output, and the training mean that `predict` gives
+    them would rank them above every item of a model whose scores are not ratings (trained
+    on all cells, they sit near the bottom of the scale). Shown in a recommendation, such an
+    item's predicted rating is the training mean, as `predict` has it."""
 
     inner: Any
     unknown: np.ndarray  # (n_items,) bool

@@ -367,7 +367,7 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
     # by `break`, and a finished run's bar would stop one short.
     bar = tqdm(total=epochs, initial=first_epoch - 1, desc="train", unit="epoch",
                disable=not progress or finished)
-    with interruptible() as stop_requested:
+    with bar, interruptible() as stop_requested:  # the bar closed however the loop ends
         for epoch in epoch_range:
             epoch_started = time.perf_counter()
             batches = epoch_batches(rows_with_data, batch_size, seed, epoch)
@@ -405,10 +405,8 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
             if checkpointer is not None and checkpointer.should_save(epoch, finished or stopping):
                 save(checkpointer, epoch, state, waited=waited, finished=finished)
             if stopping:  # even after the last epoch: the run was asked to end here
-                bar.close()
                 raise TrainingInterrupted(epoch, saved=checkpointer is not None)
             if finished:
                 break
-    bar.close()
     best.train_seconds = seconds_before + time.perf_counter() - started
     return best

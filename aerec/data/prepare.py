@@ -10,6 +10,9 @@ import pandas as pd
 
 from aerec.errors import DataError, UnknownIdError
 
+# A float64 holds every integer exactly only below this: a float id beyond it is no id.
+EXACT_FLOATS = 2.0**53
+
 
 @dataclass(frozen=True)
 class IdMap:
@@ -35,7 +38,6 @@ class IdMap:
             raise UnknownIdError(f"unknown {kind} {given[~known][0]}")
         return positions.astype(np.int32)
 
-
     def _whole_ids(self, given: np.ndarray, kind: str) -> np.ndarray:
         """`given` (numbers, strings or objects) as integer ids; UnknownIdError naming the
         first that is not a whole number in the ids' range (2.7 would otherwise be cast to
@@ -48,7 +50,8 @@ class IdMap:
             raise UnknownIdError(f"unknown {kind} {given[0]}")
         if given.dtype.kind == "f":
             given = given.astype(np.float64)  # float16 would overflow at the bound below
-            whole = np.isfinite(given) & (np.floor(given) == given) & (np.abs(given) < 2.0**53)
+            whole = (np.isfinite(given) & (np.floor(given) == given)
+                     & (np.abs(given) < EXACT_FLOATS))
             if not np.all(whole):
                 raise UnknownIdError(f"unknown {kind} {given[~whole][0]}")
             given = given.astype(np.int64)
@@ -83,7 +86,7 @@ def _whole_number(value: object) -> int | None:
     if isinstance(value, float | np.floating):
         number = float(value)
         return int(number) if (math.isfinite(number) and number.is_integer()
-                               and abs(number) < 2.0**53) else None
+                               and abs(number) < EXACT_FLOATS) else None
     return None
 
 
