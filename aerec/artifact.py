@@ -39,15 +39,16 @@ def save_artifact(directory: Path, params: Any, *, config: Any, scaling: Scaling
                   rating_range: tuple[float, float], fallback: float,
                   trained_columns: np.ndarray, users: IdMap,
                   items: IdMap, inputs: sp.csr_matrix, seen: sp.csr_matrix,
-                  catalog: dict[str, np.ndarray]) -> Path:
+                  catalog: dict[str, np.ndarray], data: dict[str, str] | None = None) -> Path:
     """Write the artifact into `directory`, which must not exist yet.
 
     `inputs`: the ratings the model reads (model orientation); `trained_columns`: the output
     columns that had training ratings (the others predict `fallback`, as in evaluation);
     `seen`: every rating of each
     user (users x items), excluded from their recommendations; `catalog`: titles, years and
-    genres aligned with `items`. Everything is written into a temporary sibling that is
-    renamed at the end, so a reader never sees a partial model.
+    genres aligned with `items`; `data`: what it was trained on (`data_fingerprint`, the
+    `data_source` file and `data_dir`), for task=evaluate. Everything is written into a
+    temporary sibling that is renamed at the end, so a reader never sees a partial model.
     """
     directory = directory.absolute()
     if directory.exists():
@@ -61,7 +62,7 @@ def save_artifact(directory: Path, params: Any, *, config: Any, scaling: Scaling
     resolved = OmegaConf.to_container(config, resolve=True)
     description = {"model": resolved["model"], "config": resolved,
                    "scaling": [scaling.shift, scaling.scale], "rating_range": list(rating_range),
-                   "fallback": fallback, "n_inputs": int(inputs.shape[1])}
+                   "fallback": fallback, "n_inputs": int(inputs.shape[1]), **(data or {})}
     (directory / "model.json").write_text(json.dumps(description, indent=2) + "\n")
     with open(directory / "data.npz", "wb") as handle:
         np.savez(handle, users=users.raw, items=items.raw, indptr=inputs.indptr,

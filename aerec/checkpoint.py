@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from orbax.checkpoint import checkpoint_managers
 from aerec.errors import CheckpointError, ConfigError
 from aerec.identity import RECORDED_AS, run_identity
 from aerec.lock import DirectoryLock
+from aerec.logs import FILE_ONLY, brief
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,15 @@ def identity_differences(saved: dict[str, Any], current: dict[str, Any]) -> list
             for key in keys if saved.get(key) != current.get(key)]
 
 
+class DataChanged(Exception):  # noqa: N818 (a finding, not a fault)
+    """The checkpoints were trained on other data than this run's (`saved`: their data
+    fingerprint, None when written before fingerprints were recorded)."""
+
+    def __init__(self, saved: str | None):
+        super().__init__(saved)
+        self.saved = saved
+
+
 @dataclass
 class Resumed:
     """What a restored checkpoint gives back to the fit loop."""
@@ -74,10 +85,12 @@ class Checkpointer:
 
     def __init__(self, directory: Path, identity: dict[str, Any], *, every_epochs: int = 1,
                  every_seconds: float = 0.0, keep: int = 2,
-                 lock: DirectoryLock | None = None):
+                 lock: DirectoryLock | None = None, data_fingerprint: str = ""):
         self.directory = directory
         self.lock = lock
         self.identity = identity
+        self.data_fingerprint = data_fingerprint
+        self.finished = False  # whether the last save was of a finished run
         self.every_epochs = every_epochs
         self.every_seconds = every_seconds
         self.last_save = time.monotonic()  # training starts now
@@ -110,13 +123,15 @@ class Checkpointer:
         """
         metric = valid_rmse if np.isfinite(valid_rmse) else float("inf")
         try:  # also surfaces the failure of the previous, asynchronous save
-            meta = json.loads(json.dumps({**meta, "epoch": epoch, "identity": self.identity}))
+            meta = json.loads(json.dumps({**meta, "epoch": epoch, "identity": self.identity,
+                                          "data_fingerprint": self.data_fingerprint}))
             saved = self.manager.save(epoch, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)),
                 metrics={"valid_rmse": metric})
         except Exception as error:
             raise self._write_error(epoch, error) from error
         self.last_save = time.monotonic()
+        self.finished = bool(meta.get("finished"))
         if not saved:  # orbax skips, without an error, a step at or before its latest one
             raise CheckpointError(
                 f"the checkpoint of epoch {epoch} was not written: {self.directory} already "
@@ -136,7 +151,8 @@ class Checkpointer:
         Unreadable checkpoints newer than the one restored are moved aside (`set_aside`):
         orbax writes no step at or before its latest, so left in place they would block every
         later save up to their epoch. Raises ConfigError, naming the differing keys, if a
-        checkpoint was written by another config.
+        checkpoint was written by another config, and DataChanged if it was trained on other
+        data (or before the data's fingerprint was recorded).
         """
         abstract = jax.eval_shape(lambda: like)
         unreadable: list[int] = []
@@ -152,9 +168,12 @@ class Checkpointer:
                         f"the checkpoint in {self.directory} was written by another "
                         f"configuration ({'; '.join(differences)}); use checkpoint.dir=... "
                         "for a new run or train.resume=false to start over")
+                if meta.get("data_fingerprint") != self.data_fingerprint:
+                    raise DataChanged(meta.get("data_fingerprint"))
                 arrays = self._restore_item(step, "state", ocp.args.StandardRestore(abstract))
                 if arrays is not None:
                     resumed = Resumed(int(meta["epoch"]), arrays, dict(meta))
+                    self.finished = bool(meta.get("finished"))
                     break
             unreadable.append(step)
         if unreadable:
@@ -172,7 +191,7 @@ class Checkpointer:
                                            step=step)
             Path(os.fspath(path)).rename(aside / path.name)
         self.manager.reload()
-        log.warning("moved the unreadable checkpoints of epochs %s of %s to %s",
+        log.warning("set aside the unreadable checkpoints of epochs %s of %s in %s",
                     ", ".join(map(str, sorted(steps))), self.directory, aside)
         return aside
 
@@ -182,13 +201,22 @@ class Checkpointer:
             return self.manager.restore(step, args=ocp.args.Composite(**{name: args}))[name]
         except Exception as error:  # any unreadable checkpoint: the caller tries an older one
             log.warning("checkpoint %s of %s is unreadable (%s); trying an older one",
-                        step, self.directory, error)
+                        step, self.directory, brief(error))
+            log.info("why checkpoint %s of %s is unreadable:", step, self.directory,
+                     exc_info=error, extra=FILE_ONLY)
             return None
 
     def close(self) -> None:
-        """Wait for pending saves to finish, then release the directory's lock."""
+        """Wait for pending saves to finish, then release the directory's lock. A finished
+        run keeps only its last checkpoint: all that resuming it needs (its best parameters
+        and history), where the earlier epochs' would only fill the cache."""
         try:
             self.manager.wait_until_finished()
+            if self.finished:
+                latest = self.manager.latest_step()
+                for step in self.manager.all_steps():
+                    if step != latest:
+                        self.manager.delete(step)
             self.manager.close()
         except Exception as error:
             raise self._write_error(None, error) from error
@@ -197,29 +225,46 @@ class Checkpointer:
                 self.lock.release()
 
 
-def open_checkpoint(cfg: Any, like: Any) -> tuple[Checkpointer | None, Resumed | None]:
+def open_checkpoint(cfg: Any, like: Any, data_fingerprint: str
+                    ) -> tuple[Checkpointer | None, Resumed | None]:
     """The run's Checkpointer and, per `train.resume`, the checkpoint to continue from.
 
     `auto` resumes when a checkpoint exists; `true` requires one; `false` starts over,
-    moving an existing checkpoint directory aside (never deleting it).
+    moving an existing checkpoint directory aside (never deleting it). Checkpoints trained on
+    other data (`data_fingerprint`: `aerec.identity.data_fingerprint`) are never resumed:
+    they are set aside, with a note, and training starts over.
     """
     if not cfg.checkpoint.enabled:
         return None, None
     directory = checkpoint_dir_of(cfg)
     lock = DirectoryLock(directory)  # before anything is read, moved or written
     try:
-        return _open_locked(cfg, like, directory, lock)
+        return _open_locked(cfg, like, directory, lock, data_fingerprint)
     except BaseException:
         lock.release()
         raise
 
 
-def _open_locked(cfg: Any, like: Any, directory: Path, lock: DirectoryLock
-                 ) -> tuple[Checkpointer, Resumed | None]:
+def set_directory_aside(directory: Path, why: str) -> Path:
+    """Rename a checkpoint directory to `<name>.<why>-<time>` beside it (kept, never deleted:
+    `python -m aerec.checkpoints prune` removes such directories); returns the new path."""
+    aside = directory.with_name(f"{directory.name}.{why}-{time.strftime('%Y%m%d-%H%M%S')}")
+    directory.rename(aside)
+    return aside
+
+
+def data_change(saved: str | None, current: str) -> str:
+    """How the data's fingerprint changed, for a message."""
+    if saved is None:
+        return "they were written before aerec recorded the data's fingerprint"
+    return f"data fingerprint {saved[:12]}, now {current[:12]}"
+
+
+def _open_locked(cfg: Any, like: Any, directory: Path, lock: DirectoryLock,
+                 data_fingerprint: str) -> tuple[Checkpointer, Resumed | None]:
     resume = cfg.train.resume
     if resume is False and directory.is_dir() and any(directory.iterdir()):
-        aside = directory.with_name(f"{directory.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
-        directory.rename(aside)
+        aside = set_directory_aside(directory, "replaced")
         print(f"train.resume=false: starting over; the previous checkpoints are in {aside}")
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -230,11 +275,29 @@ def _open_locked(cfg: Any, like: Any, directory: Path, lock: DirectoryLock
         raise ConfigError(f"the checkpoint directory {directory} cannot be written "
                           f"({error.strerror}); point checkpoint.dir or paths.checkpoint_dir "
                           "at a writable directory, or set checkpoint.enabled=false") from error
-    checkpointer = Checkpointer(directory, run_identity(cfg),
-                                every_epochs=int(cfg.checkpoint.every_epochs),
-                                every_seconds=float(cfg.checkpoint.get("every_seconds", 0.0)),
-                                keep=int(cfg.checkpoint.keep), lock=lock)
-    resumed = checkpointer.restore_latest(like) if resume in ("auto", True) else None
+    def new_checkpointer() -> Checkpointer:
+        return Checkpointer(directory, run_identity(cfg),
+                            every_epochs=int(cfg.checkpoint.every_epochs),
+                            every_seconds=float(cfg.checkpoint.get("every_seconds", 0.0)),
+                            keep=int(cfg.checkpoint.keep), lock=lock,
+                            data_fingerprint=data_fingerprint)
+
+    checkpointer = new_checkpointer()
+    try:
+        resumed = checkpointer.restore_latest(like) if resume in ("auto", True) else None
+    except DataChanged as changed:
+        checkpointer.manager.close()  # the lock stays held: the directory is still ours
+        change = data_change(changed.saved, data_fingerprint)
+        if resume is True:
+            raise ConfigError(f"train.resume=true but the checkpoints in {directory} were "
+                              f"trained on other data ({change}); set train.resume=auto to "
+                              "start over on this data") from None
+        aside = set_directory_aside(directory, "data-changed")
+        print(f"the data changed since the checkpoints in {directory} were written "
+              f"({change}): they are set aside in {aside}, and training starts over",
+              file=sys.stderr)
+        directory.mkdir(parents=True)
+        checkpointer, resumed = new_checkpointer(), None
     if resume is True and resumed is None:
         checkpointer.close()
         raise ConfigError(f"train.resume=true but there is no checkpoint in {directory}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from aerec.artifact import load
 from aerec.data.dataset import Dataset, load_dataset
 from aerec.data.split import TEST
 from aerec.errors import ConfigError, DataError
+from aerec.identity import data_fingerprint
 from aerec.matrices import Matrices, build_matrices, data_dir_of
 from aerec.metrics import Evaluator
 from aerec.models.scaling import Scaling
@@ -83,26 +85,54 @@ def same_ratings(a: sp.csr_matrix, b: sp.csr_matrix) -> bool:
     return a.shape == b.shape and a.nnz == b.nnz and (a != b).nnz == 0
 
 
+def trained_data_dir(cfg: Any, description: dict[str, Any]) -> Path:
+    """Where task=evaluate reads the data: paths.data_dir when given, else the data directory
+    the model was trained with (recorded in its model.json), else the default one."""
+    if cfg.paths.data_dir or not description.get("data_dir"):
+        return data_dir_of(cfg)
+    return Path(description["data_dir"])
+
+
+def load_trained_data(cfg: Any, model: Any) -> tuple[Any, Dataset]:
+    """The run configuration and the dataset a saved model was trained on, read again; a
+    DataError naming the file read when its ratings are not those the model was trained on."""
+    description = model.description
+    run_cfg = OmegaConf.create(description["config"])
+    run_cfg.paths = cfg.paths
+    source = description.get("data_source", "")
+    if run_cfg.dataset.name == "custom" and source and not Path(
+            str(run_cfg.dataset.path)).expanduser().is_file():
+        run_cfg.dataset.path = source  # a relative dataset.path, given from another directory
+    dataset = load_dataset(run_cfg.dataset, run_cfg.prepare, run_cfg.split,
+                           trained_data_dir(cfg, description), progress=cfg.train.progress)
+    saved = description.get("data_fingerprint")
+    if saved is not None and saved != data_fingerprint(dataset):
+        raise DataError(
+            f"{dataset.source}: these are not the ratings the model in {cfg.checkpoint.path} "
+            f"was trained on (data fingerprint {data_fingerprint(dataset)[:12]}, trained on "
+            f"{saved[:12]} from {source or 'its file'}): ratings were added, removed or "
+            "changed since; evaluate on the ratings it was trained on")
+    if not (np.array_equal(dataset.users.raw, model.users.raw)
+            and np.array_equal(dataset.items.raw, model.items.raw)):
+        raise DataError(f"{dataset.source}: its ratings do not give the users and items the "
+                        f"model in {cfg.checkpoint.path} was trained on")
+    return run_cfg, dataset
+
+
 def evaluate_artifact(cfg: Any) -> dict[str, Any]:
     """task=evaluate: the test figures of a saved model (checkpoint.path) on its own split.
 
-    The dataset, preparation and split come from the configuration saved with the model; only
-    paths come from `cfg`, so the figures are those of the run that trained it.
+    The dataset, preparation and split come from the configuration saved with the model, and
+    the data directory too unless paths.data_dir is given; the ratings read must be those the
+    model was trained on (its data fingerprint), so the figures are those of the run.
     """
     model = load(cfg.checkpoint.path)
-    run_cfg = OmegaConf.create(model.description["config"])
-    run_cfg.paths = cfg.paths
-    dataset = load_dataset(run_cfg.dataset, run_cfg.prepare, run_cfg.split, data_dir_of(cfg),
-                           progress=cfg.train.progress)
-    if not (np.array_equal(dataset.users.raw, model.users.raw)
-            and np.array_equal(dataset.items.raw, model.items.raw)):
-        raise DataError(f"the ratings under {data_dir_of(cfg)} do not give the users and items "
-                        f"the model in {cfg.checkpoint.path} was trained on")
+    run_cfg, dataset = load_trained_data(cfg, model)
     matrices = build_matrices(dataset, run_cfg)
     if not same_ratings(matrices.eval_input.matrix, model.inputs):
-        # Ratings added, removed or changed split differently (the split is drawn over the
-        # ratings in (user, item) order), and the test ratings would include training ones.
-        raise DataError(f"the ratings under {data_dir_of(cfg)} do not split into the training "
+        # Models saved before data fingerprints: ratings added, removed or changed split
+        # differently (the split is drawn over the ratings in (user, item) order).
+        raise DataError(f"{dataset.source}: its ratings do not split into the training "
                         f"ratings the model in {cfg.checkpoint.path} was trained on: ratings "
                         "were added, removed or changed since, or it was trained by an older "
                         "aerec that split in the file's line order; evaluate on the ratings it "

@@ -24,6 +24,7 @@ from aerec.evaluation import (
     evaluator_factory,
     ranking_figures,
 )
+from aerec.identity import data_fingerprint
 from aerec.interrupt import Interruptible, never
 from aerec.matrices import Matrices, build_matrices, data_dir_of
 from aerec.models.autoencoder import AutoEncoderPredictor, graphdef_of, member_params_fn
@@ -38,8 +39,10 @@ from aerec.train import FitResult, Objective, fit, new_state, steps_per_epoch
 def train_autoencoder(cfg: Any, matrices: Matrices, scaling: Scaling,
                       validate_with: Callable[[Callable, Any], Callable[[Any], float]],
                       on_epoch: Callable[[dict[str, float]], None] | None,
-                      interruptible: Interruptible = never) -> tuple[Callable, FitResult]:
-    """Build, fit and return (predict, fit result) for the autoencoder."""
+                      interruptible: Interruptible = never, data_fingerprint: str = ""
+                      ) -> tuple[Callable, FitResult]:
+    """Build, fit and return (predict, fit result) for the autoencoder; its checkpoints are
+    resumed only for the same data (`data_fingerprint`)."""
     model_cfg = cfg.model
     n_inputs = matrices.train.shape[1]
     graphdef = graphdef_of(model_cfg, n_inputs)
@@ -52,7 +55,8 @@ def train_autoencoder(cfg: Any, matrices: Matrices, scaling: Scaling,
     members = int(model_cfg.ensemble)
     state = new_state(member_params_fn(model_cfg, n_inputs, cfg.seed, members), optimizer,
                       cfg.seed)
-    checkpointer, resumed = open_checkpoint(cfg, {"train": state, "best_params": state.params})
+    checkpointer, resumed = open_checkpoint(cfg, {"train": state, "best_params": state.params},
+                                            data_fingerprint)
     try:
         result = fit(objective, optimizer, state, matrices.train,
                      validate_with(predict, matrices.train), epochs=cfg.train.epochs,
@@ -117,6 +121,7 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
     dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir_of(cfg),
                            progress=cfg.train.progress)
     check_ranking_threshold(cfg.ranking, dataset)
+    fingerprint = data_fingerprint(dataset)
     matrices = build_matrices(dataset, cfg)
     orientation = cfg.model.orientation
     evaluator_of = evaluator_factory(dataset, matrices, int(cfg.train.eval_chunk_rows))
@@ -130,7 +135,7 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
                            dataset.train_mean())
     if cfg.model.name == "autoencoder":
         predict, result = train_autoencoder(cfg, matrices, scaling, validate_with, on_epoch,
-                                            interruptible)
+                                            interruptible, fingerprint)
     elif cfg.model.name == "svd":
         predict, result = train_svd(cfg, matrices, scaling, validate_with)
     elif cfg.model.name == "popularity":
@@ -152,7 +157,9 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
                       inputs=matrices.eval_input.matrix,
                       seen=rating_matrix(dataset, (TRAIN, VALID, TEST, FOLD_IN), "user"),
                       catalog=align_catalog(load_catalog(cfg.dataset, data_dir_of(cfg)),
-                                            dataset.items.raw))
+                                            dataset.items.raw),
+                      data={"data_fingerprint": fingerprint, "data_source": dataset.source,
+                            "data_dir": str(data_dir_of(cfg).absolute())})
     results = {
         "dataset": cfg.dataset.name,
         "model": cfg.model.name,
@@ -166,6 +173,7 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
         "n_valid": dataset.count(VALID),
         "n_test": dataset.count(TEST),
         "n_fold_in": dataset.count(FOLD_IN),
+        "data_fingerprint": fingerprint,
         **dataset.accounting,
         "test_rmse": test["rmse"],
         "test_mae": test["mae"],

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from omegaconf import OmegaConf
 
 from aerec.data.parse import field_separator
+
+if TYPE_CHECKING:
+    from aerec.data.dataset import Dataset
 
 # Keys that do not change what is trained: where files live, how progress is shown, how often
 # checkpoints are written, and the data path (resident and streamed, float32 or bfloat16
@@ -69,3 +74,23 @@ def run_identity(cfg: Any) -> dict[str, Any]:
                 if is_identity_key(key)
                 and not (key in NEUTRAL_DEFAULTS and value == NEUTRAL_DEFAULTS[key])}
     return dict(sorted({**identity, "aerec.training_format": TRAINING_FORMAT}.items()))
+
+
+def data_fingerprint(dataset: Dataset) -> str:
+    """What a run trains on, as a sha256 hex digest of the prepared ratings: raw user and item
+    ids, ratings and the rating scale, in (user, item) order. The file's line order, path and
+    format do not enter it: the same ratings give the same fingerprint however they are
+    stored, and any rating added, removed or changed gives another."""
+    digest = hashlib.sha256(b"aerec-ratings-v1")
+    arrays = (dataset.users.raw[dataset.user_index], dataset.items.raw[dataset.item_index],
+              dataset.rating.astype(np.float32),
+              np.array([dataset.rating_min, dataset.rating_max], np.float64))
+    for array in arrays:
+        if array.dtype.kind in "iu" and array.dtype != np.uint64:
+            array = array.astype(np.int64)  # ids parsed narrower or wider are the same ids
+        array = np.ascontiguousarray(array)
+        # the dtype and length framed in: equal bytes of other types are other data
+        digest.update(f"{array.dtype.str}:{array.size};".encode())
+        digest.update(array.tobytes() if array.dtype.kind != "O" else
+                      "\0".join(map(str, array)).encode())
+    return digest.hexdigest()

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import jax
@@ -16,7 +17,7 @@ import pytest
 
 from aerec.checkpoint import Checkpointer, checkpoint_dir_of, identity_differences
 from aerec.cli import run_task
-from aerec.errors import CheckpointError, ConfigError
+from aerec.errors import CheckpointError, ConfigError, TrainingInterrupted
 from aerec.identity import TRAINING_FORMAT, run_identity
 from tests.conftest import FAST, ROOT, cli_env
 
@@ -133,11 +134,29 @@ def test_resume_modes(compose_config, tmp_path: Path, capsys: pytest.CaptureFixt
     assert "starting over" in capsys.readouterr().out
 
 
+def stop_after(epochs: int):
+    """An `interruptible` whose stop is requested from epoch `epochs` on."""
+
+    @contextmanager
+    def interruptible():
+        seen = [0]
+
+        def stop_requested() -> bool:
+            seen[0] += 1
+            return seen[0] >= epochs
+
+        yield stop_requested
+
+    return interruptible
+
+
 def test_corrupt_latest_checkpoint_falls_back(compose_config, tmp_path: Path,
                                               caplog: pytest.LogCaptureFixture) -> None:
     directory = tmp_path / "ckpt"
-    cfg = compose_config(f"checkpoint.dir={directory}", "train.epochs=4", "train.patience=100")
-    run_task(cfg, tmp_path / "a")
+    cfg = compose_config(f"checkpoint.dir={directory}", "train.epochs=6", "train.patience=100")
+    # stopped after epoch 4 of 6 (a finished run keeps only its last checkpoint)
+    with pytest.raises(TrainingInterrupted):
+        run_task(cfg, tmp_path / "a", interruptible=stop_after(4))
     latest = directory / "4"
     for path in latest.rglob("*"):
         if path.is_file():
@@ -146,12 +165,12 @@ def test_corrupt_latest_checkpoint_falls_back(compose_config, tmp_path: Path,
     assert resumed["resumed_from_epoch"] == 3
     assert "unreadable" in caplog.text
     # The damaged checkpoint is kept beside the directory, out of the way of epoch 4's save
-    # (orbax writes no step at or before its latest): a third run finds epoch 4 finished.
+    # (orbax writes no step at or before its latest): a third run finds epoch 6 finished.
     (aside,) = tmp_path.glob("ckpt.unreadable-*")
-    assert (aside / "4").is_dir() and (directory / "4").is_dir()
-    assert final_arrays(directory)[0] == 4
+    assert (aside / "4").is_dir() and (directory / "6").is_dir()
+    assert final_arrays(directory)[0] == 6
     again = run_task(cfg, tmp_path / "c")
-    assert again["resumed_from_epoch"] == 4 and again["test_rmse"] == resumed["test_rmse"]
+    assert again["resumed_from_epoch"] == 6 and again["test_rmse"] == resumed["test_rmse"]
 
 
 def test_saves_wait_every_seconds_between_them(tmp_path: Path,

@@ -44,6 +44,7 @@ class Dataset:
     # Row accounting from the file to the matrix: ratings read, merged by the duplicates
     # policy, removed by the minimum-count filters (read - merged - filtered are used).
     accounting: dict[str, int] = field(default_factory=dict)
+    source: str = ""  # where the ratings were read: a file's path, or "synthetic"
 
     @property
     def n_users(self) -> int:
@@ -144,4 +145,5 @@ def load_dataset(dataset_cfg: Any, prepare_cfg: Any, split_cfg: Any, data_dir: P
                         fold_in_fraction=split_cfg.fold_in_fraction, seed=split_cfg.seed)
     return Dataset(name=dataset_cfg.name, users=users, items=items, user_index=user_index,
                    item_index=item_index, rating=rating,
-                   role=roles, rating_min=low, rating_max=high, accounting=accounting)
+                   role=roles, rating_min=low, rating_max=high, accounting=accounting,
+                   source=origin)
