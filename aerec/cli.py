@@ -13,6 +13,7 @@ from typing import Any
 from aerec.config import refuse_added_keys, validate
 from aerec.errors import AerecError, TrainingInterrupted
 from aerec.interrupt import Interruptible, after_the_epoch, exit_on_ctrl_c, never
+from aerec.logs import route_library_logs
 from aerec.outputs import (
     EpochLog,
     format_table,
@@ -30,6 +31,7 @@ def quiet_library_logging() -> None:
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     # orbax reports every step of every save through absl at INFO level: progress, not news.
     logging.getLogger("absl").setLevel(logging.WARNING)
+    route_library_logs()  # library records and tracebacks: run.log only
 
 
 def quote_ratings_argument(argv: list[str]) -> list[str]:
