@@ -3,6 +3,7 @@ and task=evaluate for a saved model."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -80,6 +81,26 @@ def evaluate_held_out(evaluator_of: Callable, predict: Callable, params: Any, da
     return test, paper
 
 
+def figure_notes(results: dict[str, Any], split_cfg: Any, ranking_cfg: Any) -> dict[str, str]:
+    """Why each figure of `results` that is not a number (NaN, written as null) is missing:
+    results.json carries these as `notes`, {figure: reason}, so that no null goes unexplained."""
+    reasons: dict[str, str] = {}
+    if results.get("n_valid") == 0:
+        reasons["valid_rmse"] = (f"no validation ratings (split.valid_fraction="
+                                 f"{split_cfg.valid_fraction:g} left none): no early stopping, "
+                                 "the last epoch's model is kept")
+    if results.get("n_test") == 0:  # refused when the data is loaded; here for completeness
+        reasons.update(dict.fromkeys(("test_rmse", "test_mae", "paper_rmse"), "no test ratings"))
+    if results.get("ranking_users") == 0:
+        reasons.update(dict.fromkeys(
+            (key for key in results if "@" in key),
+            f"no user has a test rating >= ranking.threshold={ranking_cfg.threshold:g} (no "
+            "relevant item to rank)"))
+    return {key: reasons.get(key, "not defined for this run (unexpected: please report it)")
+            for key, value in results.items()
+            if isinstance(value, float) and not math.isfinite(value)}
+
+
 def same_ratings(a: sp.csr_matrix, b: sp.csr_matrix) -> bool:
     """Whether two rating matrices hold the same ratings at the same cells."""
     return a.shape == b.shape and a.nnz == b.nnz and (a != b).nnz == 0
@@ -143,7 +164,8 @@ def evaluate_artifact(cfg: Any) -> dict[str, Any]:
     run_cfg.ranking = cfg.ranking
     ranking = ranking_figures(run_cfg, model.params, dataset, matrices,
                               Scaling(*model.description["scaling"]))
-    return {"dataset": run_cfg.dataset.name, "model": run_cfg.model.name,
-            "layers": int(run_cfg.model.get("layers", 0)), "checkpoint_path": str(
-                cfg.checkpoint.path), "n_test": dataset.count(TEST), "test_rmse": test["rmse"],
-            "test_mae": test["mae"], "paper_rmse": paper["paper_rmse"], **ranking}
+    results = {"dataset": run_cfg.dataset.name, "model": run_cfg.model.name,
+               "layers": int(run_cfg.model.get("layers", 0)), "checkpoint_path": str(
+                   cfg.checkpoint.path), "n_test": dataset.count(TEST), "test_rmse": test["rmse"],
+               "test_mae": test["mae"], "paper_rmse": paper["paper_rmse"], **ranking}
+    return {**results, "notes": figure_notes(results, run_cfg.split, cfg.ranking)}

@@ -22,6 +22,7 @@ from aerec.evaluation import (
     check_ranking_threshold,
     evaluate_held_out,
     evaluator_factory,
+    figure_notes,
     ranking_figures,
 )
 from aerec.identity import data_fingerprint
@@ -190,4 +191,5 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
         "device": jax.devices()[0].device_kind,
         "history": result.history,
     }
+    results["notes"] = figure_notes(results, cfg.split, cfg.ranking)
     return results, dataset

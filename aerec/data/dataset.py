@@ -19,8 +19,9 @@ from aerec.data.prepare import (
     resolve_duplicates,
     strictly_increasing_pairs,
 )
+from aerec.data.scale import describe_inferred_scale
 from aerec.data.sources import SOURCES, get_source
-from aerec.data.split import TRAIN, split_roles
+from aerec.data.split import TRAIN, require_train_and_test, split_roles
 from aerec.data.synthetic import synthetic_ratings
 from aerec.errors import ConfigError, DataError
 
@@ -77,6 +78,29 @@ def require_positive_ratings(table: pd.DataFrame, path: Path) -> None:
             "a missing cell): shift the scale, e.g. add 11 to a -10..10 scale")
 
 
+def require_two_rating_values(ratings: np.ndarray, origin: str) -> None:
+    """Refuse ratings that are all equal: a rating model learns nothing from them (and the
+    scale read from them would be empty). A single rating is left to the split's check."""
+    if ratings.size >= 2 and ratings.min() == ratings.max():
+        raise DataError(
+            f"{origin}: all {ratings.size} ratings are {float(ratings[0]):g}: this looks like "
+            "implicit feedback (clicks, plays, purchases), which aerec's rating models cannot "
+            "learn from: they need at least two distinct rating values (models for implicit "
+            "feedback are planned). If the file holds other ratings, check that "
+            "dataset.columns names its rating field")
+
+
+def report_inferred_scale(ratings: np.ndarray, origin: str) -> None:
+    """Log the scale read from a custom file's ratings, their distribution, and a warning for
+    an end that looks like an outlier (`aerec.data.scale`)."""
+    if ratings.min() == ratings.max():
+        return  # refused by require_two_rating_values, or too few to split
+    note, warnings = describe_inferred_scale(ratings, origin)
+    log.info("%s", note)
+    for warning in warnings:
+        log.warning("%s", warning)
+
+
 def read_raw_ratings(dataset_cfg: Any, data_dir: Path, *, progress: bool = True
                      ) -> tuple[pd.DataFrame, tuple[float, float], str]:
     """The raw ratings table named by `dataset_cfg`, its rating scale, and where it came from."""
@@ -101,9 +125,10 @@ def read_raw_ratings(dataset_cfg: Any, data_dir: Path, *, progress: bool = True
                              columns=dataset_cfg.get("columns"),
                              encoding=dataset_cfg.get("encoding", "utf-8"),
                              rating_range=(float(low), float(high)) if scale_given else None)
-        if not scale_given:
-            low, high = float(table["rating"].min()), float(table["rating"].max())
         require_positive_ratings(table, path)
+        if not scale_given:  # only a custom file without a configured scale
+            low, high = float(table["rating"].min()), float(table["rating"].max())
+            report_inferred_scale(table["rating"].to_numpy(), f"dataset.path={path}")
         return table, (float(low), float(high)), str(path)
     if name == "synthetic":
         table = synthetic_ratings(
@@ -131,8 +156,9 @@ def load_dataset(dataset_cfg: Any, prepare_cfg: Any, split_cfg: Any, data_dir: P
                  "removed by the minimum counts, %d used", origin, read,
                  accounting["n_duplicates_merged"], prepare_cfg.duplicates,
                  accounting["n_filtered_out"], len(table))
-    users, items, user_index, item_index = build_id_maps(table)
     rating = table["rating"].to_numpy(np.float32)
+    require_two_rating_values(rating, origin)
+    users, items, user_index, item_index = build_id_maps(table)
     # In (user, item) order, not the file's: the split is drawn over the ratings in their
     # order, and the same ratings must split the same way however their lines are ordered
     # (ML-1M's official ratings.dat is not sorted by movie within a user, copies are).
@@ -143,6 +169,10 @@ def load_dataset(dataset_cfg: Any, prepare_cfg: Any, split_cfg: Any, data_dir: P
                         test_fraction=split_cfg.test_fraction,
                         valid_fraction=split_cfg.valid_fraction,
                         fold_in_fraction=split_cfg.fold_in_fraction, seed=split_cfg.seed)
+    require_train_and_test(roles, origin, kind=split_cfg.kind,
+                           test_fraction=split_cfg.test_fraction,
+                           valid_fraction=split_cfg.valid_fraction,
+                           fold_in_fraction=split_cfg.fold_in_fraction)
     return Dataset(name=dataset_cfg.name, users=users, items=items, user_index=user_index,
                    item_index=item_index, rating=rating,
                    role=roles, rating_min=low, rating_max=high, accounting=accounting,

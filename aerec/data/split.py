@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from aerec.errors import ConfigError
+from aerec.errors import ConfigError, DataError
 
 TRAIN, VALID, TEST, FOLD_IN = 0, 1, 2, 3
 SPLIT_KINDS = ("ratings", "per_user", "users")
@@ -69,3 +71,39 @@ def _rank_within_user(user_index: np.ndarray, n_users: int, rng: np.random.Gener
     rank = np.empty(user_index.size, dtype=np.int64)
     rank[order] = np.arange(user_index.size) - starts[user_index[order]]
     return rank, count
+
+
+def _too_few_hint(kind: str, test_fraction: float) -> str:
+    """What to change when a split of `kind` leaves no training or no test ratings."""
+    if kind == "ratings":
+        return ("use more ratings, or a larger split.test_fraction (it holds out "
+                "round(test_fraction x ratings))")
+    if kind == "per_user":
+        # a user's test count is test_fraction x count rounded half up, and one rating stays
+        needed = max(2, math.ceil(0.5 / test_fraction)) if test_fraction > 0 else "more"
+        return (f"per_user holds out test ratings only of users with {needed} ratings or more "
+                "at this split.test_fraction: use more ratings per user, a larger "
+                "split.test_fraction, or split.kind=ratings")
+    return ("users holds out round(split.test_fraction x users) users whole, each one's "
+            "split.fold_in_fraction given as input and the rest tested: use more users or "
+            "ratings, another split.test_fraction, or a smaller split.fold_in_fraction")
+
+
+def require_train_and_test(roles: np.ndarray, origin: str, *, kind: str, test_fraction: float,
+                           valid_fraction: float, fold_in_fraction: float) -> None:
+    """Refuse a split without a training or a test rating: nothing could be trained or
+    evaluated (every test figure would be NaN). One of each makes every test figure defined."""
+    counts = np.bincount(roles, minlength=4)
+    if counts[TRAIN] and counts[TEST]:
+        return
+    users = kind == "users"
+    keys = (f"split.kind={kind} split.test_fraction={test_fraction:g} split.valid_fraction="
+            f"{valid_fraction:g}" + (f" split.fold_in_fraction={fold_in_fraction:g}"
+                                     if users else ""))
+    left = (f"{counts[TRAIN]} training, {counts[VALID]} validation, {counts[TEST]} test and "
+            f"{counts[FOLD_IN]} fold-in" if users else
+            f"{counts[TRAIN]} training, {counts[VALID]} validation and {counts[TEST]} test")
+    raise DataError(
+        f"{origin}: too few ratings to split: {keys} leave {left} ratings of {roles.size}; "
+        "training and evaluation need at least one training and one test rating: "
+        + _too_few_hint(kind, test_fraction))
