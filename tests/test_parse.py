@@ -79,6 +79,11 @@ def test_blank_lines_are_ignored(tmp_path: Path) -> None:
         ("1::1::5::1\n1::2::abc::1\n", "line 2: rating must be a number"),
         ("1::1::5::1\n1::2::nan::1\n", "line 2: rating must be finite"),
         ("1::1::5::1\n1::2::9::1\n", "line 2: rating 9 outside the scale"),
+        # beyond 64 bits (pandas overflowed with a traceback), and between 2^63 and 2^64
+        (f"1::1::5::1\n{2**64 + 1}::2::5::1\n", "line 2: user 18446744073709551617 does not "
+                                                 "fit in 64 bits"),
+        (f"1::1::5::1\n1::{-2**64}::5::1\n", "line 2: item -18446744073709551616 does not"),
+        (f"1::1::5::1\n1::2::5::{2**63}\n", "line 2: timestamp 9223372036854775808 does not"),
         ("", "no ratings in the file"),
     ],
 )
