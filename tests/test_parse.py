@@ -137,3 +137,15 @@ def test_a_custom_dataset_reads_tabs_by_name(tmp_path: Path) -> None:
                             "rating_max": None})
     table, scale, _ = read_raw_ratings(cfg, tmp_path, progress=False)
     assert table["rating"].tolist() == [5.0, 3.0, 4.0, 2.0] and scale == (2.0, 5.0)
+
+
+def test_a_directory_given_as_the_ratings_file_is_named(tmp_path: Path) -> None:
+    cfg = OmegaConf.create({"name": "custom", "path": str(tmp_path), "sep": ",",
+                            "header": False, "columns": None, "encoding": "utf-8",
+                            "rating_min": None, "rating_max": None})
+    with pytest.raises(ConfigError, match=f"dataset.path={tmp_path} is a directory"):
+        read_raw_ratings(cfg, tmp_path, progress=False)
+    official = OmegaConf.create({"name": "ml1m", "ratings_file": str(tmp_path),
+                                 "download": False})
+    with pytest.raises(DataError, match=f"ratings file {tmp_path} is a directory, not a file"):
+        read_raw_ratings(official, tmp_path, progress=False)

@@ -32,7 +32,8 @@ def locate_file(source: Source, data_dir: Path, file_name: str, *, allow_downloa
     if requested.is_absolute():
         if requested.is_file():
             return requested
-        raise DataError(f"{source.name}: ratings file {requested} does not exist")
+        state = "is a directory, not a file" if requested.is_dir() else "does not exist"
+        raise DataError(f"{source.name}: ratings file {requested} {state}")
     if data_dir.exists() and not data_dir.is_dir():
         raise DataError(f"the data directory {data_dir} (paths.data_dir, or env {DATA_DIR_ENV}) "
                         "is a file: point paths.data_dir at a directory")
