@@ -59,17 +59,17 @@ def read_history(path: Path) -> dict[int, float]:
         raise DataError(f"ratings_file={path} {state}")
     history: dict[int, float] = {}
     header_allowed = True  # until the first line with content
-    with open(path, "rb") as handle:  # decoded line by line, so that an error names its line
-        for number, raw in enumerate(handle, start=1):
-            text = _decode(raw, path, number).split("#", 1)[0].strip()
-            if not text:
+    # decoded line by line, so that an error names its line; \n, \r\n or \r end a line
+    for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        text = _decode(raw, path, number).split("#", 1)[0].strip()
+        if not text:
+            continue
+        if header_allowed:
+            header_allowed = False
+            if not text[0].isdigit() and text[0] != "-":  # "item,rating"
                 continue
-            if header_allowed:
-                header_allowed = False
-                if not text[0].isdigit() and text[0] != "-":  # "item,rating"
-                    continue
-            item, rating = _pair(text, f"{path}, line {number}")
-            _add(history, item, rating, f"{path}, line {number}")
+        item, rating = _pair(text, f"{path}, line {number}")
+        _add(history, item, rating, f"{path}, line {number}")
     if not history:
         raise DataError(f"{path}: no 'item:rating' lines")
     return history
