@@ -256,12 +256,12 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
         plt.close(figure)
 
 
-def failed_table(failed: list[dict[str, Any]]) -> str:
-    """The runs that failed or cannot be read, with their errors."""
+def failed_table(failed: list[dict[str, Any]], shared: set[str]) -> str:
+    """The runs that failed or cannot be read, with their own overrides and their errors."""
     lines = ["| run | overrides | error |", "|---|---|---|"]
     for run in failed:
         error = " ".join(run["error"].split()).replace("|", "\\|")  # one table cell
-        lines.append(f"| {run['run_dir']} | {run['overrides'] or '-'} | {error} |")
+        lines.append(f"| {run['run_dir']} | {own_overrides(run, shared)} | {error} |")
     return "\n".join(lines)
 
 
@@ -282,7 +282,8 @@ def report(directory: Path, out: Path | None = None) -> str:
                 f"## Runs, best validation RMSE first\n\n{runs_table(runs)}\n\n"
                 f"## Top-k ranking, best NDCG@10 first\n\n{ranking_table(runs)}\n")
     if failed:
-        markdown += f"\n## Failed runs (in no table above)\n\n{failed_table(failed)}\n"
+        markdown += ("\n## Failed runs (in no table above)\n\n"
+                     f"{failed_table(failed, set(shared))}\n")
     write_text_atomic(out / "report.md", markdown)
     plot(runs, out / "report.png")
     return markdown

@@ -144,10 +144,10 @@ def test_evaluate_runs_and_missing_paper_metric_do_not_break_the_report(tmp_path
 
 
 def test_failed_and_unreadable_runs_are_listed_apart(tmp_path: Path) -> None:
-    write_run(tmp_path / "0", "optimizer.learning_rate=0.001", dataset="ml1m",
+    write_run(tmp_path / "0", "train.epochs=3 optimizer.learning_rate=0.001", dataset="ml1m",
               model="autoencoder", layers=1, paper_rmse=0.5, test_rmse=0.9)
     failed = tmp_path / "1"
-    write_run(failed, "optimizer.learning_rate=1e30")
+    write_run(failed, "train.epochs=3 optimizer.learning_rate=1e30")
     (failed / "results.json").write_text(json.dumps(
         {"status": "failed", "error": "training loss is nan at epoch 1 | see run.log"}))
     (tmp_path / "2").mkdir()
