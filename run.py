@@ -5,6 +5,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from aerec.cli import main, quote_ratings_argument
@@ -14,7 +15,8 @@ from aerec.cli import main, quote_ratings_argument
 def run(cfg: DictConfig) -> float:
     """Compose the configuration, then hand it to aerec.cli.main."""
     hydra_cfg = HydraConfig.get()
-    return main(cfg, Path(hydra_cfg.runtime.output_dir), hydra_cfg.overrides.task)
+    return main(cfg, Path(hydra_cfg.runtime.output_dir), hydra_cfg.overrides.task,
+                in_sweep=hydra_cfg.mode == RunMode.MULTIRUN)
 
 
 if __name__ == "__main__":

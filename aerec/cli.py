@@ -103,7 +103,7 @@ def run_task(cfg: Any, output_dir: Path, interruptible: Interruptible = never
     write_config(cfg, output_dir)
     if cfg.task == "evaluate":
         results = evaluate_artifact(cfg)
-        write_json_atomic(output_dir / "results.json", results)
+        write_json_atomic(output_dir / "results.json", {"status": "ok", **results})
         return results
     if cfg.task == "recommend":
         payload = recommend(cfg)
@@ -114,7 +114,7 @@ def run_task(cfg: Any, output_dir: Path, interruptible: Interruptible = never
                                       interruptible=interruptible)
     history = results.pop("history")
     write_id_maps(dataset, output_dir / "id_maps.npz")
-    write_json_atomic(output_dir / "results.json", results)
+    write_json_atomic(output_dir / "results.json", {"status": "ok", **results})
     if history:
         plot_learning_curve(history, output_dir / "learning_curve.png")
     return results
@@ -141,8 +141,55 @@ def after_interrupt(cfg: Any, saved_now: bool = False) -> str:
             "checkpoint.every_seconds seconds)")
 
 
-def main(cfg: Any, output_dir: Path, overrides: Sequence[str] = ()) -> float:
-    """Entry point for Hydra: prints the results table; exits 1 with a message on user error.
+def log_traceback(error: BaseException, output_dir: Path) -> Path:
+    """Append `error` with its traceback to the run's log file, and to no console; return the
+    file. Hydra's job logging writes `<run dir>/<job name>.log` (run.log for run.py); without
+    it, `output_dir/run.log`. Raises OSError if the file cannot be written."""
+    files = [handler for handler in logging.getLogger().handlers
+             if isinstance(handler, logging.FileHandler)]
+    path = Path(files[0].baseFilename) if files else output_dir / "run.log"
+    formatter = (files[0].formatter if files else None) or logging.Formatter(
+        "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    record = logging.LogRecord(__name__, logging.ERROR, __file__, 0, "internal error", None,
+                               (type(error), error, error.__traceback__))
+    # Written beside the handler, not through it: the root's other handlers print to the
+    # console, and a handler that cannot write prints its own traceback.
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(formatter.format(record) + "\n")
+    return path
+
+
+def internal_error(error: Exception, output_dir: Path) -> str:
+    """The one line an unexpected exception gets: its type, the first line of its message,
+    and where its traceback was written."""
+    lines = str(error).strip().splitlines()
+    text = f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    try:
+        where = f"full traceback in {log_traceback(error, output_dir)}"
+    except OSError as failure:
+        where = f"its traceback could not be written: {failure}"
+    return f"internal error: {text} ({where})"
+
+
+def job_failed(message: str, output_dir: Path, in_sweep: bool) -> float:
+    """Print the error line; a single run exits 1 at once. A sweep's job records the failure
+    in its results.json and returns +inf, the worst validation RMSE, so that the sweep goes
+    on (aerec.hydra_callbacks.FailedJobs exits 1 after the last job)."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    if not in_sweep:
+        sys.exit(1)
+    try:
+        write_json_atomic(output_dir / "results.json", {"status": "failed", "error": message})
+    except OSError as error:
+        print(f"warning: could not write {output_dir / 'results.json'}: {error}",
+              file=sys.stderr)
+    return float("inf")
+
+
+def main(cfg: Any, output_dir: Path, overrides: Sequence[str] = (), in_sweep: bool = False
+         ) -> float:
+    """Entry point for Hydra: prints the results table; exits 1 with a message on user error
+    (`in_sweep`, a job of `-m`: records the failure and returns +inf instead).
 
     Returns the validation RMSE, so that a Hydra sweeper tunes on validation ratings, never
     on the test ratings (NaN without validation ratings).
@@ -152,10 +199,10 @@ def main(cfg: Any, output_dir: Path, overrides: Sequence[str] = ()) -> float:
     # here on: jax.distributed may wait minutes for its peers), or a second one, the process
     # ends at once with a note on what was kept.
     with exit_on_ctrl_c(lambda: after_interrupt(cfg)):
-        return _main(cfg, output_dir, overrides)
+        return _main(cfg, output_dir, overrides, in_sweep)
 
 
-def _main(cfg: Any, output_dir: Path, overrides: Sequence[str]) -> float:
+def _main(cfg: Any, output_dir: Path, overrides: Sequence[str], in_sweep: bool) -> float:
     """`main` within its Ctrl-C guard."""
     try:
         refuse_added_keys(overrides, cfg)
@@ -163,12 +210,13 @@ def _main(cfg: Any, output_dir: Path, overrides: Sequence[str]) -> float:
         init_distributed(cfg.distributed)
         results = run_task(cfg, output_dir, interruptible=after_the_epoch)
     except AerecError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+        return job_failed(str(error), output_dir, in_sweep)
     except TrainingInterrupted as stop:
         print(f"stopped after epoch {stop.epoch}: {after_interrupt(cfg, stop.saved)}",
               file=sys.stderr)
         sys.exit(130)
+    except Exception as error:  # a bug, not the user's: one line, the traceback in the log
+        return job_failed(internal_error(error, output_dir), output_dir, in_sweep)
     if cfg.task == "recommend":
         # JSON goes alone to stdout so that scripts can parse it; notes go to stderr.
         print(json.dumps(results, indent=2) if cfg.format == "json"

@@ -42,25 +42,34 @@ def parse_history(text: str) -> dict[int, float]:
     return history
 
 
+def _decode(raw: bytes, path: Path, number: int) -> str:
+    try:  # tolerate a byte-order mark on the first line
+        return raw.decode("utf-8-sig" if number == 1 else "utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}, line {number}: not UTF-8 text ({error.reason}: "
+                        f"{raw.rstrip()[:40]!r}); save the file as UTF-8") from None
+
+
 def read_history(path: Path) -> dict[int, float]:
     """A history file: one `item:rating` (or `item,rating`, `item::rating`, tab) per line;
     blank lines, `#` comments and an `item,rating` header line are skipped."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"ratings_file={path} does not exist")
+        state = "is a directory, not a file" if path.is_dir() else "does not exist"
+        raise DataError(f"ratings_file={path} {state}")
     history: dict[int, float] = {}
     header_allowed = True  # until the first line with content
-    with open(path, encoding="utf-8-sig") as handle:  # tolerate a byte-order mark
-        for number, line in enumerate(handle, start=1):
-            text = line.split("#", 1)[0].strip()
-            if not text:
+    # decoded line by line, so that an error names its line; \n, \r\n or \r end a line
+    for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        text = _decode(raw, path, number).split("#", 1)[0].strip()
+        if not text:
+            continue
+        if header_allowed:
+            header_allowed = False
+            if not text[0].isdigit() and text[0] != "-":  # "item,rating"
                 continue
-            if header_allowed:
-                header_allowed = False
-                if not text[0].isdigit() and text[0] != "-":  # "item,rating"
-                    continue
-            item, rating = _pair(text, f"{path}, line {number}")
-            _add(history, item, rating, f"{path}, line {number}")
+        item, rating = _pair(text, f"{path}, line {number}")
+        _add(history, item, rating, f"{path}, line {number}")
     if not history:
         raise DataError(f"{path}: no 'item:rating' lines")
     return history

@@ -44,21 +44,42 @@ def architecture(model: str, layers: int) -> str:
     return f"{layers} layer{'s' if layers > 1 else ''} + 1 latent space"
 
 
-def load_runs(directory: Path) -> list[dict[str, Any]]:
+# What the tables read of a training run's results.json (figures may be null).
+RUN_KEYS = ("dataset", "model", "layers", "epochs_run", "train_seconds")
+
+
+def load_runs(directory: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Every training run's results.json below `directory`, with the run's overrides when Hydra
-    saved them. Other tasks' results (`task=evaluate` re-scores a saved model: no training
-    figures) are left out."""
-    runs = []
+    saved them; and apart, the runs that failed (`"status": "failed"`) or whose results.json
+    cannot be read, each with its error. Other tasks' results (`task=evaluate` re-scores a
+    saved model: no training figures) are left out."""
+    runs, failed = [], []
     for path in sorted(directory.rglob("results.json")):
-        result = json.loads(path.read_text())
-        if "epochs_run" not in result:
-            continue
         overrides = path.parent / ".hydra" / "overrides.yaml"
-        result["overrides"] = (" ".join(OmegaConf.load(overrides)) if overrides.is_file()
-                               else "")
-        result["run_dir"] = str(path.parent.relative_to(directory))
-        runs.append(result)
-    return runs
+        where = {"run_dir": str(path.parent.relative_to(directory)),
+                 "overrides": (" ".join(OmegaConf.load(overrides)) if overrides.is_file()
+                               else "")}
+        result = _read_result(path)
+        if isinstance(result, str) or result.get("status") == "failed":
+            error = result if isinstance(result, str) else str(result.get("error"))
+            failed.append({**where, "error": error})
+        elif "epochs_run" in result:
+            runs.append({**result, **where})
+    return runs, failed
+
+
+def _read_result(path: Path) -> dict[str, Any] | str:
+    """A results.json as a dict, or why it cannot be read (damaged, or edited by hand)."""
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return f"results.json is unreadable: {error}"
+    if not isinstance(result, dict):
+        return "results.json is unreadable: not a JSON object"
+    missing = [key for key in RUN_KEYS if key not in result]
+    if "epochs_run" in result and missing:
+        return f"results.json is unreadable: it lacks {', '.join(missing)}"
+    return result
 
 
 def _summary(values: list[float]) -> str:
@@ -138,8 +159,8 @@ def paper_table(runs: list[dict[str, Any]]) -> str:
             reported = PAPER_RMSE.get(key[:2], {}).get(name)
             found = grouped[key].get(name, [])
             cells += [f"{reported:.3f}" if reported is not None else "-",
-                      _summary([run["paper_rmse"] for run in found]),
-                      _summary([run["test_rmse"] for run in found])]
+                      _summary([run.get("paper_rmse") for run in found]),
+                      _summary([run.get("test_rmse") for run in found])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -195,7 +216,7 @@ def seeds_table(runs: list[dict[str, Any]]) -> str:
     lines = ["| configuration | runs | test_rmse | test_mae | valid_rmse | train seconds |",
              "|---|---|---|---|---|---|"]
     for configuration, members in sorted(grouped.items()):
-        figures = [_summary([run[key] for run in members]).split(" (n=")[0]
+        figures = [_summary([run.get(key) for run in members]).split(" (n=")[0]
                    for key in ("test_rmse", "test_mae", "valid_rmse")]
         seconds = statistics.mean(run["train_seconds"] for run in members)
         lines.append(f"| {configuration} | {len(members)} | {' | '.join(figures)} | "
@@ -235,11 +256,22 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
         plt.close(figure)
 
 
+def failed_table(failed: list[dict[str, Any]], shared: set[str]) -> str:
+    """The runs that failed or cannot be read, with their own overrides and their errors."""
+    lines = ["| run | overrides | error |", "|---|---|---|"]
+    for run in failed:
+        error = " ".join(run["error"].split()).replace("|", "\\|")  # one table cell
+        lines.append(f"| {run['run_dir']} | {own_overrides(run, shared)} | {error} |")
+    return "\n".join(lines)
+
+
 def report(directory: Path, out: Path | None = None) -> str:
     """Write report.md and report.png for the runs below `directory`; return the markdown."""
-    runs = load_runs(directory)
+    runs, failed = load_runs(directory)
     if not runs:
-        raise SystemExit(f"error: no training run's results.json below {directory}")
+        raise SystemExit(f"error: no training run's results.json below {directory}" + (
+            f"; {len(failed)} failed: {', '.join(run['run_dir'] for run in failed)}"
+            if failed else ""))
     out = out or directory
     out.mkdir(parents=True, exist_ok=True)
     shared = sorted(shared_overrides(runs))
@@ -249,6 +281,9 @@ def report(directory: Path, out: Path | None = None) -> str:
                 f"## Mean ± standard deviation over seeds\n\n{seeds_table(runs)}\n\n"
                 f"## Runs, best validation RMSE first\n\n{runs_table(runs)}\n\n"
                 f"## Top-k ranking, best NDCG@10 first\n\n{ranking_table(runs)}\n")
+    if failed:
+        markdown += ("\n## Failed runs (in no table above)\n\n"
+                     f"{failed_table(failed, set(shared))}\n")
     write_text_atomic(out / "report.md", markdown)
     plot(runs, out / "report.png")
     return markdown

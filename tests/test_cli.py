@@ -16,6 +16,7 @@ from aerec.data.dataset import load_dataset
 from aerec.data.split import TEST
 from aerec.errors import ConfigError
 from aerec.matrices import data_dir_of
+from aerec.report import report
 from tests.conftest import FAST, FAST_DATA, FAST_MODEL, FAST_TRAIN, ROOT, cli_env
 
 REQUIRED_KEYS = {"dataset", "model", "layers", "n_users", "n_items", "n_train", "n_valid",
@@ -224,6 +225,66 @@ def test_shared_ml1m_three_field_file(shared_ml1m: Path, tmp_path: Path) -> None
     results = check_outputs(tmp_path / "run", epochs=2)
     assert (results["n_users"], results["n_items"]) == (6040, 3706)
     assert results["n_test"] == 100_021
+
+
+def test_a_failing_job_does_not_end_the_sweep(tmp_path: Path) -> None:
+    # The middle job diverges (its loss is NaN from the first epoch): the third still runs,
+    # and the command exits 1 after it, naming the failed job.
+    sweep = tmp_path / "sweep"
+    done = run_cli("-m", *FAST_DATA, "model.hidden=16", "model.latent=8", "train.epochs=2",
+                   "checkpoint.enabled=false", "ranking.enabled=false",
+                   "optimizer.learning_rate=0.01,1e30,0.02", f"hydra.sweep.dir={sweep}",
+                   cwd=tmp_path)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[0].startswith("error: training loss is nan at epoch 1")
+    assert lines[-1] == "error: 1 of 3 jobs failed: sweep/1"  # relative to the working dir
+    results = [json.loads((sweep / str(n) / "results.json").read_text()) for n in range(3)]
+    assert [result["status"] for result in results] == ["ok", "failed", "ok"]
+    assert results[1]["error"] == lines[0].removeprefix("error: ")
+    assert results[2]["epochs_run"] == 2 and results[2]["test_rmse"] < 2.0
+    failed = report(sweep).split("## Failed runs (in no table above)")[1]
+    assert "| 1 | optimizer.learning_rate=1e+30 | training loss is nan" in failed
+
+
+def test_an_internal_error_is_one_line_and_its_traceback_is_logged(tmp_path: Path) -> None:
+    # A bug, planted by a wrapper around run.py: building the matrices raises.
+    wrapper = tmp_path / "broken_run.py"
+    wrapper.write_text(
+        "import runpy, sys\n"
+        "import aerec.experiment\n"
+        "def build_matrices(*args, **kwargs):\n"
+        "    raise ValueError('shapes (3,) and (4,) not aligned\\nmore detail')\n"
+        "aerec.experiment.build_matrices = build_matrices\n"
+        f"runpy.run_path({str(ROOT / 'run.py')!r}, run_name='__main__')\n")
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, str(wrapper), *FAST, f"hydra.run.dir={run}"],
+                          cwd=tmp_path, env=cli_env(), capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 1
+    assert done.stderr.strip() == ("error: internal error: ValueError: shapes (3,) and (4,) not "
+                                   f"aligned (full traceback in {run / 'run.log'})")
+    log = (run / "run.log").read_text()
+    assert "Traceback (most recent call last)" in log
+    assert "in run_experiment" in log and "more detail" in log
+    assert not (run / "results.json").exists()
+
+
+@pytest.mark.parametrize(("key", "below", "reason"), [
+    ("hydra.run.dir", "a_file", "Not a directory"),
+    # /proc: nothing can be created there, even by root (the tests run as root)
+    ("hydra.sweep.dir", "/proc", "No such file or directory")])
+def test_an_output_directory_that_cannot_be_written_is_one_line(tmp_path: Path, key: str,
+                                                                below: str,
+                                                                reason: str) -> None:
+    (tmp_path / "a_file").write_text("not a directory")
+    directory = tmp_path / below / "run"
+    done = run_cli(*(["-m"] if key == "hydra.sweep.dir" else []), "dataset=synthetic",
+                   f"{key}={directory}", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (f"error: {key}={directory} cannot be written ({reason}): "
+                                   f"set {key} to a writable directory")
 
 
 def test_diverging_training_exits_with_a_message(tmp_path: Path) -> None:

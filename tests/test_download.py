@@ -154,3 +154,33 @@ def test_extract_refuses_path_traversal(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="unsafe"):
         extract_member(archive, "../evil.txt", tmp_path / "out" / "evil.txt")
     assert not (tmp_path / "evil.txt").exists()
+
+
+@pytest.mark.parametrize("allow_download", [True, False])
+def test_a_data_directory_that_is_a_file_is_named(tmp_path: Path, allow_download: bool) -> None:
+    (tmp_path / "a_file").write_text("not a directory")
+    source = dataclasses.replace(SOURCES["ml1m"], url="http://127.0.0.1:9/ml-1m.zip")
+    with pytest.raises(DataError, match=f"the data directory {tmp_path / 'a_file'} "
+                                        r"\(paths\.data_dir, or env AEREC_DATA_DIR\) is a file"):
+        locate_file(source, tmp_path / "a_file", "ratings.dat", allow_download=allow_download,
+                    progress=False)
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "/proc/aerec-data"])
+def test_a_data_directory_that_cannot_be_created_is_named(tmp_path: Path, where: str) -> None:
+    # /proc: nothing can be created there, even by root (the tests run as root)
+    (tmp_path / "a_file").write_text("not a directory")
+    data_dir = tmp_path / "a_file" / "data" if where == "under_a_file" else Path(where)
+    source = dataclasses.replace(SOURCES["ml1m"], url="http://127.0.0.1:9/ml-1m.zip")
+    with pytest.raises(DataError, match=f"the data directory {data_dir} .* cannot be created"):
+        locate_file(source, data_dir, "ratings.dat", allow_download=True, progress=False)
+
+
+def test_an_archive_that_cannot_be_extracted_is_named(tmp_path: Path) -> None:
+    archive = ml1m_zip()
+    (tmp_path / "ml-1m.zip").write_bytes(archive)
+    (tmp_path / "ml-1m").write_text("a file where the archive's folder goes")
+    source = dataclasses.replace(SOURCES["ml1m"], sha256=sha256(archive))
+    with pytest.raises(DataError, match=r"could not extract ml-1m/ratings\.dat from "
+                                        f"{tmp_path / 'ml-1m.zip'} to "):
+        locate_file(source, tmp_path, "ratings.dat", allow_download=False)

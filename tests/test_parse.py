@@ -79,6 +79,11 @@ def test_blank_lines_are_ignored(tmp_path: Path) -> None:
         ("1::1::5::1\n1::2::abc::1\n", "line 2: rating must be a number"),
         ("1::1::5::1\n1::2::nan::1\n", "line 2: rating must be finite"),
         ("1::1::5::1\n1::2::9::1\n", "line 2: rating 9 outside the scale"),
+        # beyond 64 bits (pandas overflowed with a traceback), and between 2^63 and 2^64
+        (f"1::1::5::1\n{2**64 + 1}::2::5::1\n", "line 2: user 18446744073709551617 does not "
+                                                 "fit in 64 bits"),
+        (f"1::1::5::1\n1::{-2**64}::5::1\n", "line 2: item -18446744073709551616 does not"),
+        (f"1::1::5::1\n1::2::5::{2**63}\n", "line 2: timestamp 9223372036854775808 does not"),
         ("", "no ratings in the file"),
     ],
 )
@@ -132,3 +137,15 @@ def test_a_custom_dataset_reads_tabs_by_name(tmp_path: Path) -> None:
                             "rating_max": None})
     table, scale, _ = read_raw_ratings(cfg, tmp_path, progress=False)
     assert table["rating"].tolist() == [5.0, 3.0, 4.0, 2.0] and scale == (2.0, 5.0)
+
+
+def test_a_directory_given_as_the_ratings_file_is_named(tmp_path: Path) -> None:
+    cfg = OmegaConf.create({"name": "custom", "path": str(tmp_path), "sep": ",",
+                            "header": False, "columns": None, "encoding": "utf-8",
+                            "rating_min": None, "rating_max": None})
+    with pytest.raises(ConfigError, match=f"dataset.path={tmp_path} is a directory"):
+        read_raw_ratings(cfg, tmp_path, progress=False)
+    official = OmegaConf.create({"name": "ml1m", "ratings_file": str(tmp_path),
+                                 "download": False})
+    with pytest.raises(DataError, match=f"ratings file {tmp_path} is a directory, not a file"):
+        read_raw_ratings(official, tmp_path, progress=False)

@@ -154,6 +154,18 @@ def test_a_history_file_may_open_with_comments_and_blank_lines(tmp_path: Path) -
         read_history(path)
 
 
+def test_a_history_file_that_is_not_utf8_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "mine.csv"
+    path.write_bytes("\ufeffitem,rating\r\n1,5\r\n".encode() + b"2,1 # caf\xe9 noir\r")
+    with pytest.raises(DataError, match=r"mine\.csv, line 3: not UTF-8 text \(invalid "
+                                        r"continuation byte: b'2,1 # caf\\xe9 noir'\); save"):
+        read_history(path)  # was a UnicodeDecodeError
+    path.write_bytes("\ufeffitem,rating\r\n1,5\r\n2,1 # café\n".encode())
+    assert read_history(path) == {1: 5.0, 2: 1.0}  # a byte-order mark and CRLF are fine
+    with pytest.raises(DataError, match=f"ratings_file={tmp_path} is a directory, not a file"):
+        read_history(tmp_path)
+
+
 def test_recommend_config_is_validated(compose_config, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"task=recommend needs checkpoint.path"):
         run_task(compose_config("task=recommend", "user=1"), tmp_path)

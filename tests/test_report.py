@@ -141,3 +141,31 @@ def test_evaluate_runs_and_missing_paper_metric_do_not_break_the_report(tmp_path
     markdown = report(tmp_path)
     assert "evaluate" not in markdown.split("## Runs")[1]
     assert (tmp_path / "report.png").is_file()
+
+
+def test_failed_and_unreadable_runs_are_listed_apart(tmp_path: Path) -> None:
+    write_run(tmp_path / "0", "train.epochs=3 optimizer.learning_rate=0.001", dataset="ml1m",
+              model="autoencoder", layers=1, paper_rmse=0.5, test_rmse=0.9)
+    failed = tmp_path / "1"
+    write_run(failed, "train.epochs=3 optimizer.learning_rate=1e30")
+    (failed / "results.json").write_text(json.dumps(
+        {"status": "failed", "error": "training loss is nan at epoch 1 | see run.log"}))
+    (tmp_path / "2").mkdir()
+    (tmp_path / "2" / "results.json").write_text('{"epochs_run": 3, "test_')  # cut short
+    (tmp_path / "3").mkdir()
+    (tmp_path / "3" / "results.json").write_text('{"epochs_run": 3}')
+    markdown = report(tmp_path)
+    tables, section = markdown.split("## Failed runs (in no table above)")
+    assert "1e30" not in tables
+    runs_section = tables.split("## Runs")[1].split("## Top-k")[0]
+    assert [line.split(" | ")[0] for line in runs_section.split("|---|\n")[1].splitlines()
+            if line] == ["| 0"]
+    assert section.strip().splitlines()[2:] == [
+        "| 1 | optimizer.learning_rate=1e30 | training loss is nan at epoch 1 \\| see run.log |",
+        "| 2 | - | results.json is unreadable: Unterminated string starting at: line 1 "
+        "column 19 (char 18) |",
+        "| 3 | - | results.json is unreadable: it lacks dataset, model, layers, train_seconds |"]
+    (tmp_path / "0" / "results.json").unlink()  # only failed runs: one error line
+    with pytest.raises(SystemExit, match=r"^error: no training run's results\.json below .*; "
+                                         "3 failed: 1, 2, 3$"):
+        main([str(tmp_path)])

@@ -117,6 +117,8 @@ def read_raw_ratings(dataset_cfg: Any, data_dir: Path, *, progress: bool = True
         if not dataset_cfg.get("path"):
             raise ConfigError("dataset.path is required for dataset=custom")
         path = Path(dataset_cfg.path).expanduser()
+        if path.is_dir():
+            raise ConfigError(f"dataset.path={path} is a directory: give the ratings file in it")
         if not path.is_file():
             raise ConfigError(f"dataset.path={path} does not exist")
         low, high = dataset_cfg.get("rating_min"), dataset_cfg.get("rating_max")

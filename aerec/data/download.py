@@ -82,9 +82,13 @@ def extract_member(archive: Path, member: str, dest: Path) -> Path:
                 info = bundle.getinfo(member)
             except KeyError:
                 raise MissingMemberError(f"{archive} has no member {member!r}") from None
-            dest.parent.mkdir(parents=True, exist_ok=True)  # only for a member that exists
-            with bundle.open(info) as source, atomic_output(dest) as out:
-                shutil.copyfileobj(source, out, CHUNK_BYTES)
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)  # only for a member that exists
+                with bundle.open(info) as source, atomic_output(dest) as out:
+                    shutil.copyfileobj(source, out, CHUNK_BYTES)
+            except OSError as error:  # the destination cannot be created or written
+                raise DataError(f"could not extract {member} from {archive} to {dest}: "
+                                f"{error}") from error
     except zipfile.BadZipFile as error:
         raise DataError(f"{archive} is not a valid zip archive: {error}") from error
     return dest

@@ -32,7 +32,11 @@ def locate_file(source: Source, data_dir: Path, file_name: str, *, allow_downloa
     if requested.is_absolute():
         if requested.is_file():
             return requested
-        raise DataError(f"{source.name}: ratings file {requested} does not exist")
+        state = "is a directory, not a file" if requested.is_dir() else "does not exist"
+        raise DataError(f"{source.name}: ratings file {requested} {state}")
+    if data_dir.exists() and not data_dir.is_dir():
+        raise DataError(f"the data directory {data_dir} (paths.data_dir, or env {DATA_DIR_ENV}) "
+                        "is a file: point paths.data_dir at a directory")
     folder = data_dir / source.folder
     extracted = folder / requested
     if extracted.is_file():
@@ -43,6 +47,7 @@ def locate_file(source: Source, data_dir: Path, file_name: str, *, allow_downloa
             return _extract(source, archive, requested, extracted)
     if allow_download:
         archive = data_dir / source.archive_name
+        _make_data_dir(data_dir)
         try:
             download(source.url, archive, source.sha256, progress=progress)
         except DownloadError as error:
@@ -52,6 +57,16 @@ def locate_file(source: Source, data_dir: Path, file_name: str, *, allow_downloa
         f"{source.name}: {extracted} not found and downloads are off (dataset.download=false).\n"
         + _where_to_put(source, data_dir, requested)
     )
+
+
+def _make_data_dir(data_dir: Path) -> None:
+    """Create the data directory for a download, or say why it cannot be created."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(f"the data directory {data_dir} (paths.data_dir, or env {DATA_DIR_ENV}) "
+                        f"cannot be created ({error.strerror}): point paths.data_dir at a "
+                        "writable directory") from error
 
 
 def _extract(source: Source, archive: Path, requested: Path, dest: Path) -> Path:

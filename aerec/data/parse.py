@@ -20,6 +20,7 @@ FIELDS = ("user", "item", "rating", "timestamp")
 REQUIRED = ("user", "item", "rating")
 IGNORED = ("_", "skip")
 INTEGER_FIELDS = ("user", "item", "timestamp")
+INT64 = np.iinfo(np.int64)  # ids and timestamps are read as int64
 
 
 # The separators suggested when the configured one does not fit, in the order tried
@@ -70,7 +71,8 @@ def read_ratings(path: Path, *, sep: str, header: bool, columns: Sequence[str] |
             encoding=encoding,
             skip_blank_lines=True,
         )
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
+    # pandas raises OverflowError for an integer beyond 64 bits (signed or not)
+    except (ValueError, OverflowError, pd.errors.ParserError, UnicodeDecodeError) as error:
         _diagnose(path, sep, header, names, encoding, rating_range)
         raise DataError(f"{path}: could not parse ratings: {error}") from error
     if spacers and table[spacers].notna().to_numpy().any():
@@ -161,14 +163,19 @@ def _diagnose(path: Path, sep: str, header: bool, names: list[str], encoding: st
                 )
             for name, value in zip(names, fields, strict=True):
                 if name in INTEGER_FIELDS:
-                    try:
-                        int(value)
-                    except ValueError:
-                        raise DataError(
-                            f"{where}: {name} must be an integer, got {value!r}"
-                        ) from None
+                    _check_integer(where, name, value)
                 elif name == "rating":
                     _check_rating(where, value, rating_range)
+
+
+def _check_integer(where: str, name: str, value: str) -> None:
+    try:
+        number = int(value)
+    except ValueError:
+        raise DataError(f"{where}: {name} must be an integer, got {value!r}") from None
+    if not INT64.min <= number <= INT64.max:
+        raise DataError(f"{where}: {name} {value.strip()} does not fit in 64 bits: ids and "
+                        f"timestamps must lie within {INT64.min}..{INT64.max} (renumber them)")
 
 
 def _check_rating(where: str, value: str, rating_range: tuple[float, float] | None) -> None:
