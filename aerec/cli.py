@@ -13,7 +13,7 @@ from typing import Any
 from aerec.config import refuse_added_keys, validate
 from aerec.errors import AerecError, TrainingInterrupted
 from aerec.interrupt import Interruptible, after_the_epoch, exit_on_ctrl_c, never
-from aerec.logs import route_library_logs
+from aerec.logs import brief, route_library_logs
 from aerec.outputs import (
     EpochLog,
     format_table,
@@ -162,13 +162,11 @@ def log_traceback(error: BaseException, output_dir: Path) -> Path:
 def internal_error(error: Exception, output_dir: Path) -> str:
     """The one line an unexpected exception gets: its type, the first line of its message,
     and where its traceback was written."""
-    lines = str(error).strip().splitlines()
-    text = f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
     try:
         where = f"full traceback in {log_traceback(error, output_dir)}"
     except OSError as failure:
         where = f"its traceback could not be written: {failure}"
-    return f"internal error: {text} ({where})"
+    return f"internal error: {brief(error)} ({where})"
 
 
 def job_failed(message: str, output_dir: Path, in_sweep: bool) -> float:
