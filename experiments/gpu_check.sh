@@ -17,16 +17,19 @@
 #   evaluation at the cells against whole rows (ML-10M shape), the Netflix shape.
 # A stage that no longer fits the budget is skipped and marked so in summary.md.
 #
-# Expected on an NVIDIA H200 (results/gpu_h200/run3.md, run4.md, run7.md): tests 4-5 passed
-# in about 55 s; resume 2 passed in 73 s; bench 59 s and 73 s, ML-10M epochs of 11.9-15.7 ms
-# and ML-20M epochs of 46.6-53.7 ms (46-55% and 57-64% of the 8192^3 bf16 matmul); profile
-# 16-21 s, 10.2 ms of device time per ML-10M epoch, matmuls 50%. About 5 minutes for these.
+# Expected on an NVIDIA H200 (results/gpu_h200/run3.md, run4.md, run7.md): tests, the five
+# GPU-marked tests pass (four took 55 s in run 4); resume 2 passed in 73 s; bench 59 s and
+# 73 s, ML-10M epochs of 11.9-15.7 ms and ML-20M epochs of 46.6-53.7 ms (46-55% and 57-64%
+# of the 8192^3 bf16 matmul); profile 16-21 s, 10.2 ms of device time per ML-10M epoch,
+# matmuls 50%. About 5 minutes for these. On a lent machine, carry .whl/ and
+# .data/ml-1m/ratings_notime.dat with the working tree and pass .data as DATA_DIR.
 #
 # A lent machine (Python 3.12, jax 0.11 with CUDA, flax, optax, orbax, numpy, scipy, pandas,
 # pytest, hypothesis) lacks hydra-core and a few others. Carry their wheels in .whl/, made on
 # a machine with network access:
-#     pip download --no-deps -d .whl hydra-core omegaconf antlr4-python3-runtime==4.9.3 \
-#         platformdirs threadpoolctl filelock
+#     pip wheel --no-deps -w .whl "hydra-core>=1.3.2,<1.4" "omegaconf>=2.3,<2.4" \
+#         antlr4-python3-runtime==4.9.3 platformdirs threadpoolctl filelock
+# (pip wheel, not pip download: antlr4-python3-runtime 4.9.3 comes as a source archive.)
 # GPU_CHECK_ALLOW_CPU=1 runs the stages on a CPU (to try the script; no figure is valid).
 set -uo pipefail
 
@@ -136,7 +139,7 @@ stage() {
 begun=$SECONDS
 missing=$(missing_dependencies)
 if [ -n "$missing" ]; then
-    echo "missing: $(tr '\n' ' ' <<< "$missing")"
+    echo "missing: $(paste -sd ' ' <<< "$missing")"
     if compgen -G ".whl/*.whl" > /dev/null; then
         python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
             --target "$site" .whl/*.whl
@@ -153,7 +156,7 @@ fi
     echo "- budget: $budget s"
 } > "$out/machine.txt"
 if [ -n "$missing" ]; then
-    missing=$(tr '\n' ' ' <<< "$missing")
+    missing=$(paste -sd ' ' <<< "$missing")
     echo "| setup | missing: $missing; carry their wheels in .whl/ | - |" >> "$stages"
     summarise
     echo "error: missing $missing: carry their wheels in .whl/ (see this script's header)" >&2
