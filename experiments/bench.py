@@ -1,5 +1,19 @@
 """Training speed against the machine's own matmul peak, for MovieLens-shaped problems.
 
+Recipe (from the repository's root; experiments/README.md, "Speed"):
+
+    PYTHONPATH=. python experiments/bench.py --shapes ml1m --data-dir ../shared/data \
+        --epochs 9 --batch-size 1024
+    bash experiments/bench_cpu.sh             # the whole CPU table
+    bash experiments/gpu_check.sh OUT         # the GPU table (stages bench_ml10m, bench_ml20m)
+    python experiments/bench.py --shapes ml1m --surprise   # + the scikit-surprise comparison
+
+Runtime: the ML-1M line above 52 s on 2 busy CPU cores (2026-12-06); on an NVIDIA H200
+59 s for ML-10M and 73 s for ML-20M at three batch sizes (results/gpu_h200/run7.md).
+Reproduces: ML-1M on 2 CPU cores, fp32, batch 1024: 0.86 s an epoch, 90% of the same
+matmuls (results/bench_cpu/ml1m_b1024.txt); on an H200, bf16: ML-10M epochs of
+11.9-15.7 ms and ML-20M epochs of 46.6-53.7 ms (results/gpu_h200/run7.md).
+
 For each shape (ml1m, ml10m, ml20m, netflix: the real ratings when present under --data-dir,
 otherwise the `synthetic` dataset with the same users, items, ratings and a MovieLens-like
 popularity skew) and each dtype, it measures with aerec's own training functions:
@@ -12,9 +26,6 @@ square matmul for reference (2048 on a CPU, 8192 on an accelerator, where smalle
 short of its peak).
 Large shapes on a CPU can time the first --max-batches batches of each epoch; the epoch time
 is then extrapolated to the full epoch (marked `partial` in the table).
-
-    python experiments/bench.py --shapes ml1m --data-dir ../shared/data --json out.json
-    python experiments/bench.py --shapes ml1m --surprise   # + the scikit-surprise comparison
 
 The model is experiment=best_ml1m's (item rows; encoder 500, latent 500, sigmoid; batch 256).
 """

@@ -1,12 +1,20 @@
 """How good are recommendations for a "new" user? Known users replayed as new ones.
 
+Recipe (experiments/README.md, "New users"), for a model of ranking_ml1m.sh:
+
+    PYTHONPATH=. python experiments/fold_in_check.py multirun/ranking_ml1m/autoencoder/model \
+        --priors 0.5 1 2 5 inf
+
+Runtime on 2 CPU cores: under a minute (288 users; 9-21 ms a user and prior).
+Reproduces results/ranking_ml1m/fold_in_*.txt (NDCG@10, own scores / as new users): best
+RMSE autoencoder 0.1044 / 0.1040 (prior 2); the paper's autoencoder 0.2812 / 0.2812; plain
+SVD rank 50 0.2606 / 0.2606.
+
 For every `--every`-th user with relevant test items, the user's training ratings are given
 as a rating history (`recommend_for_history`'s path: no user identity, no retraining) and
 NDCG@10 / Recall@10 on the held-out ratings are compared with the model's own scores for that
 user. For item-oriented models this measures the output-column fold-in for each
 `--priors` value; `inf` stands for the average user (no personalisation).
-
-    python experiments/fold_in_check.py outputs/<run>/model --priors 0.1 1 2 10 inf
 """
 
 from __future__ import annotations
