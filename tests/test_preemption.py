@@ -92,21 +92,21 @@ def test_sigterm_stops_after_the_epoch_saved_and_the_run_resumes(compose_config,
 
 def test_sigterm_in_a_long_epoch_ends_the_run_within_the_grace(tmp_path: Path) -> None:
     # Epochs of seconds (a wide matrix, one row a step), a grace of half a second: the epoch
-    # in progress is given up, and the run ends from the checkpoint of the one before, which
-    # was written although checkpoint.every_seconds=3600: an epoch longer than the grace is
-    # always saved.
-    ckpt = tmp_path / "ckpt"
-    args = [*FAST, "dataset.n_users=6000", "dataset.n_items=300", "dataset.n_ratings=30000",
+    # in progress is given up, and the run ends from the last complete checkpoint, written
+    # although checkpoint.every_seconds=3600: an epoch longer than the grace is always saved.
+    ckpt, run_dir = tmp_path / "ckpt", tmp_path / "run"
+    args = [*FAST, "dataset.n_users=6000", "dataset.n_items=400", "dataset.n_ratings=40000",
             "train.batch_size=1", "model.hidden=256", "model.latent=256", "train.epochs=3",
             "ranking.enabled=false", "checkpoint.every_seconds=3600",
-            "train.stop_grace_seconds=0.5", f"checkpoint.dir={ckpt}",
-            f"hydra.run.dir={tmp_path / 'run'}"]
+            "train.stop_grace_seconds=0.5", f"checkpoint.dir={ckpt}", f"hydra.run.dir={run_dir}"]
     process = start(args, tmp_path / "run.log")
     try:
-        wait_for(lambda: epochs_logged(tmp_path / "run") >= 1 and (ckpt / "1").is_dir(),
-                 process)
+        # early in the third epoch (a signal before the loop has asked, just after the second
+        # epoch is logged, stops after that one), the first one's checkpoint complete
+        wait_for(lambda: epochs_logged(run_dir) >= 2 and (ckpt / "1").is_dir(), process)
+        time.sleep(0.1)
         process.send_signal(signal.SIGTERM)
-        signalled = time.monotonic()
+        signalled, logged = time.monotonic(), epochs_logged(run_dir)
     finally:
         status = ended(process)
     seconds = time.monotonic() - signalled
@@ -114,15 +114,17 @@ def test_sigterm_in_a_long_epoch_ends_the_run_within_the_grace(tmp_path: Path) -
     assert status == 143, log
     # ended within the grace (and a margin for a loaded machine), the epoch unfinished
     assert seconds < 0.5 + 2.5, (seconds, log)
-    assert epochs_logged(tmp_path / "run") == 1
+    assert epochs_logged(run_dir) == logged == 2
+    # the checkpoint it names (epoch 2's, or epoch 1's if the grace ended during epoch 2's
+    # save) is the newest complete one, and it restores: 400 rows, one a step
+    last = newest_checkpoint(ckpt)
     assert ("interrupted (SIGTERM): the epoch in progress did not end within "
-            f"train.stop_grace_seconds=0.5; the last checkpoint, epoch 1, is in {ckpt}: run "
-            "the same command again to resume from it") in log
+            f"train.stop_grace_seconds=0.5; the last checkpoint, epoch {last}, is in {ckpt}: "
+            "run the same command again to resume from it") in log
     assert "Traceback" not in log
-    # the checkpoint is complete: it restores, as epoch 1 (300 rows, one a step)
     step, arrays = final_arrays(ckpt)
-    assert step == newest_checkpoint(ckpt) == 1
-    assert int(arrays["train"]["step"]) == 300
+    assert step == last and last in (1, 2)
+    assert int(arrays["train"]["step"]) == 400 * last
 
 
 # A main thread held in C code, as by a computation (hashlib releases the GIL and looks for
@@ -144,7 +146,7 @@ print("not stopped", flush=True)
                "them (if it ends within 0.3 s)\n\ninterrupted (SIGTERM): the epoch in progress "
                "did not end within train.stop_grace_seconds=0.3; kept: nothing"),
     ("outside", "interrupted (SIGTERM): kept: nothing"),
-])
+], ids=["during the epochs", "outside them"])
 def test_sigterm_is_taken_while_the_main_thread_is_held(where: str, said: str) -> None:
     process = subprocess.Popen([sys.executable, "-c", HELD, where], env=cli_env(),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
