@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -85,7 +86,8 @@ class Checkpointer:
 
     def __init__(self, directory: Path, identity: dict[str, Any], *, every_epochs: int = 1,
                  every_seconds: float = 0.0, keep: int = 2,
-                 lock: DirectoryLock | None = None, data_fingerprint: str = ""):
+                 lock: DirectoryLock | None = None, data_fingerprint: str = "",
+                 long_epoch_seconds: float = math.inf):
         self.directory = directory
         self.lock = lock
         self.identity = identity
@@ -93,6 +95,7 @@ class Checkpointer:
         self.finished = False  # whether the last save was of a finished run
         self.every_epochs = every_epochs
         self.every_seconds = every_seconds
+        self.long_epoch_seconds = long_epoch_seconds
         self.last_save = time.monotonic()  # training starts now
         policy = checkpoint_managers.AnyPreservationPolicy([
             checkpoint_managers.LatestN(keep),
@@ -103,16 +106,20 @@ class Checkpointer:
             directory, item_names=("state", "meta"),
             options=ocp.CheckpointManagerOptions(preservation_policy=policy))
 
-    def should_save(self, epoch: int, last_epoch: bool) -> bool:
+    def should_save(self, epoch: int, last_epoch: bool, epoch_seconds: float = 0.0) -> bool:
         """Always at the end of training; before, every `every_epochs` epochs once
-        `every_seconds` have passed since the previous save (or the start). A save writes
-        the whole training state (ML-1M's `best_ml1m`: 90 MB), and every epoch that took a
-        fifth of a CPU run's time (2 cores, 8 epochs: 10.9-11.5 s against 8.7-9.7 s) and
-        would dominate a GPU's, whose epochs take milliseconds."""
+        `every_seconds` have passed since the previous save (or the start), or after an epoch
+        of `long_epoch_seconds` or more. A save writes the whole training state (ML-1M's
+        `best_ml1m`: 90 MB), and every epoch that took a fifth of a CPU run's time (2 cores,
+        8 epochs: 10.9-11.5 s against 8.7-9.7 s) and would dominate a GPU's, whose epochs take
+        milliseconds. A long epoch is saved as a stop (SIGTERM) waits for no longer than that
+        for the next one to end (`train.stop_grace_seconds`): the last completed epoch is then
+        on disk, and a stop loses only the one in progress."""
         if last_epoch:
             return True
         return (epoch % self.every_epochs == 0
-                and time.monotonic() - self.last_save >= self.every_seconds)
+                and (time.monotonic() - self.last_save >= self.every_seconds
+                     or epoch_seconds >= self.long_epoch_seconds))
 
     def save(self, epoch: int, arrays: Any, meta: dict[str, Any], valid_rmse: float) -> None:
         """Save the arrays and JSON `meta` of `epoch` (asynchronously; see `close`).
@@ -280,7 +287,8 @@ def _open_locked(cfg: Any, like: Any, directory: Path, lock: DirectoryLock,
                             every_epochs=int(cfg.checkpoint.every_epochs),
                             every_seconds=float(cfg.checkpoint.get("every_seconds", 0.0)),
                             keep=int(cfg.checkpoint.keep), lock=lock,
-                            data_fingerprint=data_fingerprint)
+                            data_fingerprint=data_fingerprint,
+                            long_epoch_seconds=float(cfg.train.stop_grace_seconds))
 
     checkpointer = new_checkpointer()
     try:

@@ -5,14 +5,22 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from aerec.config import refuse_added_keys, validate
 from aerec.errors import AerecError, TrainingInterrupted
-from aerec.interrupt import Interruptible, after_the_epoch, exit_on_ctrl_c, never
+from aerec.interrupt import (
+    Interruptible,
+    after_the_epoch,
+    exit_on_ctrl_c,
+    exit_on_sigterm,
+    never,
+)
 from aerec.logs import brief, route_library_logs
 from aerec.outputs import (
     EpochLog,
@@ -82,6 +90,9 @@ def init_distributed(dist_cfg: Any) -> None:
 
     # CPU processes exchange gradients through gloo; GPUs and TPUs use their own collectives.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # SIGTERM is aerec's (aerec.interrupt): JAX's preemption service would put its own handler
+    # in place of it, which takes the signal and does nothing else (the run went on to SIGKILL).
+    jax.config.update("jax_enable_preemption_service", False)
     jax.distributed.initialize(coordinator_address=dist_cfg.coordinator,
                                num_processes=dist_cfg.processes, process_id=dist_cfg.process_id)
 
@@ -133,12 +144,19 @@ def after_interrupt(cfg: Any, saved_now: bool = False) -> str:
     if saved_now:
         return (f"its checkpoint is in {directory}: run the same command again to resume "
                 "from it")
-    # orbax names each epoch's checkpoint by its number
-    if not (directory.is_dir() and any(path.name.isdigit() for path in directory.iterdir())):
+    last = last_checkpoint(directory)
+    if last is None:
         return "no checkpoint was written yet: run the same command again to start over"
-    return ("run the same command again to resume from the last checkpoint in "
-            f"{directory} (written every checkpoint.every_epochs epochs, at most every "
-            "checkpoint.every_seconds seconds)")
+    return (f"the last checkpoint, epoch {last}, is in {directory}: run the same command "
+            "again to resume from it")
+
+
+def last_checkpoint(directory: Path) -> int | None:
+    """The newest epoch whose checkpoint is complete in `directory`, if any: orbax names each
+    by its number once complete (it writes into `<epoch>.orbax-checkpoint-tmp-...`)."""
+    epochs = [int(path.name) for path in directory.iterdir()
+              if path.name.isdigit()] if directory.is_dir() else []
+    return max(epochs, default=None)
 
 
 def log_traceback(error: BaseException, output_dir: Path) -> Path:
@@ -193,10 +211,11 @@ def main(cfg: Any, output_dir: Path, overrides: Sequence[str] = (), in_sweep: bo
     on the test ratings (NaN without validation ratings).
     """
     quiet_library_logging()
-    # The first Ctrl-C during the epochs stops after the epoch, saved; at other times (from
-    # here on: jax.distributed may wait minutes for its peers), or a second one, the process
-    # ends at once with a note on what was kept.
-    with exit_on_ctrl_c(lambda: after_interrupt(cfg)):
+    # The first Ctrl-C or SIGTERM during the epochs stops after the epoch, saved; at other
+    # times (from here on: jax.distributed may wait minutes for its peers), or a second one,
+    # the process ends at once with a note on what was kept.
+    kept = partial(after_interrupt, cfg)
+    with exit_on_ctrl_c(kept), exit_on_sigterm(kept):
         return _main(cfg, output_dir, overrides, in_sweep)
 
 
@@ -206,13 +225,17 @@ def _main(cfg: Any, output_dir: Path, overrides: Sequence[str], in_sweep: bool) 
         refuse_added_keys(overrides, cfg)
         enable_compile_cache(cfg.paths.get("compile_cache_dir"))
         init_distributed(cfg.distributed)
-        results = run_task(cfg, output_dir, interruptible=after_the_epoch)
+        # read when the epochs begin: the configuration is validated by then
+        results = run_task(cfg, output_dir, interruptible=lambda: after_the_epoch(
+            float(cfg.train.stop_grace_seconds), kept=partial(after_interrupt, cfg)))
     except AerecError as error:
         return job_failed(str(error), output_dir, in_sweep)
     except TrainingInterrupted as stop:
-        print(f"stopped after epoch {stop.epoch}: {after_interrupt(cfg, stop.saved)}",
+        signum = stop.signum or signal.SIGINT  # 128 + its number, as if the signal ended it
+        by = "" if signum == signal.SIGINT else f" ({signal.Signals(signum).name})"
+        print(f"stopped after epoch {stop.epoch}{by}: {after_interrupt(cfg, stop.saved)}",
               file=sys.stderr)
-        sys.exit(130)
+        sys.exit(128 + signum)
     except Exception as error:  # a bug, not the user's: one line, the traceback in the log
         return job_failed(internal_error(error, output_dir), output_dir, in_sweep)
     if cfg.task == "recommend":

@@ -121,6 +121,10 @@ def validate(cfg: Any) -> None:
         if cfg.checkpoint.enabled:
             raise ConfigError("distributed.enabled=true: checkpoints are not supported across "
                               "processes yet; set checkpoint.enabled=false")
+    grace = cfg.train.stop_grace_seconds
+    _number("train.stop_grace_seconds", grace)
+    if not grace >= 0:  # NaN too
+        raise ConfigError(f"train.stop_grace_seconds={grace!r} must be >= 0 (seconds)")
     if cfg.train.resume not in ("auto", True, False):
         raise ConfigError(f"train.resume={cfg.train.resume!r} must be auto, true or false")
     for key in ("every_epochs", "keep"):

@@ -26,12 +26,13 @@ class TrainingDivergedError(AerecError):
 
 
 class TrainingInterrupted(Exception):  # noqa: N818 (a stop asked for, not a fault)
-    """Training stopped on request (Ctrl-C) after `epoch`, its checkpoint written if
-    `saved`: the command line's exit status is 130, as for an interrupt."""
+    """Training stopped on request (Ctrl-C, SIGTERM) after `epoch`, its checkpoint written if
+    `saved`; `signum`: the signal that asked (0: another process's). The command line's exit
+    status is 128 + the signal's number, as for a process the signal ended."""
 
-    def __init__(self, epoch: int, saved: bool):
+    def __init__(self, epoch: int, saved: bool, signum: int = 0):
         super().__init__(f"stopped after epoch {epoch}")
-        self.epoch, self.saved = epoch, saved
+        self.epoch, self.saved, self.signum = epoch, saved, signum
 
 
 class UnknownIdError(AerecError, KeyError):

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 # Keys that change how a run is carried out or evaluated, never what it trains.
 NOT_IDENTITY_SECTIONS = ("paths.", "checkpoint.", "hydra.", "ranking.", "distributed.")
 NOT_IDENTITY = {"task", "train.progress", "train.resume", "train.data_path",
-                "train.resident_max_bytes", "train.dense_dtype", "train.eval_chunk_rows", "user",
-                "ratings", "ratings_file", "k", "format"}
+                "train.resident_max_bytes", "train.dense_dtype", "train.eval_chunk_rows",
+                "train.stop_grace_seconds", "user", "ratings", "ratings_file", "k", "format"}
 # Keys added after checkpoints were first written, at the value that trains as before: left
 # out of the identity then, so that older checkpoints still resume (and keep their directory).
 NEUTRAL_DEFAULTS = {"train.wide_shards": 1}

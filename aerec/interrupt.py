@@ -1,33 +1,42 @@
-"""Ctrl-C on the command line: during the epochs, stop once the epoch ends with its
-checkpoint written; otherwise, or at a second Ctrl-C, exit at once.
+"""Ctrl-C and SIGTERM on the command line: during the epochs, stop once the epoch ends with its
+checkpoint written; otherwise, or at a second signal, exit at once.
 
 The training loop asks `stop_requested()` after each epoch; what answers it is chosen by the
 caller, as a context manager around the loop: `never` (the library's default: a Ctrl-C is a
 plain KeyboardInterrupt) or `after_the_epoch` (the command line's). Exiting at once is
-`exit_on_ctrl_c`'s hard exit, not a KeyboardInterrupt: one raised while orbax writes a
+`exit_now`'s hard exit, not a KeyboardInterrupt: one raised while orbax writes a
 checkpoint in its threads leaves them waiting for each other for minutes before the process
 can end. A hard exit is as safe as SIGKILL, which the checkpoints are built and tested for.
+
+SIGTERM (what SLURM, Kubernetes and cloud preemption send before SIGKILL) is Ctrl-C with a
+bound: if the epoch has not ended `grace_seconds` after the signal, the process exits from the
+last checkpoint written. The state of the last completed epoch cannot be saved then: the epoch
+in progress was given it (donated) and is changing it. SIGTERM is watched from a thread of its
+own (`signal_watched`), as the bound must hold while the main thread waits for a computation.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from typing import Any, NoReturn
 
-# A context manager around the epoch loop, yielding `stop_requested() -> bool`.
-Interruptible = Callable[[], AbstractContextManager[Callable[[], bool]]]
+# A context manager around the epoch loop, yielding `stop_requested() -> int`: the number of
+# the signal that asked for a stop, 0 while none has.
+Interruptible = Callable[[], AbstractContextManager[Callable[[], int]]]
 
 
-def can_take_ctrl_c() -> bool:
-    """Whether a handler may be set: only in the main thread, and not where SIGINT is
-    ignored (a background job of a script inherits that, and must stay deaf to Ctrl-C)."""
+def can_take(signum: int) -> bool:
+    """Whether a handler may be set for `signum`: only in the main thread, and not where the
+    signal is ignored (a background job of a script inherits an ignored SIGINT, and must stay
+    deaf to Ctrl-C)."""
     return (threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN)
+            and signal.getsignal(signum) is not signal.SIG_IGN)
 
 
 @contextmanager
@@ -42,51 +51,149 @@ def sigint_handled_by(handler: Callable[[int, Any], None]) -> Iterator[Any]:
 
 
 @contextmanager
-def never() -> Iterator[Callable[[], bool]]:
-    """No stop is ever requested (signals are left as they are)."""
-    yield lambda: False
+def signal_watched(signum: int, action: Callable[[], None]) -> Iterator[None]:
+    """While active, each delivery of `signum` calls `action` at once, in a thread of its own.
+
+    A Python signal handler runs only when the main thread next runs Python code, which a
+    computation may hold off for a whole epoch (`np.asarray` of a jax array waits without
+    looking). Python's own C handler writes the signal's number to the wakeup descriptor at
+    delivery; a thread reads it there. (The process has one wakeup descriptor: another one
+    set before is restored at the end, and gets no signals meanwhile.)
+    """
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+
+    def watch() -> None:
+        while received := os.read(read_end, 64):  # empty once the write end is closed
+            for number in received:  # every signal with a Python handler is written here
+                if number == signum:
+                    action()
+
+    watcher = threading.Thread(target=watch, name=f"aerec-{signal.Signals(signum).name}",
+                               daemon=True)
+    watcher.start()
+    previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    previous = signal.signal(signum, lambda signum, frame: None)  # `action` acts, not this
+    try:
+        yield
+    finally:
+        signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+        signal.set_wakeup_fd(previous_fd)
+        os.close(write_end)
+        watcher.join()
+        os.close(read_end)
+
+
+def exit_now(prefix: str, note: Callable[[], str], status: int) -> NoReturn:
+    """Print `<prefix>: <note()>` on stderr and end the process at once with `status` (a
+    hard exit: see the module's docstring), whatever the note does."""
+    try:
+        said = note()
+    except Exception as error:  # the exit must happen whatever the note
+        said = f"({type(error).__name__} while saying what was kept: {error})"
+    print(f"\n{prefix}: {said}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(status)
 
 
 @contextmanager
-def after_the_epoch() -> Iterator[Callable[[], bool]]:
-    """While the loop runs, the first Ctrl-C (SIGINT) requests a stop after the epoch; the
-    second is handled as it would be outside the loop (KeyboardInterrupt, or the handler of
-    `exit_on_ctrl_c`). Outside the main thread, where Python cannot take signals, it is
-    `never`."""
-    if not can_take_ctrl_c():
-        yield lambda: False
-        return
-    requested = threading.Event()
+def never() -> Iterator[Callable[[], int]]:
+    """No stop is ever requested (signals are left as they are)."""
+    yield lambda: 0
+
+
+@contextmanager
+def after_the_epoch(grace_seconds: float = math.inf, kept: Callable[[], str] = lambda: ""
+                    ) -> Iterator[Callable[[], int]]:
+    """While the loop runs, the first Ctrl-C (SIGINT) or SIGTERM requests a stop after the
+    epoch; a second one is handled as it would be outside the loop (KeyboardInterrupt, or the
+    handlers of `exit_on_ctrl_c` and `exit_on_sigterm`).
+
+    After a SIGTERM, an epoch that has not ended within `grace_seconds` is given up: the
+    process exits (status 143) saying `kept()`, what was written before. The stop counts as
+    taken once `stop_requested()` has answered it: the grace bounds the epoch, not the save
+    that follows. Outside the main thread, where Python cannot take signals, it is `never`;
+    a signal that is ignored stays ignored.
+    """
+    requested: list[int] = []  # the signals that asked for a stop, in order
+    lock = threading.Lock()  # the loop's answer and the grace's expiry: one or the other
+    answered = threading.Event()
+    graces: list[threading.Timer] = []
 
     def on_ctrl_c(signum: int, frame: Any) -> None:
-        if requested.is_set():  # the second: as the handler outside the loop would do
+        if requested:  # the second: as the handler outside the loop would do
             if callable(previous):
                 previous(signum, frame)
             raise KeyboardInterrupt
-        requested.set()
+        requested.append(signum)
         print("\nCtrl-C: stopping once this epoch ends, its checkpoint written if the run "
               "keeps them (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
 
-    with sigint_handled_by(on_ctrl_c) as previous:
-        yield requested.is_set
+    def overdue() -> None:
+        with lock:
+            if not answered.is_set():
+                exit_now("interrupted (SIGTERM)", lambda: (
+                    "the epoch in progress did not end within train.stop_grace_seconds="
+                    f"{grace_seconds:g}; {kept()}"), 128 + signal.SIGTERM)
+
+    def on_sigterm() -> None:  # in the watcher's thread
+        with lock:
+            if requested:  # a second signal, or one after the loop answered a Ctrl-C
+                exit_now("interrupted (SIGTERM)", kept, 128 + signal.SIGTERM)
+            requested.append(signal.SIGTERM)
+            bounded = math.isfinite(grace_seconds)
+            print("\nSIGTERM: stopping once this epoch ends, its checkpoint written if the run "
+                  "keeps them" + (f" (if it ends within {grace_seconds:g} s)" if bounded else ""),
+                  file=sys.stderr, flush=True)
+            if bounded:
+                graces.append(threading.Timer(grace_seconds, overdue))
+                graces[-1].daemon = True
+                graces[-1].start()
+
+    def stop_requested() -> int:
+        with lock:
+            if requested:
+                answer()
+            return requested[0] if requested else 0
+
+    def answer() -> None:
+        answered.set()
+        for grace in graces:
+            grace.cancel()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: 0
+        return
+    with ExitStack() as handled:
+        previous = (handled.enter_context(sigint_handled_by(on_ctrl_c))
+                    if can_take(signal.SIGINT) else None)
+        if can_take(signal.SIGTERM):
+            handled.enter_context(signal_watched(signal.SIGTERM, on_sigterm))
+        try:
+            yield stop_requested
+        finally:  # a grace still running has nothing more to bound (an error ended the loop)
+            with lock:
+                answer()
 
 
 @contextmanager
 def exit_on_ctrl_c(note: Callable[[], str]) -> Iterator[None]:
     """While active, Ctrl-C prints `interrupted: <note()>` and ends the process at once
     (exit status 130), whatever it is doing. Outside the main thread, nothing changes."""
-    if not can_take_ctrl_c():
+    if not can_take(signal.SIGINT):
         yield
         return
+    with sigint_handled_by(lambda signum, frame: exit_now("interrupted", note, 130)):
+        yield
 
-    def on_ctrl_c(signum: int, frame: Any) -> None:
-        try:
-            said = note()
-        except Exception as error:  # the exit must happen whatever the note
-            said = f"({type(error).__name__} while saying what was kept: {error})"
-        print(f"\ninterrupted: {said}", file=sys.stderr, flush=True)
-        sys.stdout.flush()
-        os._exit(130)
 
-    with sigint_handled_by(on_ctrl_c):
+@contextmanager
+def exit_on_sigterm(note: Callable[[], str]) -> Iterator[None]:
+    """While active, SIGTERM prints `interrupted (SIGTERM): <note()>` and ends the process at
+    once (exit status 143), whatever it is doing. Outside the main thread, nothing changes."""
+    if not can_take(signal.SIGTERM):
+        yield
+        return
+    with signal_watched(signal.SIGTERM,
+                        lambda: exit_now("interrupted (SIGTERM)", note, 128 + signal.SIGTERM)):
         yield

@@ -41,12 +41,13 @@ def data_mesh(devices: int | None, wide_shards: int = 1) -> Mesh | None:
     return Mesh(grid, (DATA_AXIS, WIDE_AXIS))
 
 
-def any_process(flag: bool) -> bool:
-    """Whether `flag` is true in any process (itself when alone): a stop asked for in one
-    (Ctrl-C on one node) is taken by all, which must leave the loop together."""
+def any_process(flag: int) -> int:
+    """The largest of the processes' `flag`s (itself when alone; true if any is): a stop asked
+    for in one (Ctrl-C on one node; the signal's number) is taken by all, which must leave the
+    loop together."""
     if jax.process_count() == 1:
         return flag
-    return bool(np.asarray(multihost_utils.process_allgather(np.array([flag], np.int32))).any())
+    return int(np.asarray(multihost_utils.process_allgather(np.array([flag], np.int32))).max())
 
 
 def agreed(value: float) -> float:

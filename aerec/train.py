@@ -287,7 +287,8 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
     axis (`state_shardings`) and the rest of the state is replicated; validation and the
     returned parameters live on the default device. `interruptible` (`aerec.interrupt`) says
     whether a stop was asked for: the loop then ends after the epoch, saves it (with a
-    checkpointer) and raises TrainingInterrupted.
+    checkpointer) and raises TrainingInterrupted; so does a stop asked for while the last
+    epoch was saved.
     """
     rows_with_data = np.flatnonzero(train_rows.nonempty_rows()).astype(np.int32)
     best = FitResult(state.params, 0, float("inf"), 0, 0.0)
@@ -401,12 +402,18 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
                 waited += 1
             best.epochs_run = epoch
             finished = waited >= patience or epoch == epochs
-            stopping = any_process(stop_requested())  # every process stops, or none
-            if checkpointer is not None and checkpointer.should_save(epoch, finished or stopping):
+            # the signal that asked for a stop in any process, 0 if none: all stop, or none
+            asked = any_process(stop_requested())
+            if checkpointer is not None and checkpointer.should_save(
+                    epoch, finished or bool(asked), record["epoch_seconds"]):
                 save(checkpointer, epoch, state, waited=waited, finished=finished)
-            if stopping:  # even after the last epoch: the run was asked to end here
-                raise TrainingInterrupted(epoch, saved=checkpointer is not None)
+            if asked:  # even after the last epoch: the run was asked to end here
+                raise TrainingInterrupted(epoch, saved=checkpointer is not None, signum=asked)
             if finished:
                 break
+        # asked while the last epoch was being saved: the run ends here too, that save kept
+        if asked := any_process(stop_requested()):
+            raise TrainingInterrupted(best.epochs_run, saved=checkpointer is not None,
+                                      signum=asked)
     best.train_seconds = seconds_before + time.perf_counter() - started
     return best
