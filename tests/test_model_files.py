@@ -26,7 +26,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 from hydra import compose, initialize_config_dir
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 import aerec
@@ -42,9 +42,11 @@ MODELS = {"autoencoder": [*FAST_MODEL, "model.ensemble=2", "model.scaling=center
                           "train.epochs=1"],
           "svd": ["model=svd", "model.rank=3"],
           "popularity": ["model=popularity"]}
-# Examples per run (derandomized: the same directories each run); more with
-# AEREC_MODEL_FILES_EXAMPLES=500, and the outcome counts written to AEREC_MODEL_FILES_COUNTS.
+# Examples per run (derandomized: the same directories each run). A longer run:
+# AEREC_MODEL_FILES_EXAMPLES=1000, other directories with AEREC_MODEL_FILES_SEED=<n>, the
+# outcome counts written to the file AEREC_MODEL_FILES_COUNTS names.
 EXAMPLES = int(os.environ.get("AEREC_MODEL_FILES_EXAMPLES", "40"))
+SEED = os.environ.get("AEREC_MODEL_FILES_SEED")
 OUTCOMES: Counter[str] = Counter()
 BY_CHANGE: Counter[str] = Counter()  # each example's outcome, counted for each of its changes
 REQUEST_SECONDS = 120
@@ -490,7 +492,9 @@ def judge(answer: dict[str, Any], untampered: dict[str, Any], digest_kept: bool)
         "loaded without digest, different outputs")
 
 
-@settings(max_examples=EXAMPLES, suppress_health_check=list(HealthCheck))
+@settings(max_examples=EXAMPLES, suppress_health_check=list(HealthCheck),
+          derandomize=SEED is None, database=None)
+@seed(int(SEED or 0))
 @given(kind=st.sampled_from(sorted(MODELS)),
        tampering=st.lists(TAMPERING, min_size=1, max_size=3),
        without_digest=st.sampled_from([True, True, False]))
