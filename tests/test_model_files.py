@@ -148,7 +148,8 @@ def tampered_copy(model: Trained, parent: Path) -> Path:
 
 
 # Tampering. Each is a small frozen dataclass (hypothesis prints it for a failing example)
-# whose apply(directory) changes one thing; the strategies below draw them.
+# whose apply(directory, original) changes one thing in `directory`, a copy of the untampered
+# `original`; the strategies below draw them.
 
 def json_paths(value: Any, prefix: tuple = ()) -> list[tuple]:
     """Every path to a node of a JSON value (dict keys and list indices), root excluded."""
@@ -191,7 +192,7 @@ class EditJson:
     core: bool
     mirror: bool
 
-    def apply(self, directory: Path) -> None:
+    def apply(self, directory: Path, original: Path) -> None:
         description = read_json(directory)
         paths = [p for p in json_paths(description)
                  if not self.core or p[0] != "config" or p[:2] == ("config", "model")]
@@ -235,7 +236,7 @@ class PlausibleJson:
 
     which: int
 
-    def apply(self, directory: Path) -> None:
+    def apply(self, directory: Path, original: Path) -> None:
         path, change = PLAUSIBLE[self.which]
         description = read_json(directory)
         node = description
@@ -257,7 +258,7 @@ class RewriteJson:
     at: int
     garbage: bytes
 
-    def apply(self, directory: Path) -> None:
+    def apply(self, directory: Path, original: Path) -> None:
         path = directory / "model.json"
         text = path.read_bytes()
         if self.how == "truncate":
@@ -332,7 +333,7 @@ class EditArray:
     at: int
     value: float
 
-    def apply(self, directory: Path) -> None:
+    def apply(self, directory: Path, original: Path) -> None:
         arrays = read_arrays(directory)
         array = arrays[self.name]
         if self.how == "delete":
@@ -372,7 +373,7 @@ class EditFile:
     pick: int
     at: int
 
-    def apply(self, directory: Path) -> None:
+    def apply(self, directory: Path, original: Path) -> None:
         if self.target == "params" and self.how == "delete_all":
             shutil.rmtree(directory / "params")
             return
@@ -394,15 +395,17 @@ class EditFile:
 
 @dataclass(frozen=True)
 class EditParams:
-    """The parameters saved again with one leaf dropped, one added, reshaped, retyped, or
-    one value changed (NaN, or slightly)."""
+    """The (untampered) parameters saved again with one leaf dropped, one added, reshaped,
+    retyped, or one value changed (NaN, or slightly)."""
 
     how: str
     pick: int
     at: int
 
-    def apply(self, directory: Path) -> None:
-        params = jax.tree.map(np.asarray, restore_here(directory / "params"))
+    def apply(self, directory: Path, original: Path) -> None:
+        # read from the untampered model: orbax's failures to read (after an earlier change
+        # to these files) would leave this process exceptions that nothing can catch
+        params = jax.tree.map(np.asarray, restore_here(original / "params"))
         leaves = jax.tree_util.tree_flatten_with_path(params)[0]
         path, leaf = leaves[self.pick % len(leaves)]
         keys = [key.key for key in path]
@@ -424,7 +427,7 @@ class EditParams:
                 flat[self.at % flat.size] = np.nan if self.how == "nan" else flat[
                     self.at % flat.size] + 0.5
             node[keys[-1]] = flat.reshape(leaf.shape)
-        shutil.rmtree(directory / "params")
+        shutil.rmtree(directory / "params", ignore_errors=True)
         checkpointer = ocp.StandardCheckpointer()
         checkpointer.save(directory / "params", params)
         checkpointer.wait_until_finished()
@@ -505,7 +508,7 @@ def test_tampered_model_directories_are_refused_or_predict_the_same(
         directory = tampered_copy(trained[kind], Path(parent))
         for change in tampering:
             try:
-                change.apply(directory)
+                change.apply(directory, trained[kind].directory)
             except Exception:  # an earlier change left nothing this one can edit (a file
                 OUTCOMES["changes not applicable"] += 1  # deleted, bad JSON, ...)
         digest_kept = not (without_digest and strip_digest(directory))
