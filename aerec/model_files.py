@@ -135,8 +135,8 @@ def check_arrays(arrays: dict[str, np.ndarray], description: dict[str, Any]) -> 
     rows, cols = (n_users, n_items) if by_user else (n_items, n_users)
     if description["n_inputs"] != cols:
         raise Invalid("model.json", "n_inputs", f"is {description['n_inputs']}, but data.npz "
-                      f"holds {cols} {'items' if by_user else 'users'} (the inputs of a "
-                      f"{description['model']['orientation']}-oriented model)")
+                      f"holds {cols} {'items' if by_user else 'users'} (the inputs of a model "
+                      f"whose rows are {'users' if by_user else 'items'})")
     check_csr(arrays, "", rows, cols)
     data = arrays["data"]
     if data.dtype != np.float32 or data.size != arrays["indices"].size:

@@ -3,8 +3,9 @@
 Every field that loading and task=evaluate read must be present, of its type and in its
 range: a known model name and orientation, the keys the model's graph and predictor read, a
 scaling with a positive scale, a rating range low < high holding the fallback, a positive
-n_inputs; `config` an object whose model section is the model's. Optional digests (the data
-the model was trained on, the directory's content) are checked for their form.
+n_inputs; `config` an object whose model section is the model's. Optional fields are checked
+for their form: the digests of the data the model was trained on and of the directory's
+content, the data's file and directory.
 """
 
 from __future__ import annotations
@@ -153,6 +154,9 @@ def check_description(description: dict[str, Any]) -> None:
     for key in ("data_fingerprint", DIGEST):  # optional: older models lack them
         if key in description and _digest(description[key]):
             raise Invalid("model.json", key, _digest(description[key]))
+    for key in ("data_source", "data_dir"):  # optional: where task=evaluate reads the data
+        if key in description and not isinstance(description[key], str):
+            raise Invalid("model.json", key, f"{description[key]!r:.80} must be a string")
 
 
 def check_model_section(model: Any) -> None:

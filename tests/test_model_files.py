@@ -628,3 +628,15 @@ def test_the_command_line_names_the_tampered_field(trained: dict[str, Trained],
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, done.stderr
     assert f"{directory}/data.npz: indices: 1 column indices outside [0, 120)" in errors[0]
+
+
+def test_a_data_fingerprint_is_kept_and_its_form_checked(trained: dict[str, Trained],
+                                                         tmp_path: Path) -> None:
+    # Recorded by training runs that fingerprint their data, read by task=evaluate.
+    fingerprint = "0123456789abcdef" * 4
+    directory = tamper(tampered_copy(trained["popularity"], tmp_path),
+                       {(DIGEST,): None, ("data_fingerprint",): fingerprint})
+    assert aerec.load(directory).description["data_fingerprint"] == fingerprint
+    tamper(directory, {("data_fingerprint",): fingerprint.upper()})
+    with pytest.raises(DataError, match=r"model\.json: data_fingerprint: must be a sha256"):
+        aerec.load(directory)
