@@ -360,6 +360,9 @@ class EditArray:
 
 
 def files_under(directory: Path) -> list[Path]:
+    """The files below `directory`, sorted. orbax lays out the parameters' files differently
+    on each save (names and contents of its data files), so the file an example tampers with
+    may differ between runs: the outcome counts vary a little, the assertions hold."""
     return sorted(path for path in directory.rglob("*") if path.is_file())
 
 
