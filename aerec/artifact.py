@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, partial
@@ -28,6 +27,7 @@ from omegaconf import OmegaConf
 from aerec.data.matrix import DeviceRows, nonempty_columns, padded_chunks, padded_size
 from aerec.data.prepare import IdMap
 from aerec.errors import DataError, UnknownIdError
+from aerec.model_files import DIGEST, content_digest, read_model_files
 from aerec.models.autoencoder import AutoEncoderPredictor, graphdef_of
 from aerec.models.popularity import predict_popularity
 from aerec.models.scaling import Scaling
@@ -63,13 +63,15 @@ def save_artifact(directory: Path, params: Any, *, config: Any, scaling: Scaling
     description = {"model": resolved["model"], "config": resolved,
                    "scaling": [scaling.shift, scaling.scale], "rating_range": list(rating_range),
                    "fallback": fallback, "n_inputs": int(inputs.shape[1]), **(data or {})}
+    arrays = {"users": users.raw, "items": items.raw, "indptr": inputs.indptr,
+              "indices": inputs.indices, "data": inputs.data,
+              "trained_columns": trained_columns, "seen_indptr": seen.indptr,
+              "seen_indices": seen.indices, "titles": catalog["titles"],
+              "genres": catalog["genres"], "years": catalog["years"]}
+    description[DIGEST] = content_digest(description, arrays, params)
     (directory / "model.json").write_text(json.dumps(description, indent=2) + "\n")
     with open(directory / "data.npz", "wb") as handle:
-        np.savez(handle, users=users.raw, items=items.raw, indptr=inputs.indptr,
-                 indices=inputs.indices, data=inputs.data, trained_columns=trained_columns,
-                 seen_indptr=seen.indptr,
-                 seen_indices=seen.indices, titles=catalog["titles"],
-                 genres=catalog["genres"], years=catalog["years"])
+        np.savez(handle, **arrays)
     directory.rename(final)
     return final
 
@@ -214,23 +216,6 @@ class TrainedModel:
         })
 
 
-def restore_here(path: Path) -> Any:
-    """The array tree saved at `path`, placed on this process's default device.
-
-    The target's shapes and dtypes come from the checkpoint's metadata and its placement from
-    here: a model written on a GPU loads on a CPU and the other way round (orbax refuses to
-    guess across topologies).
-    """
-    checkpointer = ocp.StandardCheckpointer()
-    metadata = checkpointer.metadata(path)
-    tree = getattr(metadata, "item_metadata", metadata)  # a StepMetadata on newer orbax
-    tree = getattr(tree, "tree", tree)
-    here = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    target = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=here),
-                          tree, is_leaf=lambda leaf: hasattr(leaf, "shape"))
-    return checkpointer.restore(path, target)
-
-
 def load(path: str | Path) -> TrainedModel:
     """Load an artifact written by a training run (its output directory's `model/`)."""
     directory = Path(path).absolute()
@@ -238,12 +223,8 @@ def load(path: str | Path) -> TrainedModel:
         hint = (f"; the run's model is {directory / 'model'}"
                 if (directory / "model" / "model.json").is_file() else "")
         raise DataError(f"{directory} is not an aerec model directory (no model.json){hint}")
-    description = json.loads((directory / "model.json").read_text())
-    try:  # never unpickle: an object array in the file is an error, not code to run
-        with np.load(directory / "data.npz", allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as error:
-        raise DataError(f"{directory / 'data.npz'} cannot be read: {error}") from error
+    files = read_model_files(directory)  # validated: nothing below reads unchecked data
+    description, arrays, params = files.description, files.arrays, files.params
     inputs = sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]),
                            shape=(len(arrays["indptr"]) - 1, description["n_inputs"]))
     users, items = IdMap(arrays["users"]), IdMap(arrays["items"])
@@ -259,10 +240,9 @@ def load(path: str | Path) -> TrainedModel:
                for key in ("titles", "genres", "years")}
     scaling = Scaling(*description["scaling"])
     model_cfg = OmegaConf.create(description["model"])
-    params = restore_here(directory / "params")
     if model_cfg.name == "autoencoder":
         predictor = AutoEncoderPredictor(graphdef_of(model_cfg, description["n_inputs"]),
-                                         scaling, model_cfg.get("output_activation", "linear"))
+                                         scaling, model_cfg.output_activation)
     elif model_cfg.name == "svd":
         predictor = svd_predictor(model_cfg, scaling)
     else:

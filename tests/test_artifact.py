@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 import aerec
-from aerec.artifact import restore_here
 from aerec.cli import run_task
 from aerec.data.dataset import load_dataset
 from aerec.errors import ConfigError, DataError
 from aerec.matrices import build_matrices, data_dir_of
+from aerec.model_files import restore_here
 from tests.conftest import FAST_DATA, cli_env
 
 PAIRS = {"users": [1, 5, 17, 42, 99], "items": [3, 3, 10, 7, 50]}
