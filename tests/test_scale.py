@@ -92,6 +92,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow  # the longest test (~30-60 s on 2 cores): CI's time goes to issue 21's tests
 def test_sharded_training_matches_one_device(tmp_path) -> None:
     env = {**cli_env(), "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
            "JAX_PLATFORMS": "cpu"}
