@@ -14,6 +14,7 @@ import re
 import shutil
 import sys
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,7 +141,8 @@ def remove(entry: Entry) -> bool:
         return False
     try:
         shutil.rmtree(entry.path)
-        lock.path.unlink(missing_ok=True)
+        with suppress(PermissionError):  # Windows keeps a locked file; its release removes it
+            lock.path.unlink(missing_ok=True)
     finally:
         lock.release()
     return True

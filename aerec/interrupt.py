@@ -102,6 +102,61 @@ def never() -> Iterator[Callable[[], int]]:
     yield lambda: 0
 
 
+class _StopAfterTheEpoch:
+    """What `after_the_epoch`'s signal handlers and the loop share."""
+
+    def __init__(self, grace_seconds: float, kept: Callable[[], str]):
+        self.grace_seconds = grace_seconds
+        self.kept = kept
+        self.requested: list[int] = []  # the signals that asked for a stop, in order
+        self.lock = threading.Lock()  # the loop's answer and the grace's expiry: one or the other
+        self.answered = threading.Event()
+        self.graces: list[threading.Timer] = []
+        self.previous: Any = None  # the SIGINT handler outside the loop
+
+    def on_ctrl_c(self, signum: int, frame: Any) -> None:
+        if self.requested:  # the second: as the handler outside the loop would do
+            if callable(self.previous):
+                self.previous(signum, frame)
+            raise KeyboardInterrupt
+        self.requested.append(signum)
+        print("\nCtrl-C: stopping once this epoch ends, its checkpoint written if the run "
+              "keeps them (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+
+    def overdue(self) -> None:
+        with self.lock:
+            if not self.answered.is_set():
+                exit_now("interrupted (SIGTERM)", lambda: (
+                    "the epoch in progress did not end within train.stop_grace_seconds="
+                    f"{self.grace_seconds:g}; {self.kept()}"), 128 + signal.SIGTERM)
+
+    def on_sigterm(self) -> None:  # in the watcher's thread
+        with self.lock:
+            if self.requested:  # a second signal, or one after the loop answered a Ctrl-C
+                exit_now("interrupted (SIGTERM)", self.kept, 128 + signal.SIGTERM)
+            self.requested.append(signal.SIGTERM)
+            bounded = math.isfinite(self.grace_seconds)
+            print("\nSIGTERM: stopping once this epoch ends, its checkpoint written if the run "
+                  "keeps them" + (f" (if it ends within {self.grace_seconds:g} s)"
+                                  if bounded else ""),
+                  file=sys.stderr, flush=True)
+            if bounded:
+                self.graces.append(threading.Timer(self.grace_seconds, self.overdue))
+                self.graces[-1].daemon = True
+                self.graces[-1].start()
+
+    def stop_requested(self) -> int:
+        with self.lock:
+            if self.requested:
+                self.answer()
+            return self.requested[0] if self.requested else 0
+
+    def answer(self) -> None:
+        self.answered.set()
+        for grace in self.graces:
+            grace.cancel()
+
+
 @contextmanager
 def after_the_epoch(grace_seconds: float = math.inf, kept: Callable[[], str] = lambda: ""
                     ) -> Iterator[Callable[[], int]]:
@@ -115,65 +170,20 @@ def after_the_epoch(grace_seconds: float = math.inf, kept: Callable[[], str] = l
     that follows. Outside the main thread, where Python cannot take signals, it is `never`;
     a signal that is ignored stays ignored.
     """
-    requested: list[int] = []  # the signals that asked for a stop, in order
-    lock = threading.Lock()  # the loop's answer and the grace's expiry: one or the other
-    answered = threading.Event()
-    graces: list[threading.Timer] = []
-
-    def on_ctrl_c(signum: int, frame: Any) -> None:
-        if requested:  # the second: as the handler outside the loop would do
-            if callable(previous):
-                previous(signum, frame)
-            raise KeyboardInterrupt
-        requested.append(signum)
-        print("\nCtrl-C: stopping once this epoch ends, its checkpoint written if the run "
-              "keeps them (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
-
-    def overdue() -> None:
-        with lock:
-            if not answered.is_set():
-                exit_now("interrupted (SIGTERM)", lambda: (
-                    "the epoch in progress did not end within train.stop_grace_seconds="
-                    f"{grace_seconds:g}; {kept()}"), 128 + signal.SIGTERM)
-
-    def on_sigterm() -> None:  # in the watcher's thread
-        with lock:
-            if requested:  # a second signal, or one after the loop answered a Ctrl-C
-                exit_now("interrupted (SIGTERM)", kept, 128 + signal.SIGTERM)
-            requested.append(signal.SIGTERM)
-            bounded = math.isfinite(grace_seconds)
-            print("\nSIGTERM: stopping once this epoch ends, its checkpoint written if the run "
-                  "keeps them" + (f" (if it ends within {grace_seconds:g} s)" if bounded else ""),
-                  file=sys.stderr, flush=True)
-            if bounded:
-                graces.append(threading.Timer(grace_seconds, overdue))
-                graces[-1].daemon = True
-                graces[-1].start()
-
-    def stop_requested() -> int:
-        with lock:
-            if requested:
-                answer()
-            return requested[0] if requested else 0
-
-    def answer() -> None:
-        answered.set()
-        for grace in graces:
-            grace.cancel()
-
     if threading.current_thread() is not threading.main_thread():
         yield lambda: 0
         return
+    stop = _StopAfterTheEpoch(grace_seconds, kept)
     with ExitStack() as handled:
-        previous = (handled.enter_context(sigint_handled_by(on_ctrl_c))
-                    if can_take(signal.SIGINT) else None)
+        if can_take(signal.SIGINT):
+            stop.previous = handled.enter_context(sigint_handled_by(stop.on_ctrl_c))
         if can_take(signal.SIGTERM):
-            handled.enter_context(signal_watched(signal.SIGTERM, on_sigterm))
+            handled.enter_context(signal_watched(signal.SIGTERM, stop.on_sigterm))
         try:
-            yield stop_requested
+            yield stop.stop_requested
         finally:  # a grace still running has nothing more to bound (an error ended the loop)
-            with lock:
-                answer()
+            with stop.lock:
+                stop.answer()
 
 
 @contextmanager

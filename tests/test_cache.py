@@ -60,6 +60,7 @@ def test_prune_by_age_size_and_set_aside_never_a_directory_in_use(tmp_path, caps
     # the oldest go first until the rest fits
     assert main(["--root", str(root), "prune", "--max-size", "4K"]) == 0
     assert not busy.exists() and new.exists()
+    assert not list(root.glob("*.lock*"))  # its lock file went with it, the owner's on release
 
 
 def test_bad_prune_arguments_are_one_clear_line(tmp_path) -> None:

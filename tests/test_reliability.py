@@ -9,6 +9,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -269,6 +270,30 @@ def test_a_killed_run_leaves_no_stale_lock(tmp_path: Path) -> None:
     child.wait(timeout=30)
     child.stdout.close()
     DirectoryLock(directory).release()  # the OS released the dead run's lock
+
+
+def test_a_lock_released_by_another_thread_is_free(tmp_path: Path) -> None:
+    lock = DirectoryLock(tmp_path / "checkpoints")  # a run may close its checkpoints elsewhere
+    releasing = threading.Thread(target=lock.release)
+    releasing.start()
+    releasing.join()
+    DirectoryLock(tmp_path / "checkpoints").release()
+
+
+def test_without_os_file_locks_training_imports_and_the_lock_is_refused(tmp_path: Path) -> None:
+    # fcntl hidden: as on an OS without it. A soft lock (a file's existence) would outlive a
+    # killed run, so the lock is refused instead of faked.
+    script = ("import sys; sys.modules['fcntl'] = None; from pathlib import Path;"
+              " import aerec.train; from aerec.errors import ConfigError;"
+              " from aerec.lock import DirectoryLock\n"
+              "try:\n    DirectoryLock(Path(sys.argv[1]))\n"
+              "except ConfigError as error:\n    print(error)")
+    directory = tmp_path / "checkpoints"
+    done = subprocess.run([sys.executable, "-c", script, str(directory)], env=cli_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (f"cannot keep checkpoints in {directory}: {tmp_path} is on a filesystem without "
+            "file locks") in done.stdout
 
 
 # --- no code-executing formats ---------------------------------------------------------------
