@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
     import jax
@@ -62,6 +62,7 @@ class Trainer(Protocol):
         """Parameters fitted in one call, timed and validated, reported as one epoch."""
 
 
+@runtime_checkable
 class ModelFamily(Protocol):
     """A model family (see the module docstring)."""
 
