@@ -94,3 +94,17 @@ def test_the_dispatch_scan_finds_what_the_registry_replaced() -> None:
                                       '    if name == "popularity":\n')) == 3
     assert model_name_comparisons('if cfg.dataset.name == "synthetic":\n'
                                   'if source.name == "ml100k":\n') == []
+
+
+def test_a_saved_models_cross_key_rule_is_its_familys() -> None:
+    from aerec.model_json import Invalid, check_model_section
+
+    svd = {"name": "svd", "orientation": "user", "rank": 3, "center": True, "bias_reg": 1.0}
+    check_model_section({**svd, "hidden": [4, 4]})  # was a KeyError on model.layers
+    autoencoder = {"name": "autoencoder", "orientation": "item", "layers": 1, "hidden": [4, 4],
+                   "latent": 2, "activation": "tanh", "output_activation": "linear",
+                   "dropout": 0.1, "input_dropout": 0.0, "mirror_decoder": False,
+                   "ensemble": 1}
+    with pytest.raises(Invalid, match="lists 2 widths, model.layers=1") as raised:
+        check_model_section(autoencoder)
+    assert raised.value.field == "model.hidden"
