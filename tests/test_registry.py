@@ -105,6 +105,6 @@ def test_a_saved_models_cross_key_rule_is_its_familys() -> None:
                    "latent": 2, "activation": "tanh", "output_activation": "linear",
                    "dropout": 0.1, "input_dropout": 0.0, "mirror_decoder": False,
                    "ensemble": 1}
-    with pytest.raises(Invalid, match="lists 2 widths, model.layers=1") as raised:
+    with pytest.raises(Invalid, match=r"lists 2 widths, model\.layers=1") as raised:
         check_model_section(autoencoder)
     assert raised.value.field == "model.hidden"
