@@ -13,7 +13,7 @@ import json
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property, partial
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,9 @@ from aerec.data.matrix import DeviceRows, nonempty_columns, padded_chunks, padde
 from aerec.data.prepare import IdMap
 from aerec.errors import DataError, UnknownIdError
 from aerec.model_files import DIGEST, content_digest, read_model_files
-from aerec.models.autoencoder import AutoEncoderPredictor, graphdef_of
-from aerec.models.popularity import predict_popularity
+from aerec.models.base import ModelConfig
+from aerec.models.registry import family_of, model_config
 from aerec.models.scaling import Scaling
-from aerec.models.svd import svd_predictor
 from aerec.scoring import Ranker, build_ranker, unknown_items
 
 
@@ -93,10 +92,15 @@ class TrainedModel:
     predictor: Any
     catalog: dict[str, np.ndarray] = field(repr=False)
 
+    @cached_property
+    def config(self) -> ModelConfig:
+        """The model's typed config (its family's), read from model.json."""
+        return model_config(self.description["model"])
+
     @property
     def by_user(self) -> bool:
         """True when the model's rows are users (user orientation)."""
-        return self.description["model"]["orientation"] == "user"
+        return self.config.orientation == "user"
 
     def predict(self, user_ids: Any, item_ids: Any, chunk_rows: int = 1024) -> np.ndarray:
         """Predicted ratings of (user, item) pairs, clipped to the rating scale (one id on a
@@ -152,9 +156,8 @@ class TrainedModel:
         """Scores of every item for a user (built once: item codes for item orientation)."""
         unknown = unknown_items(self.by_user, self.trained_columns,
                                 np.diff(self.inputs.indptr) > 0)
-        return build_ranker(OmegaConf.create(self.description["model"]), self.params,
-                            self.input_rows, scaling=Scaling(*self.description["scaling"]),
-                            unknown=unknown)
+        return build_ranker(self.config, self.params, self.input_rows,
+                            scaling=Scaling(*self.description["scaling"]), unknown=unknown)
 
     def recommend(self, user_id: int, k: int = 10) -> pd.DataFrame:
         """The user's top `k` items they have not rated, best first (see `_top_items`)."""
@@ -238,14 +241,8 @@ def load(path: str | Path) -> TrainedModel:
     trained_columns = arrays.get("trained_columns", nonempty_columns(inputs))
     catalog = {key: arrays[key] if key in arrays else np.array([])
                for key in ("titles", "genres", "years")}
-    scaling = Scaling(*description["scaling"])
-    model_cfg = OmegaConf.create(description["model"])
-    if model_cfg.name == "autoencoder":
-        predictor = AutoEncoderPredictor(graphdef_of(model_cfg, description["n_inputs"]),
-                                         scaling, model_cfg.output_activation)
-    elif model_cfg.name == "svd":
-        predictor = svd_predictor(model_cfg, scaling)
-    else:
-        predictor = partial(predict_popularity, orientation=model_cfg.orientation)
+    config = model_config(description["model"])
+    predictor = family_of(config).predictor(config, description["n_inputs"],
+                                            Scaling(*description["scaling"]))
     return TrainedModel(description, params, users, items, inputs, jax.jit(predictor), seen,
                         trained_columns, predictor, catalog)

@@ -136,7 +136,7 @@ def after_interrupt(cfg: Any, saved_now: bool = False) -> str:
     the last epoch was written on the way out)."""
     if cfg.task != "train":
         return "nothing was written"
-    if cfg.model.name != "autoencoder" or not cfg.checkpoint.enabled:
+    if not checkpointed(cfg):
         return "nothing to resume from (no checkpoints for this run): run it again"
     from aerec.checkpoint import checkpoint_dir_of
 
@@ -149,6 +149,15 @@ def after_interrupt(cfg: Any, saved_now: bool = False) -> str:
         return "no checkpoint was written yet: run the same command again to start over"
     return (f"the last checkpoint, epoch {last}, is in {directory}: run the same command "
             "again to resume from it")
+
+
+def checkpointed(cfg: Any) -> bool:
+    """Whether the run writes checkpoints: they are on, and its model is trained in epochs
+    (a stop may come before the configuration was checked: an unknown model has none)."""
+    from aerec.models.registry import find_family
+
+    family = find_family(cfg.model.name)
+    return family is not None and family.iterative and bool(cfg.checkpoint.enabled)
 
 
 def last_checkpoint(directory: Path) -> int | None:

@@ -6,35 +6,19 @@ import difflib
 from collections.abc import Sequence
 from typing import Any
 
+from aerec.checks import count, fraction, number, one_of, positive, positive_int
 from aerec.data.dataset import DATASET_NAMES
 from aerec.data.matrix import DENSE_DTYPES, ORIENTATIONS
 from aerec.data.prepare import DUPLICATE_POLICIES
 from aerec.data.split import SPLIT_KINDS
 from aerec.errors import ConfigError
 from aerec.identity import flatten_config
-from aerec.models.autoencoder import ACTIVATIONS
-from aerec.models.scaling import SCALINGS
+from aerec.models.registry import FAMILIES, get_family
 from aerec.optim import SCHEDULES
 
-MODELS = ("autoencoder", "svd", "popularity")
+MODELS = tuple(FAMILIES)
 TASKS = ("train", "evaluate", "recommend")
 FORMATS = ("table", "json")
-LOSSES = ("masked", "all_cells")
-
-
-def _one_of(key: str, value: Any, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(valid)}")
-
-
-def _positive(key: str, value: Any) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-        raise ConfigError(f"{key}={value!r} must be a positive number")
-
-
-def _fraction(key: str, value: Any) -> None:
-    if not isinstance(value, int | float) or not 0.0 <= value < 1.0:
-        raise ConfigError(f"{key}={value!r} must be in [0, 1)")
 
 
 def refuse_added_keys(overrides: Sequence[str], cfg: Any) -> None:
@@ -68,7 +52,7 @@ def flat_keys(cfg: Any) -> list[str]:
 
 def validate(cfg: Any) -> None:
     """Raise ConfigError naming the first invalid key."""
-    _one_of("task", cfg.task, TASKS)
+    one_of("task", cfg.task, TASKS)
     if cfg.task in ("evaluate", "recommend") and not cfg.checkpoint.get("path"):
         raise ConfigError(f"task={cfg.task} needs checkpoint.path=<a run's model/ directory>")
     if cfg.task == "recommend":
@@ -77,18 +61,32 @@ def validate(cfg: Any) -> None:
     seed = cfg.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31:
         raise ConfigError(f"seed={seed!r} must be an integer in [0, 2**31)")
-    _one_of("dataset.name", cfg.dataset.name, DATASET_NAMES)
+    one_of("dataset.name", cfg.dataset.name, DATASET_NAMES)
     _validate_scale(cfg.dataset)
     if cfg.dataset.name == "synthetic":
         _validate_synthetic(cfg.dataset)
-    _one_of("model.name", cfg.model.name, MODELS)
-    _one_of("model.orientation", cfg.model.orientation, ORIENTATIONS)
-    _one_of("split.kind", cfg.split.kind, SPLIT_KINDS)
-    _one_of("prepare.duplicates", cfg.prepare.duplicates, DUPLICATE_POLICIES)
-    _one_of("train.data_path", cfg.train.data_path, ("auto", "resident", "streamed"))
-    _one_of("train.dense_dtype", cfg.train.dense_dtype, DENSE_DTYPES)
+    one_of("model.name", cfg.model.name, MODELS)
+    one_of("model.orientation", cfg.model.orientation, ORIENTATIONS)
+    one_of("split.kind", cfg.split.kind, SPLIT_KINDS)
+    one_of("prepare.duplicates", cfg.prepare.duplicates, DUPLICATE_POLICIES)
+    one_of("train.data_path", cfg.train.data_path, ("auto", "resident", "streamed"))
+    one_of("train.dense_dtype", cfg.train.dense_dtype, DENSE_DTYPES)
+    _validate_split(cfg)
+    _validate_train(cfg.train)
+    _validate_distributed(cfg)
+    _validate_stopping(cfg)
+    for key in ("min_item_ratings", "min_user_ratings"):
+        count(f"prepare.{key}", cfg.prepare[key])
+    family = get_family(cfg.model.name)
+    family.check_config(cfg.model)
+    if family.iterative:  # trained by the epoch loop, with the optimizer
+        positive("optimizer.learning_rate", cfg.optimizer.learning_rate)
+        one_of("optimizer.schedule", cfg.optimizer.schedule, SCHEDULES)
+
+
+def _validate_split(cfg: Any) -> None:
     for key in ("test_fraction", "valid_fraction", "fold_in_fraction"):
-        _fraction(f"split.{key}", cfg.split[key])
+        fraction(f"split.{key}", cfg.split[key])
     if cfg.split.test_fraction == 0.0:
         raise ConfigError("split.test_fraction=0 leaves nothing to evaluate")
     if cfg.split.kind == "users" and cfg.model.orientation == "item":
@@ -99,87 +97,51 @@ def validate(cfg: Any) -> None:
         raise ConfigError("split.kind=users holds users out whole, which an item-oriented "
                           "model cannot score (their output columns are never trained): set "
                           "model.orientation=user, or split.kind=ratings / per_user")
+
+
+def _validate_train(train: Any) -> None:
     for key in ("epochs", "batch_size", "eval_chunk_rows", "patience"):
-        _positive_int(f"train.{key}", cfg.train[key])
-    _one_of("train.dtype", cfg.train.dtype, ("float32", "bfloat16"))
-    mesh = cfg.train.mesh
+        positive_int(f"train.{key}", train[key])
+    one_of("train.dtype", train.dtype, ("float32", "bfloat16"))
+    mesh = train.mesh
     if mesh is not None and (not isinstance(mesh, int) or isinstance(mesh, bool)
                              or (mesh < 1 and mesh != -1)):
         raise ConfigError(f"train.mesh={mesh!r} must be null, -1 (all devices) or a number of "
                           "devices >= 1")
-    _positive_int("train.wide_shards", cfg.train.wide_shards)
-    if cfg.train.wide_shards > 1 and mesh is None:
-        raise ConfigError(f"train.wide_shards={cfg.train.wide_shards} needs a mesh: set "
+    positive_int("train.wide_shards", train.wide_shards)
+    if train.wide_shards > 1 and mesh is None:
+        raise ConfigError(f"train.wide_shards={train.wide_shards} needs a mesh: set "
                           "train.mesh to the number of devices (-1: all)")
-    if cfg.distributed.enabled:
-        if cfg.train.wide_shards > 1:
-            raise ConfigError("distributed.enabled=true: train.wide_shards > 1 is not "
-                              "supported across processes yet")
-        if mesh != -1:  # a smaller mesh would leave some processes without devices in it
-            raise ConfigError(f"distributed.enabled=true needs train.mesh=-1 (all devices of "
-                              f"all processes), not {mesh!r}")
-        if cfg.checkpoint.enabled:
-            raise ConfigError("distributed.enabled=true: checkpoints are not supported across "
-                              "processes yet; set checkpoint.enabled=false")
+
+
+def _validate_distributed(cfg: Any) -> None:
+    if not cfg.distributed.enabled:
+        return
+    if cfg.train.wide_shards > 1:
+        raise ConfigError("distributed.enabled=true: train.wide_shards > 1 is not "
+                          "supported across processes yet")
+    if cfg.train.mesh != -1:  # a smaller mesh would leave some processes without devices in it
+        raise ConfigError(f"distributed.enabled=true needs train.mesh=-1 (all devices of "
+                          f"all processes), not {cfg.train.mesh!r}")
+    if cfg.checkpoint.enabled:
+        raise ConfigError("distributed.enabled=true: checkpoints are not supported across "
+                          "processes yet; set checkpoint.enabled=false")
+
+
+def _validate_stopping(cfg: Any) -> None:
+    """The stop request's grace period, resuming, and how often checkpoints are written."""
     grace = cfg.train.stop_grace_seconds
-    _number("train.stop_grace_seconds", grace)
+    number("train.stop_grace_seconds", grace)
     if not grace >= 0:  # NaN too
         raise ConfigError(f"train.stop_grace_seconds={grace!r} must be >= 0 (seconds)")
     if cfg.train.resume not in ("auto", True, False):
         raise ConfigError(f"train.resume={cfg.train.resume!r} must be auto, true or false")
     for key in ("every_epochs", "keep"):
-        _positive_int(f"checkpoint.{key}", cfg.checkpoint[key])
+        positive_int(f"checkpoint.{key}", cfg.checkpoint[key])
     seconds = cfg.checkpoint.get("every_seconds", 0)
-    _number("checkpoint.every_seconds", seconds)
+    number("checkpoint.every_seconds", seconds)
     if seconds < 0:
         raise ConfigError(f"checkpoint.every_seconds={seconds!r} must be >= 0")
-    for key in ("min_item_ratings", "min_user_ratings"):
-        _count(f"prepare.{key}", cfg.prepare[key])
-    if cfg.model.name == "autoencoder":
-        _validate_autoencoder(cfg)
-    elif cfg.model.name == "popularity":
-        if not isinstance(cfg.model.damping, int | float) or cfg.model.damping < 0:
-            raise ConfigError(f"model.damping={cfg.model.damping!r} must be a number >= 0")
-    else:
-        _positive_int("model.rank", cfg.model.rank)
-        if cfg.model.bias_reg < 0:
-            raise ConfigError(f"model.bias_reg={cfg.model.bias_reg} must be >= 0")
-        for key in ("power_iterations", "oversample"):
-            _count(f"model.{key}", cfg.model[key])
-        _one_of("model.scaling", cfg.model.scaling, SCALINGS)
-
-
-def _validate_autoencoder(cfg: Any) -> None:
-    model = cfg.model
-    _positive_int("model.layers", model.layers)
-    widths = [model.hidden] if isinstance(model.hidden, int) else list(model.hidden)
-    if not isinstance(model.hidden, int) and len(widths) != model.layers:
-        raise ConfigError(f"model.hidden lists {len(widths)} widths, model.layers={model.layers}")
-    for width in [*widths, model.latent]:
-        if not isinstance(width, int) or width < 1:
-            raise ConfigError(f"model.hidden / model.latent: widths must be integers >= 1, "
-                              f"got {width!r}")
-    _fraction("model.dropout", model.dropout)
-    _fraction("model.input_dropout", model.input_dropout)
-    _one_of("model.activation", model.activation, tuple(ACTIVATIONS))
-    _one_of("model.output_activation", model.output_activation, tuple(ACTIVATIONS))
-    _one_of("model.scaling", model.scaling, SCALINGS)
-    _one_of("model.loss", model.loss, LOSSES)
-    _positive_int("model.ensemble", model.ensemble)
-    if model.l2 < 0:
-        raise ConfigError(f"model.l2={model.l2} must be >= 0")
-    _positive("optimizer.learning_rate", cfg.optimizer.learning_rate)
-    _one_of("optimizer.schedule", cfg.optimizer.schedule, SCHEDULES)
-
-
-def _positive_int(key: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{key}={value!r} must be an integer >= 1")
-
-
-def _number(key: str, value: Any) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise ConfigError(f"{key}={value!r} must be a number")
 
 
 def _validate_scale(dataset: Any) -> None:
@@ -192,8 +154,8 @@ def _validate_scale(dataset: Any) -> None:
                           "ends of the rating scale, or neither to read them from the data")
     if low is None:
         return
-    _number("dataset.rating_min", low)
-    _number("dataset.rating_max", high)
+    number("dataset.rating_min", low)
+    number("dataset.rating_max", high)
     if not low > 0:
         raise ConfigError(f"dataset.rating_min={low!r} must be > 0: 0 marks a missing cell in "
                           "the rating matrices (shift the scale, e.g. 1..21 for -10..10)")
@@ -204,16 +166,11 @@ def _validate_scale(dataset: Any) -> None:
 
 def _validate_synthetic(dataset: Any) -> None:
     for key in ("n_users", "n_items", "n_ratings", "rank"):
-        _positive_int(f"dataset.{key}", dataset[key])
+        positive_int(f"dataset.{key}", dataset[key])
     for key in ("popularity_exponent", "activity_exponent", "noise", "rating_step"):
-        _number(f"dataset.{key}", dataset[key])
+        number(f"dataset.{key}", dataset[key])
     if dataset.rating_step <= 0:
         raise ConfigError(f"dataset.rating_step={dataset.rating_step!r} must be > 0")
-
-
-def _count(key: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ConfigError(f"{key}={value!r} must be an integer >= 0")
 
 
 def _validate_recommend(cfg: Any) -> None:
@@ -224,8 +181,8 @@ def _validate_recommend(cfg: Any) -> None:
                           + (f" (got {', '.join(given)})" if given else ""))
     if cfg.user is not None and (not isinstance(cfg.user, int) or isinstance(cfg.user, bool)):
         raise ConfigError(f"user={cfg.user!r} must be an integer user id")
-    _positive_int("k", cfg.k)
-    _one_of("format", cfg.format, FORMATS)
+    positive_int("k", cfg.k)
+    one_of("format", cfg.format, FORMATS)
 
 
 def _validate_ranking(ranking: Any) -> None:
@@ -233,7 +190,7 @@ def _validate_ranking(ranking: Any) -> None:
     if len(ks) == 0:
         raise ConfigError("ranking.k must list at least one cut-off, e.g. [10, 20]")
     for k in ks:
-        _positive_int("ranking.k", k)
-    _positive_int("ranking.chunk_users", ranking.chunk_users)
+        positive_int("ranking.k", k)
+    positive_int("ranking.chunk_users", ranking.chunk_users)
     if not isinstance(ranking.threshold, int | float) or isinstance(ranking.threshold, bool):
         raise ConfigError(f"ranking.threshold={ranking.threshold!r} must be a number")

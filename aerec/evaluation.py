@@ -20,6 +20,7 @@ from aerec.errors import ConfigError, DataError
 from aerec.identity import data_fingerprint
 from aerec.matrices import Matrices, build_matrices, data_dir_of
 from aerec.metrics import Evaluator
+from aerec.models.base import ModelConfig
 from aerec.models.scaling import Scaling
 from aerec.ranking import evaluate_ranking, ranking_targets
 from aerec.scoring import build_ranker, unknown_items
@@ -44,15 +45,16 @@ def check_ranking_threshold(ranking_cfg: Any, dataset: Dataset) -> None:
             "ranking.enabled=false")
 
 
-def ranking_figures(cfg: Any, params: Any, dataset: Dataset, matrices: Matrices,
-                    scaling: Scaling) -> dict[str, float]:
-    """Top-k figures of a trained model on the held-out ratings (empty when ranking is off)."""
+def ranking_figures(cfg: Any, model: ModelConfig, params: Any, dataset: Dataset,
+                    matrices: Matrices, scaling: Scaling) -> dict[str, float]:
+    """Top-k figures of a trained model (`model`: its typed config) on the held-out ratings
+    (empty when ranking is off)."""
     if not cfg.ranking.enabled:
         return {}
     check_ranking_threshold(cfg.ranking, dataset)
-    unknown = unknown_items(cfg.model.orientation == "user", matrices.train.nonempty_columns(),
+    unknown = unknown_items(model.orientation == "user", matrices.train.nonempty_columns(),
                             matrices.eval_input.nonempty_rows())
-    ranker = build_ranker(cfg.model, params, matrices.eval_input, scaling=scaling,
+    ranker = build_ranker(model, params, matrices.eval_input, scaling=scaling,
                           chunk_rows=int(cfg.train.eval_chunk_rows), unknown=unknown)
     exclude, relevant = ranking_targets(dataset, float(cfg.ranking.threshold))
     ks = [cfg.ranking.k] if isinstance(cfg.ranking.k, int) else list(cfg.ranking.k)
@@ -160,12 +162,12 @@ def evaluate_artifact(cfg: Any) -> dict[str, Any]:
                         "was trained on")
     evaluator_of = evaluator_factory(dataset, matrices, int(cfg.train.eval_chunk_rows))
     test, paper = evaluate_held_out(evaluator_of, model.predictor, model.params, dataset,
-                                    matrices, run_cfg.model.orientation)
+                                    matrices, model.config.orientation)
     run_cfg.ranking = cfg.ranking
-    ranking = ranking_figures(run_cfg, model.params, dataset, matrices,
+    ranking = ranking_figures(run_cfg, model.config, model.params, dataset, matrices,
                               Scaling(*model.description["scaling"]))
-    results = {"dataset": run_cfg.dataset.name, "model": run_cfg.model.name,
-               "layers": int(run_cfg.model.get("layers", 0)), "checkpoint_path": str(
+    results = {"dataset": run_cfg.dataset.name, "model": model.config.name,
+               "layers": int(getattr(model.config, "layers", 0)), "checkpoint_path": str(
                    cfg.checkpoint.path), "n_test": dataset.count(TEST), "test_rmse": test["rmse"],
                "test_mae": test["mae"], "paper_rmse": paper["paper_rmse"], **ranking}
     return {**results, "notes": figure_notes(results, run_cfg.split, cfg.ranking)}

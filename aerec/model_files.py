@@ -25,11 +25,10 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-from omegaconf import OmegaConf
 
 from aerec.errors import DataError
 from aerec.model_json import DIGEST, Invalid, read_description
-from aerec.models.autoencoder import member_params_fn
+from aerec.models.registry import family_of, model_config
 
 # Arrays of data.npz. The last six are optional: models saved before they existed load with
 # the fallbacks of `aerec.artifact.load` (seen items = inputs, trained columns = nonempty
@@ -138,13 +137,7 @@ def check_arrays(arrays: dict[str, np.ndarray], description: dict[str, Any]) -> 
                       f"holds {cols} {'items' if by_user else 'users'} (the inputs of a model "
                       f"whose rows are {'users' if by_user else 'items'})")
     check_csr(arrays, "", rows, cols)
-    data = arrays["data"]
-    if data.dtype != np.float32 or data.size != arrays["indices"].size:
-        raise Invalid("data.npz", "data", "must hold one float32 rating per index")
-    low, high = description["rating_range"]
-    if not np.all((data > 0) & (data >= low) & (data <= high)):  # also false for NaN
-        raise Invalid("data.npz", "data", f"holds ratings outside the model's rating range "
-                      f"[{low}, {high}] (or 0, which marks a missing cell)")
+    _check_ratings(arrays, description["rating_range"])
     if "trained_columns" in arrays:
         mask = arrays["trained_columns"]
         if mask.dtype != np.bool_ or mask.size != cols:
@@ -153,6 +146,22 @@ def check_arrays(arrays: dict[str, np.ndarray], description: dict[str, Any]) -> 
         raise Invalid("data.npz", "seen_indices", "seen_indptr and seen_indices come together")
     if "seen_indptr" in arrays:
         check_csr(arrays, "seen_", n_users, n_items)
+    _check_catalog(arrays, n_items)
+
+
+def _check_ratings(arrays: dict[str, np.ndarray], rating_range: list[float]) -> None:
+    """One float32 rating per index, each within the model's rating range."""
+    data = arrays["data"]
+    if data.dtype != np.float32 or data.size != arrays["indices"].size:
+        raise Invalid("data.npz", "data", "must hold one float32 rating per index")
+    low, high = rating_range
+    if not np.all((data > 0) & (data >= low) & (data <= high)):  # also false for NaN
+        raise Invalid("data.npz", "data", f"holds ratings outside the model's rating range "
+                      f"[{low}, {high}] (or 0, which marks a missing cell)")
+
+
+def _check_catalog(arrays: dict[str, np.ndarray], n_items: int) -> None:
+    """Titles, genres and years: one entry per item, or none."""
     for name, kinds in (("titles", "U"), ("genres", "U"), ("years", "iu")):
         if name in arrays and arrays[name].size not in (0, n_items):
             raise Invalid("data.npz", name, f"must have one entry per item ({n_items}) or none")
@@ -165,22 +174,12 @@ def check_arrays(arrays: dict[str, np.ndarray], description: dict[str, Any]) -> 
 def expected_params(description: dict[str, Any], arrays: dict[str, np.ndarray]
                     ) -> tuple[dict[str, jax.ShapeDtypeStruct], set[str]]:
     """The parameters' shapes and dtypes the configuration implies, by path, and the paths
-    that older models may lack: the autoencoder's traced from the constructor training uses
-    (nothing allocated), the fitted baselines' as `fit_svd` and `fit_popularity` return them."""
-    model, n_inputs = description["model"], description["n_inputs"]
-    n_items, rows = arrays["items"].size, arrays["indptr"].size - 1
-    if model["name"] == "autoencoder":
-        traced = jax.eval_shape(member_params_fn(OmegaConf.create(model), n_inputs, 0,
-                                                 model["ensemble"]))
-        return flat_tree(traced), set()
-
-    def f32(*shape: int) -> jax.ShapeDtypeStruct:
-        return jax.ShapeDtypeStruct(shape, np.float32)
-
-    if model["name"] == "svd":
-        return {"mean": f32(), "row_bias": f32(rows), "col_bias": f32(n_inputs),
-                "basis": f32(n_inputs, model["rank"]), "row_count": f32(rows)}, {"row_count"}
-    return {"count": f32(n_items), "mean": f32(n_items)}, set()
+    that older models may lack, as the model's family has them (`param_shapes`: traced from
+    the constructor training uses, or as the one-call fit returns them)."""
+    config = model_config(description["model"])
+    shapes, optional = family_of(config).param_shapes(
+        config, description["n_inputs"], arrays["indptr"].size - 1, arrays["items"].size)
+    return flat_tree(shapes), optional
 
 
 def flat_tree(tree: Any) -> dict[str, Any]:
@@ -229,17 +228,7 @@ def read_params(path: Path, description: dict[str, Any], arrays: dict[str, np.nd
         raise _unreadable(error) from None
     if not stored:  # orbax logs an unreadable metadata file and returns nothing
         raise Invalid("params", "", "cannot be read (no metadata of its arrays)")
-    for name in sorted(set(expected) | set(stored)):
-        if name not in stored and name not in optional:
-            raise Invalid("params", name, "is missing")
-        if name not in expected:
-            kind = description["model"]["name"]
-            raise Invalid("params", name, f"is not a parameter of this {kind} model")
-        if name in stored and (tuple(stored[name].shape) != expected[name].shape
-                               or np.dtype(stored[name].dtype) != expected[name].dtype):
-            raise Invalid("params", name, f"is {np.dtype(stored[name].dtype)} "
-                          f"{tuple(stored[name].shape)}, but model.json implies "
-                          f"{expected[name].dtype} {expected[name].shape}")
+    _check_stored(stored, expected, optional, description["model"]["name"])
     try:
         params = restore_here(path)
     except Exception as error:
@@ -248,6 +237,22 @@ def read_params(path: Path, description: dict[str, Any], arrays: dict[str, np.nd
         if not bool(np.isfinite(np.asarray(leaf)).all()):
             raise Invalid("params", name, "holds NaN or infinite values")
     return params
+
+
+def _check_stored(stored: dict[str, Any], expected: dict[str, jax.ShapeDtypeStruct],
+                  optional: set[str], kind: str) -> None:
+    """The stored parameters' names, shapes and dtypes are those expected (`optional` ones
+    may be missing); `kind`: the model's name, for the message."""
+    for name in sorted(set(expected) | set(stored)):
+        if name not in stored and name not in optional:
+            raise Invalid("params", name, "is missing")
+        if name not in expected:
+            raise Invalid("params", name, f"is not a parameter of this {kind} model")
+        if name in stored and (tuple(stored[name].shape) != expected[name].shape
+                               or np.dtype(stored[name].dtype) != expected[name].dtype):
+            raise Invalid("params", name, f"is {np.dtype(stored[name].dtype)} "
+                          f"{tuple(stored[name].shape)}, but model.json implies "
+                          f"{expected[name].dtype} {expected[name].shape}")
 
 
 # the digest

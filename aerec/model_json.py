@@ -11,15 +11,14 @@ content, the data's file and directory.
 from __future__ import annotations
 
 import json
-import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from aerec.config import MODELS
+from aerec.checks import is_number, one_of_problem, positive_int_problem
 from aerec.data.matrix import ORIENTATIONS
-from aerec.models.autoencoder import ACTIVATIONS
+from aerec.models.registry import FAMILIES, get_family
 
 DIGEST = "content_sha256"
 HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -34,59 +33,9 @@ class Invalid(Exception):  # noqa: N818 (a finding, turned into a DataError)
         self.file, self.field, self.problem = file, field, problem
 
 
-# Checks of one value: None when it is valid, else what it must be.
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _positive_int(value: Any) -> str | None:
-    return None if _integer(value) and value >= 1 else "must be an integer >= 1"
-
-
-def _fraction(value: Any) -> str | None:
-    return None if _number(value) and 0 <= value < 1 else "must be a number in [0, 1)"
-
-
-def _non_negative(value: Any) -> str | None:
-    return None if _number(value) and value >= 0 else "must be a number >= 0"
-
-
-def _boolean(value: Any) -> str | None:
-    return None if isinstance(value, bool) else "must be true or false"
-
-
-def _one_of(valid: tuple[str, ...]) -> Callable[[Any], str | None]:
-    return lambda value: None if value in valid else f"must be one of {', '.join(valid)}"
-
-
-def _widths(value: Any) -> str | None:
-    listed = value if isinstance(value, list) else [value]
-    if listed and all(_integer(width) and width >= 1 for width in listed):
-        return None
-    return "must be an integer >= 1 or a list of them"
-
-
 def _digest(value: Any) -> str | None:
     return (None if isinstance(value, str) and HEX_DIGEST.fullmatch(value)
             else "must be a sha256 digest (64 lowercase hexadecimal digits)")
-
-
-# The keys each model's graph and predictor read when loaded (training's other keys are
-# recorded, not used).
-MODEL_KEYS: dict[str, dict[str, Callable[[Any], str | None]]] = {
-    "autoencoder": {"layers": _positive_int, "hidden": _widths, "latent": _positive_int,
-                    "activation": _one_of(tuple(ACTIVATIONS)),
-                    "output_activation": _one_of(tuple(ACTIVATIONS)), "dropout": _fraction,
-                    "input_dropout": _fraction, "mirror_decoder": _boolean,
-                    "ensemble": _positive_int},
-    "svd": {"rank": _positive_int, "center": _boolean, "bias_reg": _non_negative},
-    "popularity": {},
-}
 
 
 def read_description(path: Path) -> dict[str, Any]:
@@ -126,7 +75,7 @@ def _field(section: dict[str, Any], key: str, prefix: str = "") -> Any:
 
 def _pair(description: dict[str, Any], key: str) -> tuple[float, float]:
     value = _field(description, key)
-    if not (isinstance(value, list) and len(value) == 2 and all(map(_number, value))):
+    if not (isinstance(value, list) and len(value) == 2 and all(map(is_number, value))):
         raise Invalid("model.json", key, f"must be two finite numbers, got {value!r:.80}")
     return value[0], value[1]
 
@@ -139,18 +88,28 @@ def check_description(description: dict[str, Any]) -> None:
         raise Invalid("model.json", "config", "must be an object")
     if config.get("model") != description["model"]:  # task=evaluate reads the config's
         raise Invalid("model.json", "config.model", "differs from the model section")
+    _check_scale(description)
+    if positive_int_problem(_field(description, "n_inputs")):
+        raise Invalid("model.json", "n_inputs", f"{description['n_inputs']!r:.80} must be an "
+                      "integer >= 1")
+    _check_optional(description)
+
+
+def _check_scale(description: dict[str, Any]) -> None:
+    """The scaling's scale > 0; the rating range low < high, holding the fallback."""
     if _pair(description, "scaling")[1] <= 0:
         raise Invalid("model.json", "scaling", "its scale (the second number) must be > 0")
     low, high = _pair(description, "rating_range")
     if not low < high:
         raise Invalid("model.json", "rating_range", f"[{low}, {high}] must be low < high")
     fallback = _field(description, "fallback")
-    if not (_number(fallback) and low <= fallback <= high):
+    if not (is_number(fallback) and low <= fallback <= high):
         raise Invalid("model.json", "fallback", f"{fallback!r:.80} must be a number in the "
                       "rating range")
-    if _positive_int(_field(description, "n_inputs")):
-        raise Invalid("model.json", "n_inputs", f"{description['n_inputs']!r:.80} must be an "
-                      "integer >= 1")
+
+
+def _check_optional(description: dict[str, Any]) -> None:
+    """The optional fields, where present: digests, the data's file and directory."""
     for key in ("data_fingerprint", DIGEST):  # optional: older models lack them
         if key in description and _digest(description[key]):
             raise Invalid("model.json", key, _digest(description[key]))
@@ -160,18 +119,21 @@ def check_description(description: dict[str, Any]) -> None:
 
 
 def check_model_section(model: Any) -> None:
-    """The `model` section: a known name and orientation, and the keys its graph reads."""
+    """The `model` section: a known name and orientation, and the keys its family's graph
+    and predictor read (training's other keys are recorded, not used)."""
     if not isinstance(model, dict):
         raise Invalid("model.json", "model", "must be an object")
-    _check_keys(model, {"name": _one_of(MODELS), "orientation": _one_of(ORIENTATIONS)})
-    _check_keys(model, MODEL_KEYS[model["name"]])
-    hidden = model.get("hidden")
-    if isinstance(hidden, list) and len(hidden) != model["layers"]:
-        raise Invalid("model.json", "model.hidden", f"lists {len(hidden)} widths, "
-                      f"model.layers={model['layers']}")
+    _check_keys(model, {"name": one_of_problem(tuple(FAMILIES)),
+                        "orientation": one_of_problem(ORIENTATIONS)})
+    family = get_family(model["name"])
+    _check_keys(model, family.saved_keys)
+    problem = family.saved_problem(model)
+    if problem is not None:
+        raise Invalid("model.json", *problem)
 
 
-def _check_keys(model: dict[str, Any], checks: dict[str, Callable[[Any], str | None]]) -> None:
+def _check_keys(model: dict[str, Any], checks: Mapping[str, Callable[[Any], str | None]]
+                ) -> None:
     for key, check in checks.items():
         problem = check(_field(model, key, "model."))
         if problem:

@@ -22,6 +22,7 @@ Scores are on the raw rating scale (predicted ratings) except for popularity (co
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
@@ -32,15 +33,8 @@ import numpy as np
 
 from aerec.data.matrix import DeviceRows, padded_chunks, padded_size
 from aerec.errors import DataError
-from aerec.models.autoencoder import (
-    ACTIVATIONS,
-    decoder_members,
-    encode_members,
-    graphdef_of,
-    predict_ratings,
-)
+from aerec.models.autoencoder import ACTIVATIONS
 from aerec.models.scaling import Scaling
-from aerec.models.svd import fold_in_bias_reg, project, svd_history_row, svd_predictor
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -199,7 +193,7 @@ class PopularityRanker:
         return np.asarray(self.counts)
 
 
-def _item_codes(encode: Any, params: Any, inputs: DeviceRows, chunk_rows: int) -> jax.Array:
+def item_codes(encode: Any, params: Any, inputs: DeviceRows, chunk_rows: int) -> jax.Array:
     """encode(params, ids, rows) over every row of `inputs` in fixed-size chunks: (members,
     rows, width). The parameters are an argument of the compiled `encode`, not constants
     captured in it (which would put the whole input layer into the program and its cache
@@ -253,48 +247,26 @@ def unknown_items(by_user: bool, trained_columns: np.ndarray, rows_with_input: n
     return ~(trained_columns if by_user else rows_with_input)
 
 
-def build_ranker(model_cfg: Any, params: Any, inputs: DeviceRows, *, scaling: Scaling,
+def build_ranker(model: Any, params: Any, inputs: DeviceRows, *, scaling: Scaling,
                  chunk_rows: int = 1024, fold_in_prior: float = 2.0,
                  unknown: np.ndarray | None = None) -> Ranker:
-    """The ranker of a trained model, reading `inputs` (train [+ fold-in] ratings, in the
-    model's orientation) as what it knows of every user and item; the `unknown` items (see
-    `unknown_items`) ranked last, except by popularity (whose scores are counts)."""
-    ranker = _model_ranker(model_cfg, params, inputs, scaling=scaling, chunk_rows=chunk_rows,
+    """The ranker of a trained model (`model`: its typed config), reading `inputs` (train
+    [+ fold-in] ratings, in the model's orientation) as what it knows of every user and item;
+    the `unknown` items (see `unknown_items`) ranked last, except by popularity (whose scores
+    are counts)."""
+    ranker = _model_ranker(model, params, inputs, scaling=scaling, chunk_rows=chunk_rows,
                            fold_in_prior=fold_in_prior)
     if unknown is None or not unknown.any() or not ranker.scores_are_ratings:
         return ranker
     return LearnedFirst(ranker, np.asarray(unknown, bool))
 
 
-def _model_ranker(model_cfg: Any, params: Any, inputs: DeviceRows, *, scaling: Scaling,
+def _model_ranker(model: Any, params: Any, inputs: DeviceRows, *, scaling: Scaling,
                   chunk_rows: int, fold_in_prior: float) -> Ranker:
-    """The ranker of the model itself (`build_ranker`)."""
-    name, by_user = model_cfg.name, model_cfg.orientation == "user"
-    if name == "popularity":
-        return PopularityRanker(params["count"])
-    if name == "autoencoder":
-        graphdef = graphdef_of(model_cfg, inputs.shape[1])
-        if by_user:
-            predict = partial(predict_ratings, graphdef, scaling)
-            return RowRanker(jax.jit(predict), jax.jit(lambda p, x: predict(p, None, x)),
-                             params, inputs)
-        encode = jax.jit(lambda p, ids, x: encode_members(graphdef, p, scaling.encode(x)))
-        codes = _item_codes(encode, params, inputs, chunk_rows)
-        kernel, bias = decoder_members(graphdef, params)
-        return ColumnRanker(codes, kernel, bias, jnp.zeros(codes.shape[:2]),
-                            model_cfg.output_activation, scaling, fold_in_prior)
-    if name == "svd":
-        if by_user:
-            return RowRanker(jax.jit(svd_predictor(model_cfg, scaling)),
-                             jax.jit(partial(svd_history_row, scaling=scaling,
-                                             bias_reg=fold_in_bias_reg(model_cfg))),
-                             params, inputs)
+    """The ranker of the model itself (`build_ranker`); `model`: its typed config, or a
+    `model` section to read one from."""
+    from aerec.models.registry import family_of, model_config  # the families import this
 
-        def item_codes(p: Any, ids: jax.Array, x: jax.Array) -> jax.Array:
-            return project(p, p["row_bias"][ids], x, scaling)[None]
-
-        codes = _item_codes(jax.jit(item_codes), params, inputs, chunk_rows)
-        offset = (params["mean"] + params["row_bias"])[None]
-        return ColumnRanker(codes, params["basis"].T[None], params["col_bias"][None], offset,
-                            "linear", scaling, fold_in_prior)
-    raise ValueError(f"model.name={name!r}; valid: autoencoder, svd, popularity")
+    config = model_config(model) if isinstance(model, Mapping) else model
+    return family_of(config).ranker(config, params, inputs, scaling=scaling,
+                                    chunk_rows=chunk_rows, fold_in_prior=fold_in_prior)

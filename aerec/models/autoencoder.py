@@ -3,16 +3,34 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from aerec.checks import (
+    boolean_problem,
+    fraction,
+    fraction_problem,
+    one_of,
+    one_of_problem,
+    positive_int,
+    positive_int_problem,
+    widths_problem,
+)
+from aerec.errors import ConfigError
+from aerec.models.base import FieldCheck, Predictor, Trainer, config_from_mapping
 from aerec.models.initialization import KernelDraws, batched_draws_apply
-from aerec.models.scaling import Scaling
+from aerec.models.scaling import SCALINGS, Scaling
+
+if TYPE_CHECKING:
+    from aerec.data.matrix import DeviceRows
+    from aerec.scoring import Ranker
+    from aerec.train import FitResult
 
 ACTIVATIONS = {
     "tanh": jnp.tanh,
@@ -336,3 +354,121 @@ def encode_members(graphdef: nnx.GraphDef, params: Any, x: jax.Array) -> jax.Arr
 def decoder_members(graphdef: nnx.GraphDef, params: Any) -> tuple[jax.Array, jax.Array]:
     """Every member's output-layer kernel (members, width, n) and bias (members, n)."""
     return jax.vmap(lambda p: nnx.merge(graphdef, p).decoder())(params)
+
+
+# The family on the model interface (`aerec.models.base`).
+
+LOSSES = ("masked", "all_cells")
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """configs/model/autoencoder.yaml, typed (its comments explain each key)."""
+
+    name: str = "autoencoder"
+    layers: int = 1
+    hidden: int | tuple[int, ...] = 500  # one width for every encoder layer, or one each
+    latent: int = 500
+    activation: str = "tanh"
+    output_activation: str = "linear"
+    dropout: float = 0.1
+    input_dropout: float = 0.0
+    mirror_decoder: bool = False
+    orientation: str = "item"
+    scaling: str = "none"
+    loss: str = "masked"
+    l2: float = 1.0e-4
+    ensemble: int = 1
+
+
+class AutoencoderFamily:
+    """The paper's autoencoder: trained in epochs by the shared loop; an ensemble's members
+    stacked on a leading axis of every parameter."""
+
+    name = "autoencoder"
+    config_type = AutoencoderConfig
+    iterative = True
+    saved_keys: ClassVar[Mapping[str, FieldCheck]] = {
+        "layers": positive_int_problem, "hidden": widths_problem, "latent": positive_int_problem,
+        "activation": one_of_problem(tuple(ACTIVATIONS)),
+        "output_activation": one_of_problem(tuple(ACTIVATIONS)), "dropout": fraction_problem,
+        "input_dropout": fraction_problem, "mirror_decoder": boolean_problem,
+        "ensemble": positive_int_problem}
+
+    def check_config(self, model: Mapping[str, Any]) -> None:
+        """ConfigError naming the first invalid key of the `model` section."""
+        positive_int("model.layers", model["layers"])
+        hidden = model["hidden"]
+        widths = [hidden] if isinstance(hidden, int) else list(hidden)
+        if not isinstance(hidden, int) and len(widths) != model["layers"]:
+            raise ConfigError(f"model.hidden lists {len(widths)} widths, "
+                              f"model.layers={model['layers']}")
+        for width in [*widths, model["latent"]]:
+            if not isinstance(width, int) or width < 1:
+                raise ConfigError(f"model.hidden / model.latent: widths must be integers >= 1, "
+                                  f"got {width!r}")
+        fraction("model.dropout", model["dropout"])
+        fraction("model.input_dropout", model["input_dropout"])
+        one_of("model.activation", model["activation"], tuple(ACTIVATIONS))
+        one_of("model.output_activation", model["output_activation"], tuple(ACTIVATIONS))
+        one_of("model.scaling", model["scaling"], SCALINGS)
+        one_of("model.loss", model["loss"], LOSSES)
+        positive_int("model.ensemble", model["ensemble"])
+        if model["l2"] < 0:
+            raise ConfigError(f"model.l2={model['l2']} must be >= 0")
+
+    def from_mapping(self, model: Mapping[str, Any]) -> AutoencoderConfig:
+        """The typed config of a checked `model` section."""
+        return config_from_mapping(AutoencoderConfig, model)
+
+    def fit(self, config: AutoencoderConfig, train: DeviceRows, scaling: Scaling,
+            trainer: Trainer) -> tuple[Predictor, FitResult]:
+        """The masked (or all-cells) reconstruction loss, trained by the shared epoch loop."""
+        from aerec.train import Objective  # aerec.train imports this module
+
+        n_inputs = train.shape[1]
+        graphdef = graphdef_of(config, n_inputs)
+        objective = Objective(graphdef, scaling, all_cells=config.loss == "all_cells",
+                              l2=float(config.l2), compute_dtype=trainer.compute_dtype)
+        predict = AutoEncoderPredictor(graphdef, scaling, config.output_activation)
+        init = member_params_fn(config, n_inputs, trainer.seed, config.ensemble)
+        return predict, trainer.epochs(objective, init, predict)
+
+    def predictor(self, config: AutoencoderConfig, n_inputs: int, scaling: Scaling
+                  ) -> AutoEncoderPredictor:
+        """Whole rows, or held-out cells alone (`AutoEncoderPredictor`)."""
+        return AutoEncoderPredictor(graphdef_of(config, n_inputs), scaling,
+                                    config.output_activation)
+
+    def ranker(self, config: AutoencoderConfig, params: Any, inputs: DeviceRows, *,
+               scaling: Scaling, chunk_rows: int, fold_in_prior: float) -> Ranker:
+        """User rows: a forward pass of each row; item rows: every item's code decoded by
+        each user's output column (`aerec.scoring`)."""
+        from aerec.scoring import ColumnRanker, RowRanker, item_codes  # it imports this module
+
+        graphdef = graphdef_of(config, inputs.shape[1])
+        if config.orientation == "user":
+            predict = partial(predict_ratings, graphdef, scaling)
+            return RowRanker(jax.jit(predict), jax.jit(lambda p, x: predict(p, None, x)),
+                             params, inputs)
+        encode = jax.jit(lambda p, ids, x: encode_members(graphdef, p, scaling.encode(x)))
+        codes = item_codes(encode, params, inputs, chunk_rows)
+        kernel, bias = decoder_members(graphdef, params)
+        return ColumnRanker(codes, kernel, bias, jnp.zeros(codes.shape[:2]),
+                            config.output_activation, scaling, fold_in_prior)
+
+    def saved_problem(self, model: dict[str, Any]) -> tuple[str, str] | None:
+        """A list of widths must have one per encoder layer."""
+        hidden = model["hidden"]
+        if isinstance(hidden, list) and len(hidden) != model["layers"]:
+            return "model.hidden", f"lists {len(hidden)} widths, model.layers={model['layers']}"
+        return None
+
+    def param_shapes(self, config: AutoencoderConfig, n_inputs: int, rows: int, n_items: int
+                     ) -> tuple[Any, set[str]]:
+        """Traced from the constructor training uses (nothing allocated)."""
+        del rows, n_items
+        return jax.eval_shape(member_params_fn(config, n_inputs, 0, config.ensemble)), set()
+
+
+AUTOENCODER = AutoencoderFamily()

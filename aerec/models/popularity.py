@@ -7,12 +7,24 @@ every personalised ranking must beat.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
+
+from aerec.data.matrix import DeviceRows
+from aerec.errors import ConfigError
+from aerec.models.base import FieldCheck, Predictor, Trainer, config_from_mapping
+from aerec.models.scaling import Scaling
+from aerec.scoring import PopularityRanker, Ranker
+
+if TYPE_CHECKING:
+    from aerec.train import FitResult
 
 
 def fit_popularity(train: sp.csr_matrix, orientation: str, damping: float) -> dict[str, Any]:
@@ -34,3 +46,72 @@ def predict_popularity(params: dict[str, Any], row_ids: jax.Array, inputs: jax.A
     if orientation == "item":
         return jnp.broadcast_to(params["mean"][row_ids][:, None], inputs.shape)
     return jnp.broadcast_to(params["mean"][None, :], inputs.shape)
+
+
+# The family on the model interface (`aerec.models.base`).
+
+@dataclass(frozen=True)
+class PopularityConfig:
+    """configs/model/popularity.yaml, typed (its comments explain each key)."""
+
+    name: str = "popularity"
+    damping: float = 5.0
+    scaling: str = "none"
+    orientation: str = "user"
+
+
+class PopularityFamily:
+    """The popularity baseline: counted in one call; the same ranking for every user."""
+
+    name = "popularity"
+    config_type = PopularityConfig
+    iterative = False
+    saved_keys: ClassVar[Mapping[str, FieldCheck]] = {}
+
+    def check_config(self, model: Mapping[str, Any]) -> None:
+        """ConfigError naming the first invalid key of the `model` section."""
+        damping = model["damping"]
+        if not isinstance(damping, int | float) or damping < 0:
+            raise ConfigError(f"model.damping={damping!r} must be a number >= 0")
+
+    def from_mapping(self, model: Mapping[str, Any]) -> PopularityConfig:
+        """The typed config of a checked `model` section."""
+        return config_from_mapping(PopularityConfig, model)
+
+    def fit(self, config: PopularityConfig, train: DeviceRows, scaling: Scaling,
+            trainer: Trainer) -> tuple[Predictor, FitResult]:
+        """Count each item's training ratings (`fit_popularity`)."""
+        predict = self.predictor(config, train.shape[1], scaling)
+        return predict, trainer.once(
+            lambda: fit_popularity(train.matrix, config.orientation, float(config.damping)),
+            predict)
+
+    def predictor(self, config: PopularityConfig, n_inputs: int, scaling: Scaling
+                  ) -> Predictor:
+        """The items' damped mean ratings (`predict_popularity`)."""
+        del n_inputs, scaling  # counts and means are on the raw scale
+        return partial(predict_popularity, orientation=config.orientation)
+
+    def ranker(self, config: PopularityConfig, params: Any, inputs: DeviceRows, *,
+               scaling: Scaling, chunk_rows: int, fold_in_prior: float) -> Ranker:
+        """Most rated first, for every user."""
+        del config, inputs, scaling, chunk_rows, fold_in_prior
+        return PopularityRanker(params["count"])
+
+    def saved_problem(self, model: dict[str, Any]) -> tuple[str, str] | None:
+        """No rule across keys."""
+        del model
+        return None
+
+    def param_shapes(self, config: PopularityConfig, n_inputs: int, rows: int, n_items: int
+                     ) -> tuple[Any, set[str]]:
+        """As `fit_popularity` returns them."""
+        del config, n_inputs, rows
+
+        def f32(*shape: int) -> jax.ShapeDtypeStruct:
+            return jax.ShapeDtypeStruct(shape, np.float32)
+
+        return {"count": f32(n_items), "mean": f32(n_items)}, set()
+
+
+POPULARITY = PopularityFamily()

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import operator
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache, partial
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -35,8 +36,23 @@ import scipy.sparse as sp
 from jax.experimental import sparse
 from threadpoolctl import ThreadpoolController
 
+from aerec.checks import (
+    boolean_problem,
+    count,
+    non_negative_problem,
+    one_of,
+    positive_int,
+    positive_int_problem,
+)
+from aerec.data.matrix import DeviceRows
 from aerec.devices import on_accelerator
-from aerec.models.scaling import Scaling
+from aerec.errors import ConfigError
+from aerec.models.base import FieldCheck, Predictor, Trainer, config_from_mapping
+from aerec.models.scaling import SCALINGS, Scaling
+from aerec.scoring import ColumnRanker, Ranker, RowRanker, item_codes
+
+if TYPE_CHECKING:
+    from aerec.train import FitResult
 
 HIGHEST = jax.lax.Precision.HIGHEST
 IDENTITY = Scaling(shift=0.0, scale=1.0)  # raw ratings
@@ -281,3 +297,100 @@ def svd_history_row(params: dict[str, Any], inputs: jax.Array, *, scaling: Scali
     row_bias = (jnp.zeros(inputs.shape[0]) if bias_reg is None
                 else estimated_row_bias(params, inputs, scaling, bias_reg))
     return reconstruct(params, row_bias, inputs, scaling)
+
+
+# The family on the model interface (`aerec.models.base`).
+
+@dataclass(frozen=True)
+class SVDConfig:
+    """configs/model/svd.yaml, typed (its comments explain each key)."""
+
+    name: str = "svd"
+    rank: int = 20
+    bias_reg: float = 5.0
+    center: bool = True
+    scaling: str = "none"
+    power_iterations: int = 4
+    oversample: int = 10
+    orientation: str = "user"
+
+
+class SVDFamily:
+    """The truncated-SVD baseline: fitted in one call, rows folded in by projection."""
+
+    name = "svd"
+    config_type = SVDConfig
+    iterative = False
+    saved_keys: ClassVar[Mapping[str, FieldCheck]] = {
+        "rank": positive_int_problem, "center": boolean_problem,
+        "bias_reg": non_negative_problem}
+
+    def check_config(self, model: Mapping[str, Any]) -> None:
+        """ConfigError naming the first invalid key of the `model` section."""
+        positive_int("model.rank", model["rank"])
+        if model["bias_reg"] < 0:
+            raise ConfigError(f"model.bias_reg={model['bias_reg']} must be >= 0")
+        for key in ("power_iterations", "oversample"):
+            count(f"model.{key}", model[key])
+        one_of("model.scaling", model["scaling"], SCALINGS)
+
+    def from_mapping(self, model: Mapping[str, Any]) -> SVDConfig:
+        """The typed config of a checked `model` section."""
+        return config_from_mapping(SVDConfig, model)
+
+    def fit(self, config: SVDConfig, train: DeviceRows, scaling: Scaling, trainer: Trainer
+            ) -> tuple[Predictor, FitResult]:
+        """`fit_svd` in one call; a rank beyond the training matrix is refused."""
+        most = min(train.shape)
+        if config.rank > most:  # a factorisation has at most that many factors
+            raise ConfigError(f"model.rank={config.rank} is more than the {train.shape[0]}"
+                              f" x {train.shape[1]} training matrix allows: at most {most}")
+        predict = self.predictor(config, train.shape[1], scaling)
+        return predict, trainer.once(
+            lambda: fit_svd(train.matrix, config.rank, bias_reg=config.bias_reg,
+                            seed=trainer.seed, scaling=scaling, center=config.center,
+                            power_iterations=config.power_iterations,
+                            oversample=config.oversample, dense=train.dense),
+            predict)
+
+    def predictor(self, config: SVDConfig, n_inputs: int, scaling: Scaling) -> Predictor:
+        """`predict_svd`, folding in rows without training ratings."""
+        del n_inputs
+        return svd_predictor(config, scaling)
+
+    def ranker(self, config: SVDConfig, params: Any, inputs: DeviceRows, *, scaling: Scaling,
+               chunk_rows: int, fold_in_prior: float) -> Ranker:
+        """User rows: a row's reconstruction; item rows: every item's projection decoded by
+        each user's column of the basis (`aerec.scoring`)."""
+        if config.orientation == "user":
+            return RowRanker(jax.jit(svd_predictor(config, scaling)),
+                             jax.jit(partial(svd_history_row, scaling=scaling,
+                                             bias_reg=fold_in_bias_reg(config))),
+                             params, inputs)
+
+        def codes_of(p: Any, ids: jax.Array, x: jax.Array) -> jax.Array:
+            return project(p, p["row_bias"][ids], x, scaling)[None]
+
+        codes = item_codes(jax.jit(codes_of), params, inputs, chunk_rows)
+        offset = (params["mean"] + params["row_bias"])[None]
+        return ColumnRanker(codes, params["basis"].T[None], params["col_bias"][None], offset,
+                            "linear", scaling, fold_in_prior)
+
+    def saved_problem(self, model: dict[str, Any]) -> tuple[str, str] | None:
+        """No rule across keys."""
+        del model
+        return None
+
+    def param_shapes(self, config: SVDConfig, n_inputs: int, rows: int, n_items: int
+                     ) -> tuple[Any, set[str]]:
+        """As `fit_svd` returns them; models saved before lack the row counts."""
+        del n_items
+
+        def f32(*shape: int) -> jax.ShapeDtypeStruct:
+            return jax.ShapeDtypeStruct(shape, np.float32)
+
+        return {"mean": f32(), "row_bias": f32(rows), "col_bias": f32(n_inputs),
+                "basis": f32(n_inputs, config.rank), "row_count": f32(rows)}, {"row_count"}
+
+
+SVD = SVDFamily()
