@@ -40,7 +40,8 @@ NORMALISED = {"dataset.sep": field_separator}
 # 2: dropout keys from their own stream (aerec.train.training_key).
 # 3: the loss's gradient written out (aerec.losses.masked_mse: float sums in another order);
 #    on an accelerator, hidden widths padded, biases folded into padding units and the
-#    training state kept padded between steps (aerec.train.for_steps).
+#    training state kept padded between steps (aerec.train.for_steps; removed since: the
+#    step pads in each step again, aerec.accelerate, with the same values: no new format).
 # 4: the split drawn over the ratings in (user, item) order, not the file's (the same for a
 #    file sorted that way, as the shared ML-1M copy and ml-latest-small are).
 TRAINING_FORMAT = 4

@@ -21,7 +21,7 @@ compile time, steady-state epoch time (median over --epochs timed epochs, after 
 ratings per second, achieved FLOP/s of the model's matmuls, peak host and device memory, and
 the practical peak: the FLOP/s of plain dense matmuls of exactly the shapes a training step
 multiplies, timed one by one in the same process and dtype (efficiency = their time / the
-epoch's; on an accelerator at the widths the step pads to, `aerec.step_layout.step_sizes`), with a
+epoch's; on an accelerator at the widths the step pads to, `aerec.accelerate.step_sizes`), with a
 square matmul for reference (2048 on a CPU, 8192 on an accelerator, where smaller ones fall
 short of its peak).
 Large shapes on a CPU can time the first --max-batches batches of each epoch; the epoch time
@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from hydra import compose, initialize_config_dir
 
+from aerec.accelerate import step_sizes
 from aerec.data.dataset import load_dataset
 from aerec.data.matrix import DENSE_DTYPES
 from aerec.data.split import TRAIN
@@ -57,11 +58,9 @@ from aerec.matrices import build_matrices
 from aerec.models.autoencoder import init_members
 from aerec.models.scaling import make_scaling
 from aerec.optim import build_optimizer
-from aerec.step_layout import step_sizes
 from aerec.train import (
     Objective,
     epoch_batches,
-    for_steps,
     init_state,
     train_epoch_resident,
     train_step,
@@ -188,8 +187,7 @@ def epoch_runner(loaded: dict[str, Any], dtype: str, batch_size: int, max_batche
     objective = Objective(graphdef, scaling, l2=float(cfg.model.l2),
                           compute_dtype=jnp.dtype(dtype), pad_hidden=pad_hidden)
     optimizer = build_optimizer(cfg.optimizer, 1000)
-    # As `fit` runs them: on an accelerator the state kept padded to the step's widths.
-    objective, state = for_steps(objective, optimizer, init_state(params, optimizer, 0))
+    state = init_state(params, optimizer, 0)  # on an accelerator each step pads it
     rows = np.flatnonzero(train.nonempty_rows()).astype(np.int32)
     all_batches = epoch_batches(rows, batch_size, 0, 1)
     timed = all_batches[:max_batches] if max_batches else all_batches

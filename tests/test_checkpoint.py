@@ -51,8 +51,8 @@ def test_resume_in_process_equals_an_uninterrupted_run(compose_config, tmp_path:
                                                        monkeypatch: pytest.MonkeyPatch,
                                                        every: int, interrupted: int,
                                                        saved: int, padded: bool) -> None:
-    if padded:  # as an accelerator trains: the state kept padded to 128 between steps
-        monkeypatch.setattr("aerec.step_layout.aligned_width", lambda n: -(-n // 128) * 128)
+    if padded:  # as an accelerator trains: every width padded to 128 in the step
+        monkeypatch.setattr("aerec.accelerate.aligned_width", lambda n: -(-n // 128) * 128)
     overrides = ("train.epochs=6", "train.patience=100", f"checkpoint.every_epochs={every}")
     full = run_task(compose_config(*overrides, f"checkpoint.dir={tmp_path / 'full'}"),
                     tmp_path / "out_full")

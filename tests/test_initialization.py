@@ -1,4 +1,4 @@
-"""The batched kernel initialisation draws Flax's default kernels, bit for bit (on a CPU)."""
+"""The compiled initialisation draws Flax's default kernels, bit for bit (on a CPU)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from flax import nnx
 from omegaconf import OmegaConf
 
 from aerec.models.autoencoder import build_autoencoder, init_members
-from aerec.models.initialization import KernelDraws, batched_draws_apply, draw_groups
 from tests.conftest import assert_same_draws
 
 N_INPUTS = 37
@@ -37,12 +36,6 @@ def assert_bitwise_equal(stacked: dict, member: int, expected: dict) -> None:
         assert_same_draws(a, b)
 
 
-def test_batched_draws_apply_under_jax_defaults() -> None:
-    assert batched_draws_apply()
-    with jax.threefry_partitionable(False):
-        assert not batched_draws_apply()
-
-
 @pytest.mark.parametrize("changes", [
     {},
     {"layers": 2, "hidden": [24, 12], "mirror_decoder": True},
@@ -57,8 +50,7 @@ def test_initialisation_is_flaxs_default_bit_for_bit(changes: dict) -> None:
 
 def test_parameters_are_those_of_bare_flax_linear_layers() -> None:
     # The reference without aerec's code path: nnx.Linear layers with Flax's own defaults,
-    # built from one Rngs as the autoencoder builds its layers (so that a change of Flax's
-    # default initialiser, which `FLAX_KERNEL_INIT` copies, would show).
+    # built from one Rngs as the autoencoder builds its layers.
     cfg = model_cfg(layers=2, hidden=[24, 12])
     sizes = [N_INPUTS, 24, 12, 8, N_INPUTS]
 
@@ -72,42 +64,12 @@ def test_parameters_are_those_of_bare_flax_linear_layers() -> None:
     assert_bitwise_equal({"layers": stacked["layers"]}, 0, {"layers": jax.jit(bare)()})
 
 
-def test_kernels_drawn_in_several_groups_are_the_same() -> None:
-    # spare=0: only kernels of one size share a draw (here none: four draws); a huge spare:
-    # one draw.
-    cfg = model_cfg(layers=2, hidden=[24, 12])
-
-    def params(spare: int) -> dict:
-        draws = KernelDraws(spare)
-        model = build_autoencoder(cfg, N_INPUTS, 5, kernel_init=draws)
-        for layer, kernel in zip(model.layers, draws.draw(), strict=True):
-            layer.kernel[...] = kernel
-        return nnx.to_pure_dict(nnx.split(model)[1])
-
-    expected = flax_params(cfg, 5)
-    for spare in (0, 10**9):
-        stacked = jax.tree.map(lambda x: x[None], jax.jit(params, static_argnums=0)(spare))
-        assert_bitwise_equal(stacked, 0, expected)
-
-
 def test_without_partitionable_threefry_flax_draws_each_kernel() -> None:
     cfg = model_cfg()
     with jax.threefry_partitionable(False):
         _, stacked = init_members(cfg, N_INPUTS, seed=2, members=1)
         expected = flax_params(cfg, 2)
     assert_bitwise_equal(stacked, 0, expected)
-
-
-def test_draw_groups_share_a_draw_within_the_spare_numbers() -> None:
-    assert draw_groups([100, 4, 100, 90], spare=10) == [[0, 2, 3], [1]]
-    assert draw_groups([100, 4, 100, 90], spare=0) == [[0, 2], [3], [1]]
-    assert draw_groups([100, 4, 100, 90], spare=96) == [[0, 2, 3, 1]]
-    assert draw_groups([], spare=10) == []
-
-
-def test_kernel_draws_refuse_other_than_two_dimensional_kernels() -> None:
-    with pytest.raises(ValueError, match="2-D kernels"):
-        KernelDraws()(jax.random.key(0), (3, 4, 5), np.float32)
 
 
 def test_new_state_is_init_members_then_init_state() -> None:

@@ -47,26 +47,26 @@ for path in ("resident", "streamed"):
         results, _ = run_experiment(cfg)
         out[f"{path}-{mesh}-{wide}"] = figures(results)
 # the step as an accelerator runs it (inputs padded to 128 columns), wide layers split
-import aerec.step_layout
-aligned_width = aerec.step_layout.aligned_width
-aerec.step_layout.aligned_width = lambda n: -(-n // 128) * 128
+import aerec.accelerate
+aligned_width = aerec.accelerate.aligned_width
+aerec.accelerate.aligned_width = lambda n: -(-n // 128) * 128
 with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
     cfg = compose(config_name="config", overrides=[*FAST, "train.epochs=4",
         "checkpoint.enabled=false", "ranking.enabled=false", "train.data_path=resident",
         "train.mesh=4", "train.wide_shards=2"])
 results, _ = run_experiment(cfg)
 out["padded-4-2"] = figures(results)
-aerec.step_layout.aligned_width = aligned_width
+aerec.accelerate.aligned_width = aligned_width
 # interrupted at epoch 3 with the wide layers split, then resumed from the checkpoint
 class Stop(Exception):
     pass
 def stop_at_three(record):
     if record["epoch"] == 3:
         raise Stop
-# and the same padded as an accelerator pads (the state kept padded between steps,
-# checkpoints in the model's own widths), against the padded run above
+# and the same padded as an accelerator pads (in each step; checkpoints in the model's own
+# widths), against the padded run above
 for prefix, width in (("", aligned_width), ("padded-", lambda n: -(-n // 128) * 128)):
-    aerec.step_layout.aligned_width = width
+    aerec.accelerate.aligned_width = width
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[*FAST, "train.epochs=4",
             "ranking.enabled=false", "train.mesh=4", "train.wide_shards=2",
@@ -78,7 +78,7 @@ for prefix, width in (("", aligned_width), ("padded-", lambda n: -(-n // 128) * 
     results, _ = run_experiment(cfg)
     out[f"{prefix}resumed-4-2"] = figures(results)
     out[f"{prefix}resumed_from"] = results["resumed_from_epoch"]
-aerec.step_layout.aligned_width = aligned_width
+aerec.accelerate.aligned_width = aligned_width
 with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
     cfg = compose(config_name="config", overrides=[*FAST, "dataset.n_users=122",
         "checkpoint.enabled=false", "train.mesh=4", "train.wide_shards=4"])

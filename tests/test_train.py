@@ -13,21 +13,18 @@ import scipy.sparse as sp
 from flax import nnx
 
 import aerec.data.matrix
+from aerec.accelerate import layer_sizes, scan_unroll, step_loss, step_sizes
 from aerec.data.matrix import DeviceRows, dense_bytes, dense_dtype, densify, rows_on_device
 from aerec.errors import ConfigError, TrainingDivergedError
-from aerec.losses import masked_mse
+from aerec.losses import loss_fn, masked_mse
 from aerec.matrices import resident_budget
-from aerec.models.autoencoder import AutoEncoder, layer_sizes, outside_model_zeroed
+from aerec.models.autoencoder import AutoEncoder
 from aerec.models.scaling import Scaling
-from aerec.step_layout import from_step_layout, step_sizes
 from aerec.train import (
     Objective,
     epoch_batches,
     fit,
-    for_steps,
     init_state,
-    loss_fn,
-    scan_unroll,
     steps_per_epoch,
     train_step,
     training_key,
@@ -76,10 +73,10 @@ def test_aligned_dummy_columns_change_neither_loss_nor_gradients(
     key = jax.random.key(7) if dropout else None
     args = (objective, params, rows, count_observed(rows), key)
     loss, grads = jax.value_and_grad(loss_fn, argnums=1)(*args)
-    monkeypatch.setattr("aerec.step_layout.aligned_width", lambda n: -(-n // 128) * 128)
+    monkeypatch.setattr("aerec.accelerate.aligned_width", lambda n: -(-n // 128) * 128)
     hidden = [128, 128] if pad_hidden else [8, 4]
     assert step_sizes(layer_sizes(params), pad_hidden) == [128, *hidden, 128]
-    padded_loss, padded_grads = jax.value_and_grad(loss_fn, argnums=1)(*args)
+    padded_loss, padded_grads = jax.value_and_grad(step_loss, argnums=1)(*args)
     np.testing.assert_allclose(padded_loss, loss, rtol=1e-6)
     for padded, plain in zip(jax.tree.leaves(padded_grads), jax.tree.leaves(grads), strict=True):
         assert padded.shape == plain.shape
@@ -112,39 +109,32 @@ def test_the_written_out_loss_gradient_is_autodiffs(dtype) -> None:
 
 def pad_to_128(monkeypatch: pytest.MonkeyPatch) -> None:
     """Train as an accelerator does: every width padded to a multiple of 128."""
-    monkeypatch.setattr("aerec.step_layout.aligned_width", lambda n: -(-n // 128) * 128)
+    monkeypatch.setattr("aerec.accelerate.aligned_width", lambda n: -(-n // 128) * 128)
 
 
-def test_the_step_layout_round_trips_and_keeps_padding_at_zero(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_padded_step_keeps_the_models_own_widths(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a CPU the step computes the paper's loss itself; padded (as on an accelerator) it
+    # pads inside the step, and the state it returns keeps the model's own widths.
     objective, params = make(0)
-    optimizer = optax.adam(1e-2)
     rows = jnp.asarray(low_rank_matrix().toarray())
     counts = count_observed(rows)
+    if jax.default_backend() == "cpu":
+        assert step_loss(objective, params, rows, counts, None) == loss_fn(
+            objective, params, rows, counts, None)
+    optimizer = optax.adam(1e-2)
     state = init_state(params, optimizer, 0)
-    for _ in range(3):  # Adam's moments away from zero
-        state, _ = train_step(objective, optimizer, state, rows, counts)
-    if jax.default_backend() == "cpu":  # nothing to pad: as given
-        assert for_steps(objective, optimizer, state) == (objective, state)
+    shapes = [leaf.shape for leaf in jax.tree.leaves(state)]
     pad_to_128(monkeypatch)
-    in_steps, padded = for_steps(objective, optimizer, state)
-    layout = in_steps.layout
-    assert layout.sizes == (N_COLS, 8, 4, N_COLS) and layout.padded == (128, 128, 128, 128)
-    assert padded.params["layers"][0]["kernel"].shape == (1, 128, 128)
-    back = from_step_layout(padded, optimizer, layout)
-    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(state), strict=True):
-        np.testing.assert_array_equal(a, b)
+    assert step_sizes(layer_sizes(params)) == [128, 128, 128, 128]
     for _ in range(5):
-        padded, _ = train_step(in_steps, optimizer, padded, rows, counts)
-    for a, b in zip(jax.tree.leaves(outside_model_zeroed(padded.params, layout.sizes)),
-                    jax.tree.leaves(padded.params), strict=True):
-        np.testing.assert_array_equal(a, b)  # padding units' weights are still zero
+        state, _ = train_step(objective, optimizer, state, rows, counts)
+    assert [leaf.shape for leaf in jax.tree.leaves(state)] == shapes
 
 
 @pytest.mark.parametrize("resident", [True, False])
 def test_a_padded_state_trains_as_the_models_own(monkeypatch: pytest.MonkeyPatch,
                                                  resident: bool) -> None:
-    # Widths padded to 128 and the state kept so between steps (`fit` on an accelerator),
+    # Widths padded to 128 in each step (`fit` on an accelerator),
     # with dropout on the input and hidden layers, L2 and two members: the same losses and
     # best parameters as training in the model's own widths, up to the order of float sums.
     def run() -> object:
@@ -360,11 +350,11 @@ def test_an_unrolled_epoch_trains_as_the_loop(monkeypatch: pytest.MonkeyPatch) -
     # (scan_unroll); with 5 batches that is one iteration of four and one step left over.
     if jax.default_backend() == "cpu":
         assert scan_unroll(5) == 1  # a CPU keeps the loop
-    monkeypatch.setattr("aerec.train.on_accelerator", lambda: True)
+    monkeypatch.setattr("aerec.accelerate.on_accelerator", lambda: True)
     assert [scan_unroll(n) for n in (1, 3, 5, 58)] == [1, 3, 4, 4]
     monkeypatch.undo()
     looped = run_fit(resident=True)
-    monkeypatch.setattr("aerec.train.scan_unroll", lambda n: min(n, 4))
+    monkeypatch.setattr("aerec.accelerate.scan_unroll", lambda n: min(n, 4))
     unrolled = run_fit(resident=True)
     np.testing.assert_allclose([r["train_loss"] for r in unrolled.history],
                                [r["train_loss"] for r in looped.history], rtol=1e-6)

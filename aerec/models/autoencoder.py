@@ -24,7 +24,6 @@ from aerec.checks import (
 )
 from aerec.errors import ConfigError
 from aerec.models.base import FieldCheck, Predictor, Trainer, config_from_mapping
-from aerec.models.initialization import KernelDraws, batched_draws_apply
 from aerec.models.scaling import SCALINGS, Scaling
 
 if TYPE_CHECKING:
@@ -41,43 +40,13 @@ ACTIVATIONS = {
     "linear": lambda x: x,
 }
 
-FLAX_KERNEL_INIT = nnx.initializers.lecun_normal()  # nnx.Linear's default
 
-
-def dropout(x: jax.Array, rate: float, key: jax.Array | None, width: int | None = None
-            ) -> jax.Array:
-    """Inverted dropout with an explicit key; identity when `key` is None (evaluation).
-
-    `width`: the layer's real width when `x` carries aligned padding units after it
-    (`pad_layers`). The mask is drawn for the real units only, so that a padded step drops
-    the same units as an unpadded one; padding units are kept (their weights are zero).
-    """
+def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    """Inverted dropout with an explicit key; identity when `key` is None (evaluation)."""
     if key is None or rate == 0.0:
         return x
-    width = x.shape[-1] if width is None else width
-    keep = jax.random.bernoulli(key, 1.0 - rate, (*x.shape[:-1], width))
-    if width < x.shape[-1]:
-        padding = [(0, 0)] * (x.ndim - 1) + [(0, x.shape[-1] - width)]
-        keep = jnp.pad(keep, padding, constant_values=True)
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
     return jnp.where(keep, x / (1.0 - rate), 0.0)
-
-
-def bias_folded(kernel: jax.Array, n_in: int) -> bool:
-    """Whether a layer of `n_in` real inputs keeps its bias in `kernel`'s row `n_in`: the
-    convention of `pad_layers` for every layer whose input is padded."""
-    return kernel.shape[-2] > n_in
-
-
-def with_bias_unit(layer: nnx.Linear, x: jax.Array) -> jax.Array:
-    """`x` with its first padding unit set to 1 where `layer`'s parameters are padded
-    (`pad_layers`), which moves the layer's bias into that unit's kernel row; `x` otherwise."""
-    if bias_folded(layer.kernel[...], layer.in_features):
-        # A select rather than `x.at[..., unit].set(1)`: with the wide layers split over a
-        # device mesh, XLA's CPU partitioner (jax 0.10) let that in-place update reach the
-        # rows the loss compares against, and the training diverged from one device's.
-        unit = jnp.arange(x.shape[-1]) == layer.in_features
-        return jnp.where(unit, jnp.ones((), x.dtype), x)
-    return x
 
 
 class AutoEncoder(nnx.Module):
@@ -91,9 +60,7 @@ class AutoEncoder(nnx.Module):
     def __init__(self, n_inputs: int, hidden: Sequence[int], latent: int, *,
                  activation: str = "tanh", output_activation: str = "linear",
                  dropout: float = 0.1, input_dropout: float = 0.0,
-                 mirror_decoder: bool = False, rngs: nnx.Rngs,
-                 kernel_init: Any = FLAX_KERNEL_INIT):
-        # `kernel_init`: Flax's default, or a `KernelDraws` that draws the same kernels later.
+                 mirror_decoder: bool = False, rngs: nnx.Rngs):
         for name in (activation, output_activation):
             if name not in ACTIVATIONS:
                 raise ValueError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
@@ -101,7 +68,7 @@ class AutoEncoder(nnx.Module):
         if mirror_decoder:
             widths += list(reversed(hidden))
         sizes = [n_inputs, *widths, n_inputs]
-        self.layers = nnx.List([nnx.Linear(a, b, kernel_init=kernel_init, rngs=rngs)
+        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs)
                                 for a, b in itertools.pairwise(sizes)])
         self.activation = activation
         self.output_activation = output_activation
@@ -113,19 +80,14 @@ class AutoEncoder(nnx.Module):
         keys = [None] * len(self.layers)
         if dropout_key is not None:
             keys = list(jax.random.split(dropout_key, len(self.layers)))
-        # The layers' declared widths, not x's: a training step may pass parameters padded to
-        # aligned widths (`pad_layers`), and dropout must draw the unpadded model's masks.
-        x = dropout(x, self.input_dropout, keys[-1], self.layers[0].in_features)
+        x = dropout(x, self.input_dropout, keys[-1])
         hidden_activation = ACTIVATIONS[self.activation]
         for layer, key in zip(self.layers[:-1], keys[:-1], strict=True):
-            x = dropout(hidden_activation(layer(with_bias_unit(layer, x))), self.dropout_rate,
-                        key, layer.out_features)
-        last = self.layers[-1]
-        return ACTIVATIONS[self.output_activation](last(with_bias_unit(last, x)))
+            x = dropout(hidden_activation(layer(x)), self.dropout_rate, key)
+        return ACTIVATIONS[self.output_activation](self.layers[-1](x))
 
     def encode(self, x: jax.Array) -> jax.Array:
-        """The last hidden layer's output for input `x` (evaluation: no dropout; parameters
-        at the model's own widths, as evaluation and ranking hold them)."""
+        """The last hidden layer's output for input `x` (evaluation: no dropout)."""
         hidden_activation = ACTIVATIONS[self.activation]
         for layer in self.layers[:-1]:
             x = hidden_activation(layer(x))
@@ -137,8 +99,7 @@ class AutoEncoder(nnx.Module):
         return output.kernel[...], output.bias[...]
 
 
-def build_autoencoder(model_cfg: Any, n_inputs: int, seed: int,
-                      kernel_init: Any = FLAX_KERNEL_INIT) -> AutoEncoder:
+def build_autoencoder(model_cfg: Any, n_inputs: int, seed: int) -> AutoEncoder:
     """An AutoEncoder from the `model` config group (`layers`, `hidden`, `latent`, ...)."""
     layers = int(model_cfg.layers)
     hidden = model_cfg.hidden
@@ -150,7 +111,6 @@ def build_autoencoder(model_cfg: Any, n_inputs: int, seed: int,
         activation=model_cfg.activation, output_activation=model_cfg.output_activation,
         dropout=float(model_cfg.dropout), input_dropout=float(model_cfg.input_dropout),
         mirror_decoder=bool(model_cfg.mirror_decoder), rngs=nnx.Rngs(seed),
-        kernel_init=kernel_init,
     )
 
 
@@ -165,18 +125,7 @@ def member_params_fn(model_cfg: Any, n_inputs: int, seed: int, members: int
     """A function, to trace, that builds the parameters of `members` models (seeds seed,
     seed+1, ...) stacked on a leading member axis (see `init_members`)."""
     def stacked_params() -> Any:
-        if not batched_draws_apply():
-            models = [build_autoencoder(model_cfg, n_inputs, seed + m) for m in range(members)]
-        else:  # every member's kernels drawn together: the same values, compiled faster
-            draws = KernelDraws()
-            models = [build_autoencoder(model_cfg, n_inputs, seed + m, kernel_init=draws)
-                      for m in range(members)]
-            layers = [layer for model in models for layer in model.layers]
-            for layer, kernel in zip(layers, draws.draw(), strict=True):
-                if layer.kernel.shape != kernel.shape:
-                    raise ValueError(f"kernel {kernel.shape} drawn for a {layer.kernel.shape} "
-                                     "layer")
-                layer.kernel[...] = kernel
+        models = [build_autoencoder(model_cfg, n_inputs, seed + m) for m in range(members)]
         states = [nnx.to_pure_dict(nnx.split(model)[1]) for model in models]
         return jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
 
@@ -192,9 +141,7 @@ def init_members(model_cfg: Any, n_inputs: int, seed: int, members: int
     updates keep their training independent. (Training builds them with its optimizer state
     instead: `aerec.train.new_state` of `member_params_fn`.)
     """
-    # One compiled program instead of a dozen eagerly compiled random ops: about 0.4 s less
-    # start-up on ML-1M, and the same values bit for bit. Drawing the kernels together
-    # (`KernelDraws`) took its compilation from 0.64-0.75 s to ~0.31 s there.
+    # One compiled program, not a dozen eagerly compiled random ops: the same values.
     return graphdef_of(model_cfg, n_inputs), jax.jit(
         member_params_fn(model_cfg, n_inputs, seed, members))()
 
@@ -202,10 +149,9 @@ def init_members(model_cfg: Any, n_inputs: int, seed: int, members: int
 def member_models(graphdef: nnx.GraphDef, params: Any) -> list[AutoEncoder]:
     """Each member of stacked `params` as a module of its own, to run one after another.
 
-    Not vmapped: a member axis in the matmuls (a batch dimension, even of size 1) made XLA's
-    GPU layout assignment store every (batch, n_inputs) array with the batch index fastest,
-    and each pass over the batch 10x slower for it (three quarters of an ML-10M bf16 step on
-    an H200). Plain 2-D matmuls keep rows contiguous.
+    Not vmapped: a member axis in the matmuls made XLA's GPU layout store every
+    (batch, n_inputs) array with the batch index fastest; plain 2-D matmuls keep rows
+    contiguous (experiments/README.md, GPU runs 3 and 4).
     """
     members = jax.tree.leaves(params)[0].shape[0]
     return [nnx.merge(graphdef, jax.tree.map(lambda leaf, m=m: leaf[m], params))
@@ -220,76 +166,6 @@ def apply_members(graphdef: nnx.GraphDef, params: Any, x: jax.Array,
             else jax.random.split(dropout_key, len(models)))
     return jnp.stack([model(x, dropout_key=key) for model, key in zip(models, keys,
                                                                          strict=True)])
-
-
-def layer_sizes(params: Any) -> list[int]:
-    """The widths of stacked parameters' layers, input first: [n_inputs, hidden..., n_inputs]."""
-    layers = params["layers"]
-    kernels = [layers[index]["kernel"] for index in sorted(layers)]
-    return [kernels[0].shape[-2], *(kernel.shape[-1] for kernel in kernels)]
-
-
-def pad_layers(params: Any, sizes: Sequence[int]) -> Any:
-    """Parameters of the same model computing with layer widths `sizes` (each at least the
-    real one; `layer_sizes` order), for `AutoEncoder.__call__`.
-
-    Added units have zero weights, added outputs zero bias, so the real outputs are unchanged
-    (up to the order of float sums) and the real parameters' gradients the same; the added
-    outputs are constant. A layer whose input is padded takes its bias as the kernel row of
-    the first padding unit, which `with_bias_unit` sets to 1: the bias's gradient then comes
-    out of the weight-gradient matmul, and the step saves a pass over the (batch x width)
-    output error to sum it (on an H200 the ML-10M output layer's bias sum was fused into the
-    error pass, 16% of an epoch's device time). With float32 compute on a GPU, JAX's default
-    matmul precision (TF32) then rounds a folded bias like the weights
-    (`jax_default_matmul_precision=highest` keeps both exact); in bfloat16 compute the bias
-    is cast to bf16 either way.
-    """
-    layers = dict(params["layers"])
-    for position, index in enumerate(sorted(layers)):
-        kernel, bias = layers[index]["kernel"], layers[index]["bias"]
-        n_in = kernel.shape[-2]
-        rows, cols = sizes[position] - n_in, sizes[position + 1] - kernel.shape[-1]
-        if rows or cols:
-            lead = [(0, 0)] * (kernel.ndim - 2)
-            kernel = jnp.pad(kernel, [*lead, (0, rows), (0, cols)])
-            bias = jnp.pad(bias, [*lead, (0, cols)])
-            if bias_folded(kernel, n_in):  # the bias moves into the first padding unit's row
-                kernel = kernel.at[..., n_in, :].set(bias)
-                bias = jnp.zeros_like(bias)
-            layers[index] = {"kernel": kernel, "bias": bias}
-    return {**params, "layers": layers}
-
-
-def unpad_layers(params: Any, sizes: Sequence[int]) -> Any:
-    """The model's own parameters (layer widths `sizes`) from `pad_layers`' padded ones; the
-    same map takes a padded copy of Adam's moments back to the model's."""
-    layers = dict(params["layers"])
-    for position, index in enumerate(sorted(layers)):
-        kernel, bias = layers[index]["kernel"], layers[index]["bias"]
-        n_in, n_out = sizes[position], sizes[position + 1]
-        if kernel.shape[-2:] != (n_in, n_out):
-            folded = bias_folded(kernel, n_in)
-            layers[index] = {"kernel": kernel[..., :n_in, :n_out],
-                             "bias": kernel[..., n_in, :n_out] if folded else bias[..., :n_out]}
-    return {**params, "layers": layers}
-
-
-def outside_model_zeroed(params: Any, sizes: Sequence[int]) -> Any:
-    """Padded parameters (or their gradients) with every entry that `unpad_layers` drops set
-    to zero: what keeps padding units' weights at zero when training updates the padded
-    parameters themselves."""
-    layers = dict(params["layers"])
-    for position, index in enumerate(sorted(layers)):
-        kernel, bias = layers[index]["kernel"], layers[index]["bias"]
-        n_in, n_out = sizes[position], sizes[position + 1]
-        folded = bias_folded(kernel, n_in)
-        rows = jax.lax.broadcasted_iota(jnp.int32, kernel.shape[-2:], 0)
-        cols = jax.lax.broadcasted_iota(jnp.int32, kernel.shape[-2:], 1)
-        in_model = ((rows <= n_in) if folded else (rows < n_in)) & (cols < n_out)
-        bias_in_model = jnp.arange(bias.shape[-1]) < (0 if folded else n_out)
-        layers[index] = {"kernel": jnp.where(in_model, kernel, 0),
-                         "bias": jnp.where(bias_in_model, bias, 0)}
-    return {**params, "layers": layers}
 
 
 def predict_ratings(graphdef: nnx.GraphDef, scaling: Scaling, params: Any, row_ids: jax.Array,
