@@ -22,7 +22,6 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pandas as pd
 import scipy.sparse as sp
-from omegaconf import OmegaConf
 
 from aerec.data.matrix import DeviceRows, nonempty_columns, padded_chunks, padded_size
 from aerec.data.prepare import IdMap
@@ -34,7 +33,7 @@ from aerec.models.scaling import Scaling
 from aerec.scoring import Ranker, build_ranker, unknown_items
 
 
-def save_artifact(directory: Path, params: Any, *, config: Any, scaling: Scaling,
+def save_artifact(directory: Path, params: Any, *, config: Mapping[str, Any], scaling: Scaling,
                   rating_range: tuple[float, float], fallback: float,
                   trained_columns: np.ndarray, users: IdMap,
                   items: IdMap, inputs: sp.csr_matrix, seen: sp.csr_matrix,
@@ -58,7 +57,7 @@ def save_artifact(directory: Path, params: Any, *, config: Any, scaling: Scaling
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(directory / "params", params)
     checkpointer.wait_until_finished()
-    resolved = OmegaConf.to_container(config, resolve=True)
+    resolved = json.loads(json.dumps(config))  # a copy, of plain JSON values
     description = {"model": resolved["model"], "config": resolved,
                    "scaling": [scaling.shift, scaling.scale], "rating_range": list(rating_range),
                    "fallback": fallback, "n_inputs": int(inputs.shape[1]), **(data or {})}

@@ -31,6 +31,7 @@ from aerec.errors import CheckpointError, ConfigError
 from aerec.identity import RECORDED_AS, run_identity
 from aerec.lock import DirectoryLock
 from aerec.logs import FILE_ONLY, brief
+from aerec.run_config import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +45,14 @@ def default_checkpoint_root() -> Path:
         platformdirs.user_cache_dir("aerec")) / "checkpoints"
 
 
-def checkpoint_dir_of(cfg: Any) -> Path:
+def checkpoint_dir_of(cfg: RunConfig) -> Path:
     """checkpoint.dir, else <paths.checkpoint_dir>/<dataset>-<model>-<hash of the identity>."""
-    if cfg.checkpoint.get("dir"):
+    if cfg.checkpoint.dir:
         return Path(cfg.checkpoint.dir).expanduser().absolute()
-    root = (Path(cfg.paths.checkpoint_dir).expanduser() if cfg.paths.get("checkpoint_dir")
+    root = (Path(cfg.paths.checkpoint_dir).expanduser() if cfg.paths.checkpoint_dir
             else default_checkpoint_root())
-    digest = hashlib.sha256(json.dumps(run_identity(cfg), default=str).encode()).hexdigest()
+    digest = hashlib.sha256(json.dumps(run_identity(cfg.resolved), default=str).encode()
+                            ).hexdigest()
     return (root / f"{cfg.dataset.name}-{cfg.model.name}-{digest[:12]}").absolute()
 
 
@@ -232,7 +234,7 @@ class Checkpointer:
                 self.lock.release()
 
 
-def open_checkpoint(cfg: Any, like: Any, data_fingerprint: str
+def open_checkpoint(cfg: RunConfig, like: Any, data_fingerprint: str
                     ) -> tuple[Checkpointer | None, Resumed | None]:
     """The run's Checkpointer and, per `train.resume`, the checkpoint to continue from.
 
@@ -267,7 +269,7 @@ def data_change(saved: str | None, current: str) -> str:
     return f"data fingerprint {saved[:12]}, now {current[:12]}"
 
 
-def _open_locked(cfg: Any, like: Any, directory: Path, lock: DirectoryLock,
+def _open_locked(cfg: RunConfig, like: Any, directory: Path, lock: DirectoryLock,
                  data_fingerprint: str) -> tuple[Checkpointer, Resumed | None]:
     resume = cfg.train.resume
     if resume is False and directory.is_dir() and any(directory.iterdir()):
@@ -283,9 +285,9 @@ def _open_locked(cfg: Any, like: Any, directory: Path, lock: DirectoryLock,
                           f"({error.strerror}); point checkpoint.dir or paths.checkpoint_dir "
                           "at a writable directory, or set checkpoint.enabled=false") from error
     def new_checkpointer() -> Checkpointer:
-        return Checkpointer(directory, run_identity(cfg),
+        return Checkpointer(directory, run_identity(cfg.resolved),
                             every_epochs=int(cfg.checkpoint.every_epochs),
-                            every_seconds=float(cfg.checkpoint.get("every_seconds", 0.0)),
+                            every_seconds=float(cfg.checkpoint.every_seconds),
                             keep=int(cfg.checkpoint.keep), lock=lock,
                             data_fingerprint=data_fingerprint,
                             long_epoch_seconds=float(cfg.train.stop_grace_seconds))

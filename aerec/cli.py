@@ -12,7 +12,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from aerec.config import refuse_added_keys, validate
+from omegaconf import OmegaConf
+
+from aerec.config import refuse_added_keys, run_config, typed_config
 from aerec.errors import AerecError, TrainingInterrupted
 from aerec.interrupt import (
     Interruptible,
@@ -99,28 +101,30 @@ def init_distributed(dist_cfg: Any) -> None:
 
 def run_task(cfg: Any, output_dir: Path, interruptible: Interruptible = never
              ) -> dict[str, Any]:
-    """Validate `cfg`, run its task, write config/metrics/results into `output_dir`;
-    `interruptible`: how training learns of a requested stop (`aerec.interrupt`)."""
+    """Validate the composed `cfg`, run its task, write config/metrics/results into
+    `output_dir`; `interruptible`: how training learns of a requested stop (`aerec.interrupt`).
+    The composed tree ends here: what runs below reads its typed `RunConfig`."""
     from aerec.evaluation import evaluate_artifact  # these import JAX: keep --help fast
     from aerec.experiment import run_experiment
 
-    validate(cfg)
-    if cfg.distributed.enabled:
+    run = run_config(cfg)
+    if run.distributed.enabled:
         import jax
 
         if jax.process_index() > 0:  # process 0 writes the run directory; the others a subfolder
             output_dir = output_dir / f"process-{jax.process_index()}"
     output_dir.mkdir(parents=True, exist_ok=True)
-    write_config(cfg, output_dir)
-    if cfg.task == "evaluate":
-        results = evaluate_artifact(cfg)
+    write_config(OmegaConf.to_yaml(cfg, resolve=True), output_dir)
+    if run.task == "evaluate":
+        results = evaluate_artifact(run)
         write_json_atomic(output_dir / "results.json", {"status": "ok", **results})
         return results
-    if cfg.task == "recommend":
-        payload = recommend(cfg)
+    if run.task == "recommend":
+        assert run.checkpoint.path is not None  # checked: task=recommend needs it
+        payload = recommend(run.checkpoint.path, run.request)
         write_json_atomic(output_dir / "recommendations.json", payload)
         return payload
-    results, dataset = run_experiment(cfg, on_epoch=EpochLog(output_dir / "metrics.jsonl"),
+    results, dataset = run_experiment(run, on_epoch=EpochLog(output_dir / "metrics.jsonl"),
                                       artifact_dir=output_dir / "model",
                                       interruptible=interruptible)
     history = results.pop("history")
@@ -140,7 +144,8 @@ def after_interrupt(cfg: Any, saved_now: bool = False) -> str:
         return "nothing to resume from (no checkpoints for this run): run it again"
     from aerec.checkpoint import checkpoint_dir_of
 
-    directory = checkpoint_dir_of(cfg)
+    # the stop may come before the configuration was checked: read as it is
+    directory = checkpoint_dir_of(typed_config(cfg))
     if saved_now:
         return (f"its checkpoint is in {directory}: run the same command again to resume "
                 "from it")

@@ -1,10 +1,13 @@
-"""Validation of a composed configuration, before any work is done."""
+"""The composed configuration: checked before any work is done, then converted once into the
+typed `aerec.run_config.RunConfig` that everything below the command line reads."""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
 from typing import Any
+
+from omegaconf import OmegaConf
 
 from aerec.checks import count, fraction, number, one_of, positive, positive_int
 from aerec.data.dataset import DATASET_NAMES
@@ -13,8 +16,22 @@ from aerec.data.prepare import DUPLICATE_POLICIES
 from aerec.data.split import SPLIT_KINDS
 from aerec.errors import ConfigError
 from aerec.identity import flatten_config
-from aerec.models.registry import FAMILIES, get_family
+from aerec.models.registry import FAMILIES, get_family, model_config
 from aerec.optim import SCHEDULES
+from aerec.run_config import (
+    CheckpointConfig,
+    DatasetConfig,
+    DistributedConfig,
+    OptimizerConfig,
+    PathsConfig,
+    PrepareConfig,
+    RankingConfig,
+    RecommendRequest,
+    RunConfig,
+    SplitConfig,
+    TrainConfig,
+    section,
+)
 
 MODELS = tuple(FAMILIES)
 TASKS = ("train", "evaluate", "recommend")
@@ -47,7 +64,41 @@ def refuse_added_keys(overrides: Sequence[str], cfg: Any) -> None:
 
 def flat_keys(cfg: Any) -> list[str]:
     """Every key of a composed configuration, dotted (hydra's own left out)."""
-    return [key for key in flatten_config(cfg) if not key.startswith("hydra.")]
+    return [key for key in flatten_config(resolved_tree(cfg)) if not key.startswith("hydra.")]
+
+
+def resolved_tree(cfg: Any) -> dict[str, Any]:
+    """The composed configuration as plain dicts and lists, interpolations resolved, hydra's
+    own section left out."""
+    tree = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(tree, dict)
+    tree.pop("hydra", None)
+    return tree
+
+
+def run_config(cfg: Any) -> RunConfig:
+    """The typed configuration of a composed one, checked first (ConfigError naming the
+    first invalid key)."""
+    validate(cfg)
+    return typed_config(cfg)
+
+
+def typed_config(cfg: Any) -> RunConfig:
+    """The typed configuration of a composed one, as it is (`run_config` checks it first);
+    the one place the composed tree is converted."""
+    tree = resolved_tree(cfg)
+    ranking = dict(tree["ranking"])
+    if isinstance(ranking["k"], int):  # one cut-off given alone
+        ranking["k"] = [ranking["k"]]
+    return RunConfig(
+        task=tree["task"], seed=tree["seed"], dataset=section(DatasetConfig, tree["dataset"]),
+        model=model_config(tree["model"]), optimizer=section(OptimizerConfig, tree["optimizer"]),
+        prepare=section(PrepareConfig, tree["prepare"]), split=section(SplitConfig, tree["split"]),
+        train=section(TrainConfig, tree["train"]),
+        checkpoint=section(CheckpointConfig, tree["checkpoint"]),
+        ranking=section(RankingConfig, ranking), paths=section(PathsConfig, tree.get("paths")),
+        distributed=section(DistributedConfig, tree.get("distributed")),
+        request=section(RecommendRequest, tree), resolved=tree)
 
 
 def validate(cfg: Any) -> None:

@@ -3,15 +3,16 @@ and task=evaluate for a saved model."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from omegaconf import OmegaConf
 
 from aerec.artifact import load
 from aerec.data.dataset import Dataset, load_dataset
@@ -23,6 +24,16 @@ from aerec.metrics import Evaluator
 from aerec.models.base import ModelConfig
 from aerec.models.scaling import Scaling
 from aerec.ranking import evaluate_ranking, ranking_targets
+from aerec.run_config import (
+    DatasetConfig,
+    PathsConfig,
+    PrepareConfig,
+    RankingConfig,
+    RunConfig,
+    SplitConfig,
+    TrainConfig,
+    section,
+)
 from aerec.scoring import build_ranker, unknown_items
 
 
@@ -35,7 +46,7 @@ def paper_weights(dataset: Dataset, orientation: str) -> tuple[np.ndarray, np.nd
     return np.ones(dataset.n_items, np.float32), evaluated
 
 
-def check_ranking_threshold(ranking_cfg: Any, dataset: Dataset) -> None:
+def check_ranking_threshold(ranking_cfg: RankingConfig, dataset: Dataset) -> None:
     """Refuse a relevance threshold no rating reaches (every ranking figure would be empty);
     checked as soon as the data is loaded, before any training."""
     if ranking_cfg.enabled and float(ranking_cfg.threshold) > dataset.rating_max:
@@ -45,21 +56,21 @@ def check_ranking_threshold(ranking_cfg: Any, dataset: Dataset) -> None:
             "ranking.enabled=false")
 
 
-def ranking_figures(cfg: Any, model: ModelConfig, params: Any, dataset: Dataset,
-                    matrices: Matrices, scaling: Scaling) -> dict[str, float]:
+def ranking_figures(ranking_cfg: RankingConfig, chunk_rows: int, model: ModelConfig,
+                    params: Any, dataset: Dataset, matrices: Matrices, scaling: Scaling
+                    ) -> dict[str, float]:
     """Top-k figures of a trained model (`model`: its typed config) on the held-out ratings
-    (empty when ranking is off)."""
-    if not cfg.ranking.enabled:
+    (empty when ranking is off); the model scores `chunk_rows` rows at a time."""
+    if not ranking_cfg.enabled:
         return {}
-    check_ranking_threshold(cfg.ranking, dataset)
+    check_ranking_threshold(ranking_cfg, dataset)
     unknown = unknown_items(model.orientation == "user", matrices.train.nonempty_columns(),
                             matrices.eval_input.nonempty_rows())
     ranker = build_ranker(model, params, matrices.eval_input, scaling=scaling,
-                          chunk_rows=int(cfg.train.eval_chunk_rows), unknown=unknown)
-    exclude, relevant = ranking_targets(dataset, float(cfg.ranking.threshold))
-    ks = [cfg.ranking.k] if isinstance(cfg.ranking.k, int) else list(cfg.ranking.k)
-    return evaluate_ranking(ranker, exclude, relevant, ks,
-                            int(cfg.ranking.chunk_users))
+                          chunk_rows=chunk_rows, unknown=unknown)
+    exclude, relevant = ranking_targets(dataset, float(ranking_cfg.threshold))
+    return evaluate_ranking(ranker, exclude, relevant, list(ranking_cfg.k),
+                            int(ranking_cfg.chunk_users))
 
 
 def evaluator_factory(dataset: Dataset, matrices: Matrices, chunk_rows: int) -> Callable:
@@ -83,7 +94,8 @@ def evaluate_held_out(evaluator_of: Callable, predict: Callable, params: Any, da
     return test, paper
 
 
-def figure_notes(results: dict[str, Any], split_cfg: Any, ranking_cfg: Any) -> dict[str, str]:
+def figure_notes(results: dict[str, Any], split_cfg: SplitConfig, ranking_cfg: RankingConfig
+                 ) -> dict[str, str]:
     """Why each figure of `results` that is not a number (NaN, written as null) is missing:
     results.json carries these as `notes`, {figure: reason}, so that no null goes unexplained."""
     reasons: dict[str, str] = {}
@@ -108,26 +120,45 @@ def same_ratings(a: sp.csr_matrix, b: sp.csr_matrix) -> bool:
     return a.shape == b.shape and a.nnz == b.nnz and (a != b).nnz == 0
 
 
-def trained_data_dir(cfg: Any, description: dict[str, Any]) -> Path:
+def trained_data_dir(paths: PathsConfig, description: dict[str, Any]) -> Path:
     """Where task=evaluate reads the data: paths.data_dir when given, else the data directory
     the model was trained with (recorded in its model.json), else the default one."""
-    if cfg.paths.data_dir or not description.get("data_dir"):
-        return data_dir_of(cfg)
+    if paths.data_dir or not description.get("data_dir"):
+        return data_dir_of(paths)
     return Path(description["data_dir"])
 
 
-def load_trained_data(cfg: Any, model: Any) -> tuple[Any, Dataset]:
+@dataclass(frozen=True)
+class TrainedRun:
+    """The sections of a saved model's run configuration (model.json's `config`) that
+    task=evaluate reads again."""
+
+    dataset: DatasetConfig
+    prepare: PrepareConfig
+    split: SplitConfig
+    train: TrainConfig
+
+    @classmethod
+    def of(cls, config: dict[str, Any]) -> TrainedRun:
+        """The sections of a saved configuration (keys it lacks at their defaults)."""
+        return cls(section(DatasetConfig, config["dataset"]),
+                   section(PrepareConfig, config.get("prepare")),
+                   section(SplitConfig, config.get("split")),
+                   section(TrainConfig, config.get("train")))
+
+
+def load_trained_data(cfg: RunConfig, model: Any) -> tuple[TrainedRun, Dataset]:
     """The run configuration and the dataset a saved model was trained on, read again; a
     DataError naming the file read when its ratings are not those the model was trained on."""
     description = model.description
-    run_cfg = OmegaConf.create(description["config"])
-    run_cfg.paths = cfg.paths
+    run = TrainedRun.of(description["config"])
     source = description.get("data_source", "")
-    if run_cfg.dataset.name == "custom" and source and not Path(
-            str(run_cfg.dataset.path)).expanduser().is_file():
-        run_cfg.dataset.path = source  # a relative dataset.path, given from another directory
-    dataset = load_dataset(run_cfg.dataset, run_cfg.prepare, run_cfg.split,
-                           trained_data_dir(cfg, description), progress=cfg.train.progress)
+    if run.dataset.name == "custom" and source and not Path(
+            str(run.dataset.path)).expanduser().is_file():
+        # a relative dataset.path, given from another directory
+        run = dataclasses.replace(run, dataset=dataclasses.replace(run.dataset, path=source))
+    dataset = load_dataset(run.dataset, run.prepare, run.split,
+                           trained_data_dir(cfg.paths, description), progress=cfg.train.progress)
     saved = description.get("data_fingerprint")
     if saved is not None and saved != data_fingerprint(dataset):
         raise DataError(
@@ -139,10 +170,10 @@ def load_trained_data(cfg: Any, model: Any) -> tuple[Any, Dataset]:
             and np.array_equal(dataset.items.raw, model.items.raw)):
         raise DataError(f"{dataset.source}: its ratings do not give the users and items the "
                         f"model in {cfg.checkpoint.path} was trained on")
-    return run_cfg, dataset
+    return run, dataset
 
 
-def evaluate_artifact(cfg: Any) -> dict[str, Any]:
+def evaluate_artifact(cfg: RunConfig) -> dict[str, Any]:
     """task=evaluate: the test figures of a saved model (checkpoint.path) on its own split.
 
     The dataset, preparation and split come from the configuration saved with the model, and
@@ -150,8 +181,8 @@ def evaluate_artifact(cfg: Any) -> dict[str, Any]:
     model was trained on (its data fingerprint), so the figures are those of the run.
     """
     model = load(cfg.checkpoint.path)
-    run_cfg, dataset = load_trained_data(cfg, model)
-    matrices = build_matrices(dataset, run_cfg)
+    run, dataset = load_trained_data(cfg, model)
+    matrices = build_matrices(dataset, run.train, model.config.orientation, run.split.kind)
     if not same_ratings(matrices.eval_input.matrix, model.inputs):
         # Models saved before data fingerprints: ratings added, removed or changed split
         # differently (the split is drawn over the ratings in (user, item) order).
@@ -163,11 +194,11 @@ def evaluate_artifact(cfg: Any) -> dict[str, Any]:
     evaluator_of = evaluator_factory(dataset, matrices, int(cfg.train.eval_chunk_rows))
     test, paper = evaluate_held_out(evaluator_of, model.predictor, model.params, dataset,
                                     matrices, model.config.orientation)
-    run_cfg.ranking = cfg.ranking
-    ranking = ranking_figures(run_cfg, model.config, model.params, dataset, matrices,
+    ranking = ranking_figures(cfg.ranking, int(run.train.eval_chunk_rows), model.config,
+                              model.params, dataset, matrices,
                               Scaling(*model.description["scaling"]))
-    results = {"dataset": run_cfg.dataset.name, "model": model.config.name,
+    results = {"dataset": run.dataset.name, "model": model.config.name,
                "layers": int(getattr(model.config, "layers", 0)), "checkpoint_path": str(
                    cfg.checkpoint.path), "n_test": dataset.count(TEST), "test_rmse": test["rmse"],
                "test_mae": test["mae"], "paper_rmse": paper["paper_rmse"], **ranking}
-    return {**results, "notes": figure_notes(results, run_cfg.split, cfg.ranking)}
+    return {**results, "notes": figure_notes(results, run.split, cfg.ranking)}

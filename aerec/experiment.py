@@ -27,9 +27,10 @@ from aerec.evaluation import (
 from aerec.identity import data_fingerprint
 from aerec.interrupt import Interruptible, never
 from aerec.matrices import Matrices, build_matrices, data_dir_of
-from aerec.models.registry import family_of, model_config
+from aerec.models.registry import family_of
 from aerec.models.scaling import make_scaling
 from aerec.optim import build_optimizer
+from aerec.run_config import RunConfig
 from aerec.sharding import data_mesh
 from aerec.train import FitResult, Objective, fit, new_state, steps_per_epoch
 
@@ -40,7 +41,7 @@ class RunTrainer:
     settings, checkpoints (resumed only for the same data, `data_fingerprint`) and stop
     requests, or one timed call; each validated on the validation ratings."""
 
-    cfg: Any
+    cfg: RunConfig
     matrices: Matrices
     validate_with: Callable[[Callable, Any], Callable[[Any], float]]
     on_epoch: Callable[[dict[str, float]], None] | None = None
@@ -94,7 +95,7 @@ class RunTrainer:
         return FitResult(params, 1, valid_rmse, 1, seconds, [record])
 
 
-def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None = None,
+def run_experiment(cfg: RunConfig, on_epoch: Callable[[dict[str, float]], None] | None = None,
                    artifact_dir: Path | None = None, interruptible: Interruptible = never
                    ) -> tuple[dict[str, Any], Dataset]:
     """Run the configured training and evaluation; returns the results and the dataset.
@@ -102,13 +103,14 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
     With `artifact_dir`, the trained model is saved there for `aerec.load`; `interruptible`
     (`aerec.interrupt`): how the autoencoder's epoch loop learns of a requested stop.
     """
-    dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir_of(cfg),
+    data_dir = data_dir_of(cfg.paths)
+    dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir,
                            progress=cfg.train.progress)
     check_ranking_threshold(cfg.ranking, dataset)
     fingerprint = data_fingerprint(dataset)
-    matrices = build_matrices(dataset, cfg)
-    model = model_config(cfg.model)
+    model = cfg.model
     orientation = model.orientation
+    matrices = build_matrices(dataset, cfg.train, orientation, cfg.split.kind)
     evaluator_of = evaluator_factory(dataset, matrices, int(cfg.train.eval_chunk_rows))
 
     def validate_with(predict: Callable, inputs: DeviceRows) -> Callable[[Any], float]:
@@ -125,7 +127,7 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
     test, paper = evaluate_held_out(evaluator_of, predict, result.best_params, dataset,
                                     matrices, orientation)
     if artifact_dir is not None and jax.process_count() == 1:
-        save_artifact(artifact_dir, result.best_params, config=cfg,
+        save_artifact(artifact_dir, result.best_params, config=cfg.resolved,
                       scaling=scaling,
                       rating_range=(dataset.rating_min, dataset.rating_max),
                       fallback=dataset.train_mean(),
@@ -133,10 +135,10 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
                       users=dataset.users, items=dataset.items,
                       inputs=matrices.eval_input.matrix,
                       seen=rating_matrix(dataset, (TRAIN, VALID, TEST, FOLD_IN), "user"),
-                      catalog=align_catalog(load_catalog(cfg.dataset, data_dir_of(cfg)),
+                      catalog=align_catalog(load_catalog(cfg.dataset, data_dir),
                                             dataset.items.raw),
                       data={"data_fingerprint": fingerprint, "data_source": dataset.source,
-                            "data_dir": str(data_dir_of(cfg).absolute())})
+                            "data_dir": str(data_dir.absolute())})
     results = {
         "dataset": cfg.dataset.name,
         "model": model.name,
@@ -155,7 +157,8 @@ def run_experiment(cfg: Any, on_epoch: Callable[[dict[str, float]], None] | None
         "test_rmse": test["rmse"],
         "test_mae": test["mae"],
         "paper_rmse": paper["paper_rmse"],
-        **ranking_figures(cfg, model, result.best_params, dataset, matrices, scaling),
+        **ranking_figures(cfg.ranking, int(cfg.train.eval_chunk_rows), model,
+                          result.best_params, dataset, matrices, scaling),
         "valid_rmse": result.best_valid_rmse,
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,

@@ -6,7 +6,6 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from omegaconf import OmegaConf
 
 from aerec.data.parse import field_separator
 
@@ -52,8 +51,9 @@ def is_identity_key(key: str) -> bool:
     return key not in NOT_IDENTITY and not key.startswith(NOT_IDENTITY_SECTIONS)
 
 
-def flatten_config(cfg: Any) -> dict[str, Any]:
-    """A composed configuration as {dotted key: resolved value} (empty sections left out)."""
+def flatten_config(tree: Any) -> dict[str, Any]:
+    """A resolved configuration (plain dicts) as {dotted key: value} (empty sections left
+    out)."""
     flat: dict[str, Any] = {}
 
     def walk(node: Any, prefix: str) -> None:
@@ -63,14 +63,15 @@ def flatten_config(cfg: Any) -> dict[str, Any]:
         else:
             flat[prefix[:-1]] = node
 
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    walk(tree, "")
     return flat
 
 
-def run_identity(cfg: Any) -> dict[str, Any]:
-    """The flattened configuration keys that define what a run trains."""
+def run_identity(resolved: Any) -> dict[str, Any]:
+    """The flattened configuration keys that define what a run trains, from the run's
+    resolved configuration (`aerec.run_config.RunConfig.resolved`)."""
     flat = {key: NORMALISED[key](value) if key in NORMALISED else value
-            for key, value in flatten_config(cfg).items()}
+            for key, value in flatten_config(resolved).items()}
     identity = {key: RECORDED_AS.get(key, value) for key, value in flat.items()
                 if is_identity_key(key)
                 and not (key in NEUTRAL_DEFAULTS and value == NEUTRAL_DEFAULTS[key])}

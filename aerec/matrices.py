@@ -14,6 +14,7 @@ from aerec.data.dataset import Dataset
 from aerec.data.locate import default_data_dir
 from aerec.data.matrix import DeviceRows, dense_bytes, dense_dtype, rating_matrix
 from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID
+from aerec.run_config import PathsConfig, TrainConfig
 
 
 @dataclass
@@ -28,9 +29,9 @@ class Matrices:
     everything: DeviceRows  # every rating: the paper metric's targets
 
 
-def data_dir_of(cfg: Any) -> Path:
+def data_dir_of(paths: PathsConfig) -> Path:
     """paths.data_dir, or $AEREC_DATA_DIR / the per-user cache when it is null."""
-    return Path(cfg.paths.data_dir).expanduser() if cfg.paths.data_dir else default_data_dir()
+    return Path(paths.data_dir).expanduser() if paths.data_dir else default_data_dir()
 
 
 HOST_RESIDENT_BYTES = 4_000_000_000  # train.resident_max_bytes=null on a CPU
@@ -49,7 +50,8 @@ def resident_budget(max_bytes: float | None, device_stats: dict[str, Any]) -> fl
     return float(HOST_RESIDENT_BYTES if max_bytes is None else max_bytes)
 
 
-def choose_resident(cfg_train: Any, train: sp.csr_matrix, dtype: Any = np.float32) -> bool:
+def choose_resident(cfg_train: TrainConfig, train: sp.csr_matrix, dtype: Any = np.float32
+                    ) -> bool:
     """Keep train and validation matrices dense on the device (in `dtype`) when they fit the
     budget."""
     if jax.process_count() > 1:  # each process densifies only its own share of every batch
@@ -64,18 +66,19 @@ def choose_resident(cfg_train: Any, train: sp.csr_matrix, dtype: Any = np.float3
     return 2 * dense_bytes(train, dtype) <= budget
 
 
-def build_matrices(dataset: Dataset, cfg: Any) -> Matrices:
-    """CSR matrices for every role the run reads; train/valid resident when they fit."""
-    orientation = cfg.model.orientation
+def build_matrices(dataset: Dataset, train_cfg: TrainConfig, orientation: str,
+                   split_kind: str) -> Matrices:
+    """CSR matrices for every role the run reads, rows per `orientation` (the model's);
+    train/valid resident when they fit."""
 
     def matrix(*roles: int) -> sp.csr_matrix:
         return rating_matrix(dataset, roles, orientation)
 
     train = matrix(TRAIN)
-    dtype = dense_dtype(cfg.train.get("dense_dtype", "auto"), dataset.rating)
-    resident = choose_resident(cfg.train, train, dtype)
+    dtype = dense_dtype(train_cfg.dense_dtype, dataset.rating)
+    resident = choose_resident(train_cfg, train, dtype)
     eval_input = matrix(TRAIN, FOLD_IN)
-    held_out_whole = cfg.split.kind == "users"
+    held_out_whole = split_kind == "users"
     paper_input = matrix(TRAIN, FOLD_IN, TEST) if held_out_whole else train
     train_rows = DeviceRows(train, resident, dtype)
     return Matrices(

@@ -48,7 +48,7 @@ def read_description(path: Path) -> dict[str, Any]:
         raise Invalid("model.json", "", f"is not valid JSON ({error})") from None
     if not isinstance(description, dict):
         raise Invalid("model.json", "", "must hold a JSON object")
-    if _depth(description) > MAX_DEPTH:  # OmegaConf and comparisons recurse: bounded here
+    if _depth(description) > MAX_DEPTH:  # copies and comparisons recurse: bounded here
         raise Invalid("model.json", "", f"is nested more than {MAX_DEPTH} levels deep")
     check_description(description)
     return description

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import OmegaConf
 
 from aerec.atomic import atomic_output, write_text_atomic
 
@@ -49,9 +48,9 @@ def write_id_maps(dataset: Any, path: Path) -> None:
         np.savez(handle, users=dataset.users.raw, items=dataset.items.raw)
 
 
-def write_config(cfg: Any, output_dir: Path) -> None:
-    """The fully resolved configuration of the run, as YAML."""
-    write_text_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+def write_config(resolved_yaml: str, output_dir: Path) -> None:
+    """The fully resolved configuration of the run (YAML text) as config.yaml."""
+    write_text_atomic(output_dir / "config.yaml", resolved_yaml)
 
 
 def plot_learning_curve(history: list[dict[str, Any]], path: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from aerec.errors import DataError, UnknownIdError
+from aerec.run_config import RecommendRequest
 
 PAIR = re.compile(r"^\s*(-?\d+)\s*(?:::|:|,|\t|\s)\s*(\S+)\s*$")
 
@@ -75,11 +76,12 @@ def read_history(path: Path) -> dict[int, float]:
     return history
 
 
-def recommend(cfg: Any) -> dict[str, Any]:
-    """The recommendations `cfg` asks for, as a JSON-ready dict."""
+def recommend(model_path: str | Path, cfg: RecommendRequest) -> dict[str, Any]:
+    """The recommendations `cfg` asks of the saved model in `model_path`, as a JSON-ready
+    dict."""
     from aerec.artifact import load  # imports JAX
 
-    model = load(cfg.checkpoint.path)
+    model = load(model_path)
     if cfg.user is not None:
         table = model.recommend(int(cfg.user), int(cfg.k))
         request: dict[str, Any] = {"user": int(cfg.user)}

@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+import yaml
 
 from aerec.atomic import atomic_output, write_text_atomic
 from aerec.identity import RECORDED_AS, is_identity_key
@@ -57,8 +57,8 @@ def load_runs(directory: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any
     for path in sorted(directory.rglob("results.json")):
         overrides = path.parent / ".hydra" / "overrides.yaml"
         where = {"run_dir": str(path.parent.relative_to(directory)),
-                 "overrides": (" ".join(OmegaConf.load(overrides)) if overrides.is_file()
-                               else "")}
+                 "overrides": (" ".join(yaml.safe_load(overrides.read_text()))
+                               if overrides.is_file() else "")}
         result = _read_result(path)
         if isinstance(result, str) or result.get("status") == "failed":
             error = result if isinstance(result, str) else str(result.get("error"))

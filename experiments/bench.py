@@ -50,6 +50,7 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 
 from aerec.accelerate import step_sizes
+from aerec.config import run_config
 from aerec.data.dataset import load_dataset
 from aerec.data.matrix import DENSE_DTYPES
 from aerec.data.split import TRAIN
@@ -157,11 +158,12 @@ def load_shape(shape: str, args: argparse.Namespace, data_path: str, dense_dtype
                ) -> dict[str, Any]:
     """The configuration, dataset and matrices of one shape (loaded once for all its runs)."""
     cfg, source = compose_for(shape, args.data_dir, data_options(data_path, dense_dtype))
+    run = run_config(cfg)
     started = time.perf_counter()
-    dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, Path(cfg.paths.data_dir or "."),
+    dataset = load_dataset(run.dataset, run.prepare, run.split, Path(run.paths.data_dir or "."),
                            progress=False)
-    matrices = build_matrices(dataset, cfg)
-    return {"shape": shape, "cfg": cfg, "source": source, "dataset": dataset,
+    matrices = build_matrices(dataset, run.train, run.model.orientation, run.split.kind)
+    return {"shape": shape, "cfg": run, "source": source, "dataset": dataset,
             "matrices": matrices, "load_seconds": time.perf_counter() - started}
 
 
@@ -169,8 +171,10 @@ def on_data_path(loaded: dict[str, Any], data_path: str, dense_dtype: str,
                  args: argparse.Namespace) -> dict[str, Any]:
     """The same loaded shape with its matrices rebuilt for another data path or storage."""
     cfg, _ = compose_for(loaded["shape"], args.data_dir, data_options(data_path, dense_dtype))
+    run = run_config(cfg)
     loaded["matrices"] = None  # the previous path's device matrices go first
-    return {**loaded, "cfg": cfg, "matrices": build_matrices(loaded["dataset"], cfg)}
+    return {**loaded, "cfg": run, "matrices": build_matrices(
+        loaded["dataset"], run.train, run.model.orientation, run.split.kind)}
 
 
 def epoch_runner(loaded: dict[str, Any], dtype: str, batch_size: int, max_batches: int,

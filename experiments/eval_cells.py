@@ -26,6 +26,7 @@ import time
 from functools import partial
 from pathlib import Path
 
+from aerec.config import run_config
 from aerec.data.dataset import load_dataset
 from aerec.evaluation import evaluator_factory
 from aerec.matrices import build_matrices, data_dir_of
@@ -49,8 +50,10 @@ def main() -> None:
     else:
         cfg, source = compose_for(args.shape, args.data_dir, args.overrides)
         print(f"{args.shape}: {source}")
-    dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir_of(cfg), progress=False)
-    matrices = build_matrices(dataset, cfg)
+    run = run_config(cfg)
+    dataset = load_dataset(run.dataset, run.prepare, run.split,
+                           data_dir_of(run.paths), progress=False)
+    matrices = build_matrices(dataset, run.train, run.model.orientation, run.split.kind)
     scaling = make_scaling(cfg.model.scaling, dataset.rating_min, dataset.rating_max,
                            dataset.train_mean())
     graphdef, params = init_members(cfg.model, matrices.train.shape[1], cfg.seed,

@@ -28,6 +28,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 import aerec
+from aerec.config import run_config
 from aerec.data.dataset import load_dataset
 from aerec.matrices import data_dir_of
 from aerec.ranking import METRICS, ranking_targets, top_hits, user_metrics
@@ -52,7 +53,9 @@ def main() -> None:
     cfg = OmegaConf.create(model.description["config"])
     if arguments.data_dir:
         cfg.paths.data_dir = arguments.data_dir
-    dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir_of(cfg), progress=False)
+    run = run_config(cfg)
+    dataset = load_dataset(run.dataset, run.prepare, run.split,
+                           data_dir_of(run.paths), progress=False)
     exclude, relevant = ranking_targets(dataset, float(cfg.ranking.threshold))
     users = np.flatnonzero(np.diff(relevant.indptr) > 0)[:: arguments.every].astype(np.int32)
     known = model.inputs if model.by_user else model.inputs.T.tocsr()  # users x items

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from hydra import compose, initialize_config_dir
 
+from aerec.config import run_config
 from aerec.data.dataset import load_dataset
 from aerec.evaluation import paper_weights
 from aerec.matrices import build_matrices, data_dir_of
@@ -35,8 +36,9 @@ def main(overrides: list[str]) -> None:
     """Compose the configuration, then evaluate the all-zero predictor."""
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[*overrides, "train.data_path=streamed"])
-    dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir_of(cfg))
-    matrices = build_matrices(dataset, cfg)
+    run = run_config(cfg)
+    dataset = load_dataset(run.dataset, run.prepare, run.split, data_dir_of(run.paths))
+    matrices = build_matrices(dataset, run.train, run.model.orientation, run.split.kind)
     zero = paper_scaling(dataset.rating_min, dataset.rating_max).shift  # raw value of 0 on [0,1]
     evaluator = Evaluator(lambda params, rows, inputs: jnp.full(inputs.shape, zero),
                           rating_min=dataset.rating_min, rating_max=dataset.rating_max,

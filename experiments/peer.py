@@ -40,6 +40,7 @@ import pandas as pd
 from hydra import compose, initialize_config_dir
 
 from aerec.cli import enable_compile_cache
+from aerec.config import run_config
 from aerec.data.dataset import load_dataset
 from aerec.data.split import TEST
 from aerec.evaluation import evaluator_factory
@@ -72,7 +73,9 @@ def surprise_svd(cfg: Any) -> dict[str, float]:
     """Fit Surprise's default SVD on the non-test ratings; test RMSE on the test ratings."""
     from surprise import SVD, Dataset, Reader, accuracy
 
-    dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir_of(cfg), progress=False)
+    run = run_config(cfg)
+    dataset = load_dataset(run.dataset, run.prepare, run.split,
+                           data_dir_of(run.paths), progress=False)
     table = pd.DataFrame({"user": dataset.users.raw[dataset.user_index],
                           "item": dataset.items.raw[dataset.item_index],
                           "rating": dataset.rating.astype(np.float64)})
@@ -90,8 +93,8 @@ def surprise_svd(cfg: Any) -> dict[str, float]:
 def aerec_svd(cfg: Any, repeats: int = REPEATS) -> dict[str, Any]:
     """model=svd as a run fits it: first with JAX's compilation (a process's first fit), then
     `repeats` times compiled (later fits of the same shape in the process; their median)."""
-    first, _ = run_experiment(cfg)
-    compiled = [run_experiment(cfg)[0]["train_seconds"] for _ in range(repeats)]
+    first, _ = run_experiment(run_config(cfg))
+    compiled = [run_experiment(run_config(cfg))[0]["train_seconds"] for _ in range(repeats)]
     return {"fit_seconds": first["train_seconds"],
             "compiled_fit_seconds": float(np.median(compiled)), "compiled_fits": compiled,
             "test_rmse": first["test_rmse"]}
@@ -118,8 +121,10 @@ def aerec_svd_fresh_processes(data_dir: Path, repeats: int = REPEATS) -> list[fl
 
 def autoencoder_race(cfg: Any, target: float) -> dict[str, Any]:
     """Train with the test RMSE measured after every epoch; when is it <= target?"""
-    dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir_of(cfg), progress=False)
-    matrices = build_matrices(dataset, cfg)
+    run = run_config(cfg)
+    dataset = load_dataset(run.dataset, run.prepare, run.split,
+                           data_dir_of(run.paths), progress=False)
+    matrices = build_matrices(dataset, run.train, run.model.orientation, run.split.kind)
     evaluator_of = evaluator_factory(dataset, matrices, int(cfg.train.eval_chunk_rows))
     scaling = make_scaling(cfg.model.scaling, dataset.rating_min, dataset.rating_max,
                            dataset.train_mean())

@@ -20,6 +20,7 @@ import argparse
 import statistics
 from pathlib import Path
 
+from aerec.config import run_config
 from aerec.experiment import run_experiment
 from experiments.peer import compose_ml1m
 
@@ -37,8 +38,8 @@ def main() -> None:
         iterations, oversample = (int(part) for part in setting.split(":"))
         cfg = compose_ml1m(args.data_dir, ["model=svd", f"model.power_iterations={iterations}",
                                            f"model.oversample={oversample}"])
-        first, _ = run_experiment(cfg)
-        seconds = [run_experiment(cfg)[0]["train_seconds"] for _ in range(args.repeats)]
+        first, _ = run_experiment(run_config(cfg))
+        seconds = [run_experiment(run_config(cfg))[0]["train_seconds"] for _ in range(args.repeats)]
         print(f"| {iterations} | {oversample} | {first['test_rmse']:.4f} | "
               f"{statistics.median(seconds):.3f} |", flush=True)
 

@@ -13,6 +13,7 @@ import pytest
 
 import aerec
 from aerec.cli import run_task
+from aerec.config import run_config
 from aerec.data.dataset import load_dataset
 from aerec.errors import ConfigError, DataError
 from aerec.matrices import build_matrices, data_dir_of
@@ -156,8 +157,11 @@ def test_the_saved_trained_columns_are_the_training_matrix_columns(compose_confi
                                                                      tmp_path: Path) -> None:
     cfg = compose_config()
     run_task(cfg, tmp_path / "run")
-    dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir_of(cfg), progress=False)
-    trained = build_matrices(dataset, cfg).train.nonempty_columns()
+    run = run_config(cfg)
+    dataset = load_dataset(run.dataset, run.prepare, run.split,
+                           data_dir_of(run.paths), progress=False)
+    matrices = build_matrices(dataset, run.train, run.model.orientation, run.split.kind)
+    trained = matrices.train.nonempty_columns()
     np.testing.assert_array_equal(aerec.load(tmp_path / "run" / "model").trained_columns,
                                   trained)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
+from aerec.config import run_config
 from aerec.identity import run_identity
 from experiments.bench import SHAPES, data_variants, load_shape, on_data_path, step_matmuls
 from experiments.profile_epoch import op_seconds
@@ -30,11 +31,11 @@ def test_shapes_are_the_official_releases() -> None:
 
 def test_evaluation_and_serving_keys_do_not_change_the_checkpoint_identity(
         compose_config) -> None:
-    base = run_identity(compose_config())
-    assert run_identity(compose_config("ranking.k=[5]", "ranking.threshold=3.5", "k=3",
+    base = run_identity(run_config(compose_config()).resolved)
+    assert run_identity(run_config(compose_config("ranking.k=[5]", "ranking.threshold=3.5", "k=3",
                                        "format=json", "paths.compile_cache_dir=off",
-                                       "train.dense_dtype=bfloat16")) == base
-    assert run_identity(compose_config("train.dtype=bfloat16")) != base
+                                       "train.dense_dtype=bfloat16")).resolved) == base
+    assert run_identity(run_config(compose_config("train.dtype=bfloat16")).resolved) != base
 
 
 def test_profile_sums_the_time_of_the_operations_run(tmp_path: Path) -> None:

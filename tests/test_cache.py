@@ -13,6 +13,7 @@ import pytest
 from aerec.checkpoint import checkpoint_dir_of
 from aerec.checkpoints import main, parse_age, parse_size
 from aerec.cli import run_task
+from aerec.config import run_config
 from aerec.lock import DirectoryLock
 from tests.conftest import ROOT, cli_env
 
@@ -20,7 +21,7 @@ from tests.conftest import ROOT, cli_env
 def test_a_finished_run_keeps_only_its_last_checkpoint(compose_config, tmp_path) -> None:
     cfg = compose_config("train.epochs=4", "train.patience=100", "checkpoint.keep=2")
     run_task(cfg, tmp_path / "run")
-    directory = checkpoint_dir_of(cfg)
+    directory = checkpoint_dir_of(run_config(cfg))
     assert sorted(path.name for path in directory.iterdir() if path.name.isdigit()) == ["4"]
     again = run_task(cfg, tmp_path / "again")  # all that resuming a finished run needs
     assert again["resumed_from_epoch"] == 4 and again["epochs_run"] == 4

@@ -17,6 +17,7 @@ import pytest
 
 from aerec.checkpoint import Checkpointer, checkpoint_dir_of, identity_differences
 from aerec.cli import run_task
+from aerec.config import run_config, typed_config
 from aerec.errors import CheckpointError, ConfigError, TrainingInterrupted
 from aerec.identity import TRAINING_FORMAT, run_identity
 from tests.conftest import FAST, ROOT, cli_env
@@ -65,7 +66,7 @@ def test_resume_in_process_equals_an_uninterrupted_run(compose_config, tmp_path:
             raise InterruptError
 
     with pytest.raises(InterruptError):
-        run_experiment(cfg, on_epoch=stop)
+        run_experiment(run_config(cfg), on_epoch=stop)
     resumed = run_task(cfg, tmp_path / "out_cut")
     # interrupted while logging an epoch, before its checkpoint: training resumes after the
     # last epoch saved (every `every` epochs) and repeats the rest
@@ -200,23 +201,28 @@ def test_a_checkpoint_that_orbax_would_skip_is_an_error(tmp_path: Path) -> None:
 
 
 def test_default_directory_depends_on_the_identity_only(compose_config) -> None:
-    base = compose_config()
-    assert checkpoint_dir_of(base) == checkpoint_dir_of(compose_config("train.progress=true"))
-    assert checkpoint_dir_of(base) != checkpoint_dir_of(compose_config("seed=1"))
-    assert "train.progress" not in run_identity(base)
+    def directory(*overrides: str, fast: bool = True) -> Path:
+        return checkpoint_dir_of(typed_config(compose_config(*overrides, fast=fast)))
+
+    def identity(*overrides: str, fast: bool = True) -> dict:
+        return run_identity(typed_config(compose_config(*overrides, fast=fast)).resolved)
+
+    assert directory() == directory("train.progress=true")
+    assert directory() != directory("seed=1")
+    assert "train.progress" not in identity()
     # a key added later, at its neutral default, keeps older checkpoints' identity and directory
-    assert "train.wide_shards" not in run_identity(base)
-    assert run_identity(compose_config("train.wide_shards=2"))["train.wide_shards"] == 2
+    assert "train.wide_shards" not in identity()
+    assert identity("train.wide_shards=2")["train.wide_shards"] == 2
     # whether the archive may be downloaded changes nothing trained: the same directory, as
     # before this key was left out (it is recorded at its default, true)
-    downloads = compose_config("dataset=ml1m", fast=False)
-    assert run_identity(downloads)["dataset.download"] is True
-    assert checkpoint_dir_of(compose_config("dataset=ml1m", "dataset.download=false",
-                                            fast=False)) == checkpoint_dir_of(downloads)
+    downloads = identity("dataset=ml1m", fast=False)
+    assert downloads["dataset.download"] is True
+    assert directory("dataset=ml1m", "dataset.download=false", fast=False) == directory(
+        "dataset=ml1m", fast=False)
     # a checkpoint saved before, with downloads off, is still this configuration's
-    saved = {**run_identity(downloads), "dataset.download": False}
-    assert identity_differences(saved, run_identity(downloads)) == []
-    assert identity_differences({**saved, "seed": 7}, run_identity(downloads)) == [
+    saved = {**downloads, "dataset.download": False}
+    assert identity_differences(saved, downloads) == []
+    assert identity_differences({**saved, "seed": 7}, downloads) == [
         "seed: 7 -> 0"]
 
 
@@ -224,8 +230,8 @@ def test_a_change_in_what_training_computes_moves_the_directory(compose_config,
                                                                 monkeypatch) -> None:
     # A checkpoint written by code that trained the same configuration differently (older
     # dropout keys, say) is neither resumed nor reported: the training format is identity.
-    base = compose_config()
-    assert run_identity(base)["aerec.training_format"] == TRAINING_FORMAT
+    base = run_config(compose_config())
+    assert run_identity(base.resolved)["aerec.training_format"] == TRAINING_FORMAT
     before = checkpoint_dir_of(base)
     monkeypatch.setattr("aerec.identity.TRAINING_FORMAT", TRAINING_FORMAT + 1)
     assert checkpoint_dir_of(base) != before

@@ -12,6 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from aerec.cli import run_task
+from aerec.config import run_config
 from aerec.data.dataset import load_dataset
 from aerec.data.split import TEST
 from aerec.errors import ConfigError
@@ -84,7 +85,9 @@ def test_ml10m_layout_and_depth_three(compose_config, tmp_path: Path) -> None:
 
 def mean_only_rmse(cfg) -> float:
     """Test RMSE of predicting the training mean everywhere: the floor a model must beat."""
-    dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir_of(cfg), progress=False)
+    run = run_config(cfg)
+    dataset = load_dataset(run.dataset, run.prepare, run.split,
+                           data_dir_of(run.paths), progress=False)
     test = dataset.rating[dataset.role == TEST]
     return float(np.sqrt(np.mean((np.clip(dataset.train_mean(), 1, 5) - test) ** 2)))
 

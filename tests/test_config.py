@@ -49,3 +49,25 @@ def test_keys_added_with_a_plus_are_refused(compose_config) -> None:
     # config groups, Hydra's own keys and "++" (set, added or not) are left to Hydra
     refuse_added_keys(["+experiment=paper", "+hydra.job.env_set.X=1", "++train.epochs=3",
                        "+experiment_model@model=paper_svd", "train.epochs=3"], cfg)
+
+
+def test_the_composed_configuration_is_converted_once_into_typed_sections(
+        compose_config) -> None:
+    import dataclasses
+
+    from aerec.config import run_config
+    from aerec.models.autoencoder import AutoencoderConfig
+    from aerec.run_config import DatasetConfig, RankingConfig, RunConfig, TrainConfig
+
+    run = run_config(compose_config("ranking.k=5", "train.epochs=3"))
+    assert isinstance(run, RunConfig) and isinstance(run.model, AutoencoderConfig)
+    assert isinstance(run.dataset, DatasetConfig) and run.dataset.name == "synthetic"
+    assert run.train == dataclasses.replace(TrainConfig(**{
+        key: value for key, value in run.resolved["train"].items()}), epochs=3)
+    assert run.ranking == RankingConfig(k=(5,), threshold=run.ranking.threshold,
+                                        chunk_users=run.ranking.chunk_users,
+                                        enabled=run.ranking.enabled)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.train.epochs = 4  # type: ignore[misc]
+    with pytest.raises(ConfigError, match=r"train\.epochs=0 must be an integer >= 1"):
+        run_config(compose_config("train.epochs=0"))

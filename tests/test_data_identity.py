@@ -10,6 +10,7 @@ import pytest
 
 from aerec.checkpoint import checkpoint_dir_of
 from aerec.cli import run_task
+from aerec.config import run_config
 from aerec.data.dataset import load_dataset
 from aerec.errors import ConfigError, DataError
 from aerec.identity import data_fingerprint
@@ -39,7 +40,8 @@ def test_the_fingerprint_ignores_line_order_and_sees_every_change(compose_config
 
     def fingerprint(lines: list[str]) -> str:
         write_ratings(path, lines)
-        return data_fingerprint(load_dataset(cfg.dataset, cfg.prepare, cfg.split, tmp_path,
+        run = run_config(cfg)
+        return data_fingerprint(load_dataset(run.dataset, run.prepare, run.split, tmp_path,
                                              progress=False))
 
     original = fingerprint(rating_lines)
@@ -55,7 +57,7 @@ def test_changed_data_is_trained_afresh_never_resumed(compose_config, tmp_path,
     ratings = write_ratings(tmp_path / "ratings.csv", rating_lines)
     cfg = compose_config(*CUSTOM, f"dataset.path={ratings}", fast=False)
     first = run_task(cfg, tmp_path / "first")
-    directory = checkpoint_dir_of(cfg)
+    directory = checkpoint_dir_of(run_config(cfg))
     # the same ratings in another line order are the same data: the finished run is resumed
     write_ratings(ratings, rating_lines[::-1])
     assert run_task(cfg, tmp_path / "reordered")["resumed_from_epoch"] == 2

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from aerec.config import run_config
 from aerec.data.dataset import load_dataset
 from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID
 from aerec.matrices import build_matrices, data_dir_of
@@ -21,8 +22,10 @@ def cells(matrix) -> set[tuple[int, int, float]]:
 def test_each_matrix_holds_exactly_its_roles_ratings(compose_config, split: str,
                                                      orientation: str) -> None:
     cfg = compose_config(f"split.kind={split}", f"model.orientation={orientation}")
-    dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir_of(cfg), progress=False)
-    matrices = build_matrices(dataset, cfg)
+    run = run_config(cfg)
+    dataset = load_dataset(run.dataset, run.prepare, run.split,
+                           data_dir_of(run.paths), progress=False)
+    matrices = build_matrices(dataset, run.train, run.model.orientation, run.split.kind)
 
     def expected(*roles: int) -> set[tuple[int, int, float]]:
         chosen = np.isin(dataset.role, roles)
@@ -65,9 +68,10 @@ def test_resident_matrices_are_stored_in_the_configured_dtype(compose_config) ->
     auto = jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16  # whole stars
     for requested, stored in (("bfloat16", jnp.bfloat16), ("auto", auto)):
         cfg = compose_config("train.data_path=resident", f"train.dense_dtype={requested}")
-        dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir_of(cfg),
+        run = run_config(cfg)
+        dataset = load_dataset(run.dataset, run.prepare, run.split, data_dir_of(run.paths),
                                progress=False)
-        matrices = build_matrices(dataset, cfg)
+        matrices = build_matrices(dataset, run.train, run.model.orientation, run.split.kind)
         assert matrices.train.dense.dtype == stored and matrices.valid.dense.dtype == stored
         np.testing.assert_array_equal(np.asarray(matrices.train.dense, np.float32),
                                       matrices.train.matrix.toarray())

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 from aerec.data.dataset import read_raw_ratings
 from aerec.data.parse import field_separator, read_ratings
 from aerec.data.sources import SOURCES
 from aerec.errors import ConfigError, DataError
+from aerec.run_config import DatasetConfig, section
 
 # (dataset, file content) in each release's exact format
 OFFICIAL = {
@@ -132,20 +132,20 @@ def test_a_tab_separator_can_be_typed(given: str) -> None:
 def test_a_custom_dataset_reads_tabs_by_name(tmp_path: Path) -> None:
     path = tmp_path / "r.tsv"
     path.write_text("1\t1\t5\n1\t2\t3\n2\t1\t4\n2\t2\t2\n")
-    cfg = OmegaConf.create({"name": "custom", "path": str(path), "sep": "tab", "header": False,
-                            "columns": None, "encoding": "utf-8", "rating_min": None,
-                            "rating_max": None})
+    cfg = section(DatasetConfig, {"name": "custom", "path": str(path), "sep": "tab",
+                                  "header": False, "columns": None, "encoding": "utf-8",
+                                  "rating_min": None, "rating_max": None})
     table, scale, _ = read_raw_ratings(cfg, tmp_path, progress=False)
     assert table["rating"].tolist() == [5.0, 3.0, 4.0, 2.0] and scale == (2.0, 5.0)
 
 
 def test_a_directory_given_as_the_ratings_file_is_named(tmp_path: Path) -> None:
-    cfg = OmegaConf.create({"name": "custom", "path": str(tmp_path), "sep": ",",
-                            "header": False, "columns": None, "encoding": "utf-8",
-                            "rating_min": None, "rating_max": None})
+    cfg = section(DatasetConfig, {"name": "custom", "path": str(tmp_path), "sep": ",",
+                                  "header": False, "columns": None, "encoding": "utf-8",
+                                  "rating_min": None, "rating_max": None})
     with pytest.raises(ConfigError, match=f"dataset.path={tmp_path} is a directory"):
         read_raw_ratings(cfg, tmp_path, progress=False)
-    official = OmegaConf.create({"name": "ml1m", "ratings_file": str(tmp_path),
-                                 "download": False})
+    official = section(DatasetConfig, {"name": "ml1m", "ratings_file": str(tmp_path),
+                                       "download": False})
     with pytest.raises(DataError, match=f"ratings file {tmp_path} is a directory, not a file"):
         read_raw_ratings(official, tmp_path, progress=False)

@@ -13,7 +13,7 @@ import pytest
 
 from aerec.checkpoint import Checkpointer, checkpoint_dir_of
 from aerec.cli import run_task
-from aerec.config import validate
+from aerec.config import run_config, validate
 from aerec.errors import ConfigError
 from aerec.identity import run_identity
 from tests.conftest import FAST, ROOT, cli_env
@@ -184,9 +184,9 @@ def test_the_grace_is_validated_and_not_part_of_the_identity(compose_config) -> 
         with pytest.raises(ConfigError, match=message):
             validate(compose_config(f"train.stop_grace_seconds={value}"))
     validate(compose_config("train.stop_grace_seconds=0"))
-    assert "train.stop_grace_seconds" not in run_identity(compose_config())
-    assert checkpoint_dir_of(compose_config("train.stop_grace_seconds=5")) == checkpoint_dir_of(
-        compose_config())
+    assert "train.stop_grace_seconds" not in run_identity(run_config(compose_config()).resolved)
+    assert checkpoint_dir_of(run_config(compose_config("train.stop_grace_seconds=5"))) == (
+        checkpoint_dir_of(run_config(compose_config())))
 
 
 @pytest.mark.slow

@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from omegaconf import OmegaConf
 
 from aerec.data.dataset import load_dataset
 from aerec.data.parse import read_ratings
@@ -20,6 +19,7 @@ from aerec.data.prepare import (
 )
 from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID, split_roles
 from aerec.errors import DataError, UnknownIdError
+from aerec.run_config import DatasetConfig, PrepareConfig, SplitConfig, section
 
 
 def table(pairs: list[tuple[int, int]]) -> pd.DataFrame:
@@ -189,13 +189,14 @@ def test_the_split_does_not_depend_on_the_order_of_the_lines(tmp_path) -> None:
             int(field) for field in line.split(",")[:2]))), ("shuffled", lines)):
         path = tmp_path / f"{name}.csv"
         path.write_text("\n".join(order) + "\n")
-        cfg = OmegaConf.create({"name": "custom", "path": str(path), "sep": ",",
-                                "header": False, "columns": None, "encoding": "utf-8",
-                                "rating_min": None, "rating_max": None})
-        split = OmegaConf.create({"kind": "per_user", "test_fraction": 0.2,
-                                  "valid_fraction": 0.1, "fold_in_fraction": 0.8, "seed": 1})
-        prepare = OmegaConf.create({"min_item_ratings": 1, "min_user_ratings": 1,
-                                    "duplicates": "error"})
+        cfg = section(DatasetConfig, {"name": "custom", "path": str(path), "sep": ",",
+                                      "header": False, "columns": None, "encoding": "utf-8",
+                                      "rating_min": None, "rating_max": None})
+        split = section(SplitConfig, {"kind": "per_user", "test_fraction": 0.2,
+                                      "valid_fraction": 0.1, "fold_in_fraction": 0.8,
+                                      "seed": 1})
+        prepare = section(PrepareConfig, {"min_item_ratings": 1, "min_user_ratings": 1,
+                                          "duplicates": "error"})
         dataset = load_dataset(cfg, prepare, split, tmp_path, progress=False)
         roles[name] = {(int(dataset.users.raw[u]), int(dataset.items.raw[i])): int(role)
                        for u, i, role in zip(dataset.user_index, dataset.item_index,

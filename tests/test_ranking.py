@@ -12,6 +12,7 @@ import scipy.sparse as sp
 
 import aerec
 from aerec.cli import run_task
+from aerec.config import run_config
 from aerec.data.dataset import load_dataset
 from aerec.data.matrix import DeviceRows
 from aerec.matrices import build_matrices, data_dir_of
@@ -147,7 +148,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_ranking_is_the_same_for_any_chunk_size(trained, compose_config, name: str) -> None:
     model = aerec.load(trained[name] / "model")
     cfg = compose_config()  # the same data and split as the trained models
-    dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir_of(cfg))
+    run = run_config(cfg)
+    dataset = load_dataset(run.dataset, run.prepare, run.split, data_dir_of(run.paths))
     exclude, relevant = ranking_targets(dataset, 4.0)
     figures = [evaluate_ranking(model.ranker, exclude, relevant, [5, 10, 100], chunk)
                for chunk in (1, 7, 1024)]
@@ -157,7 +159,8 @@ def test_ranking_is_the_same_for_any_chunk_size(trained, compose_config, name: s
 
 def test_training_items_are_never_ranked(trained, compose_config) -> None:
     cfg = compose_config("model.orientation=item")
-    dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir_of(cfg))
+    run = run_config(cfg)
+    dataset = load_dataset(run.dataset, run.prepare, run.split, data_dir_of(run.paths))
     exclude, relevant = ranking_targets(dataset, 1.0)
     model = aerec.load(trained["autoencoder-item"] / "model")
     users = np.arange(dataset.n_users, dtype=np.int32)
@@ -255,7 +258,8 @@ def test_build_ranker_rejects_unknown_models() -> None:
 def test_exclusion_covers_every_non_test_rating(compose_config) -> None:
     """Excluded from ranking: the model's inputs (train, fold-in) and the validation ratings."""
     cfg = compose_config()
-    dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir_of(cfg))
-    matrices = build_matrices(dataset, cfg)
+    run = run_config(cfg)
+    dataset = load_dataset(run.dataset, run.prepare, run.split, data_dir_of(run.paths))
+    matrices = build_matrices(dataset, run.train, run.model.orientation, run.split.kind)
     exclude, _ = ranking_targets(dataset, 4.0)
     assert exclude.nnz == matrices.eval_input.matrix.nnz + matrices.valid.matrix.nnz

@@ -21,6 +21,7 @@ SHARDED = """
 import json, sys
 import jax, numpy as np
 from hydra import compose, initialize_config_dir
+from aerec.config import run_config
 from aerec.experiment import run_experiment
 from tests.conftest import CONFIGS, FAST
 def figures(results):  # the RMSEs, then every epoch's training loss
@@ -44,7 +45,7 @@ for path in ("resident", "streamed"):
             cfg = compose(config_name="config", overrides=[*FAST, "train.epochs=4",
                 "checkpoint.enabled=false", "ranking.enabled=false", f"train.data_path={path}",
                 f"train.mesh={mesh}", f"train.wide_shards={wide}"])
-        results, _ = run_experiment(cfg)
+        results, _ = run_experiment(run_config(cfg))
         out[f"{path}-{mesh}-{wide}"] = figures(results)
 # the step as an accelerator runs it (inputs padded to 128 columns), wide layers split
 import aerec.accelerate
@@ -54,7 +55,7 @@ with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
     cfg = compose(config_name="config", overrides=[*FAST, "train.epochs=4",
         "checkpoint.enabled=false", "ranking.enabled=false", "train.data_path=resident",
         "train.mesh=4", "train.wide_shards=2"])
-results, _ = run_experiment(cfg)
+results, _ = run_experiment(run_config(cfg))
 out["padded-4-2"] = figures(results)
 aerec.accelerate.aligned_width = aligned_width
 # interrupted at epoch 3 with the wide layers split, then resumed from the checkpoint
@@ -72,10 +73,10 @@ for prefix, width in (("", aligned_width), ("padded-", lambda n: -(-n // 128) * 
             "ranking.enabled=false", "train.mesh=4", "train.wide_shards=2",
             f"checkpoint.dir={sys.argv[1]}-{prefix}"])
     try:
-        run_experiment(cfg, on_epoch=stop_at_three)
+        run_experiment(run_config(cfg), on_epoch=stop_at_three)
     except Stop:
         pass
-    results, _ = run_experiment(cfg)
+    results, _ = run_experiment(run_config(cfg))
     out[f"{prefix}resumed-4-2"] = figures(results)
     out[f"{prefix}resumed_from"] = results["resumed_from_epoch"]
 aerec.accelerate.aligned_width = aligned_width
@@ -83,7 +84,7 @@ with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
     cfg = compose(config_name="config", overrides=[*FAST, "dataset.n_users=122",
         "checkpoint.enabled=false", "train.mesh=4", "train.wide_shards=4"])
 try:
-    run_experiment(cfg)
+    run_experiment(run_config(cfg))
 except Exception as error:  # 122 user columns cannot be split in 4
     out["indivisible"] = f"{type(error).__name__}: {error}"
 out["devices"] = len(jax.devices())

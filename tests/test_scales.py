@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from aerec.cli import run_task
+from aerec.config import run_config
 from aerec.data.dataset import load_dataset
 from aerec.data.scale import describe_inferred_scale, outlying_ends, rating_distribution
 from aerec.data.split import TRAIN, split_roles
@@ -38,7 +39,8 @@ def custom(compose_config, path: Path, *overrides: str, model: Sequence[str] = F
 
 
 def load(cfg):
-    return load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir_of(cfg), progress=False)
+    run = run_config(cfg)
+    return load_dataset(run.dataset, run.prepare, run.split, data_dir_of(run.paths), progress=False)
 
 
 def run_cli(tmp_path: Path, path: Path, *overrides: str) -> subprocess.CompletedProcess:

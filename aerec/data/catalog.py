@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,9 @@ import pandas as pd
 from aerec.data.locate import locate_file
 from aerec.data.sources import SOURCES, Source
 from aerec.errors import DataError
+
+if TYPE_CHECKING:
+    from aerec.run_config import DatasetConfig
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +74,7 @@ def read_movies(path: Path, source: Source) -> pd.DataFrame:
                          "genres": genres})
 
 
-def load_catalog(dataset_cfg: Any, data_dir: Path) -> pd.DataFrame | None:
+def load_catalog(dataset_cfg: DatasetConfig, data_dir: Path) -> pd.DataFrame | None:
     """The movies table of a MovieLens dataset, found like its ratings (no download just for
     titles); None, with a warning, where the dataset has none or it is not on disk."""
     source = SOURCES.get(dataset_cfg.name)

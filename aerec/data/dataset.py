@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,9 @@ from aerec.data.sources import SOURCES, get_source
 from aerec.data.split import TRAIN, require_train_and_test, split_roles
 from aerec.data.synthetic import synthetic_ratings
 from aerec.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from aerec.run_config import DatasetConfig, PrepareConfig, SplitConfig
 
 log = logging.getLogger(__name__)
 DATASET_NAMES = (*SOURCES, "custom", "synthetic")
@@ -101,31 +104,31 @@ def report_inferred_scale(ratings: np.ndarray, origin: str) -> None:
         log.warning("%s", warning)
 
 
-def read_raw_ratings(dataset_cfg: Any, data_dir: Path, *, progress: bool = True
+def read_raw_ratings(dataset_cfg: DatasetConfig, data_dir: Path, *, progress: bool = True
                      ) -> tuple[pd.DataFrame, tuple[float, float], str]:
     """The raw ratings table named by `dataset_cfg`, its rating scale, and where it came from."""
     name = dataset_cfg.name
     if name in SOURCES:
         source = get_source(name)
-        path = locate_file(source, data_dir, dataset_cfg.get("ratings_file") or source.ratings_file,
-                           allow_download=bool(dataset_cfg.get("download", True)),
+        path = locate_file(source, data_dir, dataset_cfg.ratings_file or source.ratings_file,
+                           allow_download=bool(dataset_cfg.download),
                            progress=progress)
         scale = (source.rating_min, source.rating_max)
         table = read_ratings(path, sep=source.sep, header=source.header, rating_range=scale)
         return table, scale, str(path)
     if name == "custom":
-        if not dataset_cfg.get("path"):
+        if not dataset_cfg.path:
             raise ConfigError("dataset.path is required for dataset=custom")
         path = Path(dataset_cfg.path).expanduser()
         if path.is_dir():
             raise ConfigError(f"dataset.path={path} is a directory: give the ratings file in it")
         if not path.is_file():
             raise ConfigError(f"dataset.path={path} does not exist")
-        low, high = dataset_cfg.get("rating_min"), dataset_cfg.get("rating_max")
+        low, high = dataset_cfg.rating_min, dataset_cfg.rating_max
         scale_given = low is not None and high is not None
         table = read_ratings(path, sep=dataset_cfg.sep, header=bool(dataset_cfg.header),
-                             columns=dataset_cfg.get("columns"),
-                             encoding=dataset_cfg.get("encoding", "utf-8"),
+                             columns=dataset_cfg.columns,
+                             encoding=dataset_cfg.encoding,
                              rating_range=(float(low), float(high)) if scale_given else None)
         require_positive_ratings(table, path)
         if not scale_given:  # only a custom file without a configured scale
@@ -143,7 +146,8 @@ def read_raw_ratings(dataset_cfg: Any, data_dir: Path, *, progress: bool = True
     raise ConfigError(f"dataset.name={name!r} is unknown; valid: {', '.join(DATASET_NAMES)}")
 
 
-def load_dataset(dataset_cfg: Any, prepare_cfg: Any, split_cfg: Any, data_dir: Path, *,
+def load_dataset(dataset_cfg: DatasetConfig, prepare_cfg: PrepareConfig,
+                 split_cfg: SplitConfig, data_dir: Path, *,
                  progress: bool = True) -> Dataset:
     """Read, deduplicate, filter, index and split the dataset the configuration names."""
     table, (low, high), origin = read_raw_ratings(dataset_cfg, data_dir, progress=progress)
