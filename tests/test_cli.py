@@ -174,6 +174,7 @@ def test_run_py_end_to_end(tmp_path: Path) -> None:
     check_outputs(tmp_path / "run", epochs=3)
 
 
+@pytest.mark.slow  # one of the longest tests: CI's 2 cores run it with -m slow
 def test_the_compilation_cache_keeps_quickly_compiled_programs(tmp_path: Path) -> None:
     # model=svd compiles only small programs (its products, in well under a second): a fresh
     # process finds them in the cache instead of compiling them again.
@@ -185,6 +186,7 @@ def test_the_compilation_cache_keeps_quickly_compiled_programs(tmp_path: Path) -
     assert {"jit_matmul", "jit_transposed_product_rows", "jit__dense_residuals"} <= kept
 
 
+@pytest.mark.slow  # one of the longest tests: CI's 2 cores run it with -m slow
 def test_an_unusable_compilation_cache_is_one_warning(tmp_path: Path) -> None:
     (tmp_path / "a_file").write_text("not a directory")
     done = run_cli(*FAST, "train.epochs=1", "ranking.enabled=false",
@@ -196,6 +198,7 @@ def test_an_unusable_compilation_cache_is_one_warning(tmp_path: Path) -> None:
     assert "UserWarning" not in done.stderr
 
 
+@pytest.mark.slow  # one of the longest tests: CI's 2 cores run it with -m slow
 def test_multirun_sweeps_depth(tmp_path: Path) -> None:
     done = run_cli("-m", *FAST, "train.epochs=1", "model.layers=1,2",
                    f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)

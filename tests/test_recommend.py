@@ -88,6 +88,7 @@ def test_cli_json_output_parses(small_model: Path) -> None:
         aerec.load(small_model).recommend(7, k=4).to_json(orient="records"))
 
 
+@pytest.mark.slow  # one of the longest tests: CI's 2 cores run it with -m slow
 def test_new_user_by_history_is_deterministic(small_model: Path) -> None:
     history = {1: 5.0, 2: 1.0, 10: 4.0}
     model = aerec.load(small_model)

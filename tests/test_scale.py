@@ -215,6 +215,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow  # one of the longest tests: CI's 2 cores run it with -m slow
 def test_two_processes_train_like_one(compose_config, tmp_path) -> None:
     port = str(free_port())
     # two devices a process: each process feeds two of the four devices

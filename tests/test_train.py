@@ -405,7 +405,7 @@ def test_non_finite_loss_stops_training() -> None:
             patience=100, seed=0, progress=False)
 
 
-@pytest.mark.parametrize("l2", [0.0, 1e-2])
+@pytest.mark.parametrize("l2", [pytest.param(0.0, marks=pytest.mark.slow), 1e-2])
 def test_ensemble_members_train_like_independent_models(l2: float) -> None:
     # Stacked members share batches but not weights; Adam's element-wise, scale-free update
     # makes each member's trajectory that of a model trained alone (dropout off here, since
