@@ -6,13 +6,13 @@ from os import PathLike
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the real import is deferred: importing JAX makes `run.py --help` slow
-    from aerec.artifact import TrainedModel
+    from aerec.saved_model import TrainedModel
 
 __version__ = "0.1.0"
 
 
 def load(path: str | PathLike[str]) -> TrainedModel:
-    """Load a trained model directory (a run's `model/`); see aerec.artifact.load."""
-    from aerec.artifact import load as load_artifact  # imports JAX only when needed
+    """Load a trained model directory (a run's `model/`); see aerec.saved_model.load."""
+    from aerec.saved_model import load as load_artifact  # imports JAX only when needed
 
     return load_artifact(path)

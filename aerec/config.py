@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from aerec.checks import count, fraction, number, one_of, positive, positive_int
 from aerec.data.dataset import DATASET_NAMES
-from aerec.data.matrix import DENSE_DTYPES, ORIENTATIONS
+from aerec.data.device_rows import DENSE_DTYPES, ORIENTATIONS
 from aerec.data.prepare import DUPLICATE_POLICIES
 from aerec.data.split import SPLIT_KINDS
 from aerec.errors import ConfigError

@@ -14,16 +14,15 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from aerec.artifact import load
 from aerec.data.dataset import Dataset, load_dataset
 from aerec.data.split import TEST
 from aerec.errors import ConfigError, DataError
 from aerec.identity import data_fingerprint
 from aerec.matrices import Matrices, build_matrices, data_dir_of
-from aerec.metrics import Evaluator
 from aerec.models.base import ModelConfig
 from aerec.models.scaling import Scaling
-from aerec.ranking import evaluate_ranking, ranking_targets
+from aerec.rankers import build_ranker, unknown_items
+from aerec.rating_metrics import Evaluator
 from aerec.run_config import (
     DatasetConfig,
     PathsConfig,
@@ -34,7 +33,8 @@ from aerec.run_config import (
     TrainConfig,
     section,
 )
-from aerec.scoring import build_ranker, unknown_items
+from aerec.saved_model import load
+from aerec.topk_metrics import evaluate_ranking, ranking_targets
 
 
 def paper_weights(dataset: Dataset, orientation: str) -> tuple[np.ndarray, np.ndarray]:

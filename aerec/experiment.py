@@ -11,11 +11,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from aerec.artifact import save_artifact
 from aerec.checkpoint import open_checkpoint
 from aerec.data.catalog import align_catalog, load_catalog
 from aerec.data.dataset import Dataset, load_dataset
-from aerec.data.matrix import DeviceRows, rating_matrix
+from aerec.data.device_rows import DeviceRows, rating_matrix
 from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID
 from aerec.evaluation import (
     check_ranking_threshold,
@@ -31,6 +30,7 @@ from aerec.models.registry import family_of
 from aerec.models.scaling import make_scaling
 from aerec.optim import build_optimizer
 from aerec.run_config import RunConfig
+from aerec.saved_model import save_artifact
 from aerec.sharding import data_mesh
 from aerec.train import FitResult, Objective, fit, new_state, steps_per_epoch
 

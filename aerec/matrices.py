@@ -11,8 +11,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from aerec.data.dataset import Dataset
+from aerec.data.device_rows import DeviceRows, dense_bytes, dense_dtype, rating_matrix
 from aerec.data.locate import default_data_dir
-from aerec.data.matrix import DeviceRows, dense_bytes, dense_dtype, rating_matrix
 from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID
 from aerec.run_config import PathsConfig, TrainConfig
 

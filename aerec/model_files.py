@@ -31,7 +31,7 @@ from aerec.model_json import DIGEST, Invalid, read_description
 from aerec.models.registry import family_of, model_config
 
 # Arrays of data.npz. The last six are optional: models saved before they existed load with
-# the fallbacks of `aerec.artifact.load` (seen items = inputs, trained columns = nonempty
+# the fallbacks of `aerec.saved_model.load` (seen items = inputs, trained columns = nonempty
 # input columns, no titles).
 REQUIRED_ARRAYS = ("users", "items", "indptr", "indices", "data")
 OPTIONAL_ARRAYS = ("trained_columns", "seen_indptr", "seen_indices", "titles", "genres",

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aerec.checks import is_number, one_of_problem, positive_int_problem
-from aerec.data.matrix import ORIENTATIONS
+from aerec.data.device_rows import ORIENTATIONS
 from aerec.models.registry import FAMILIES, get_family
 
 DIGEST = "content_sha256"

@@ -79,7 +79,7 @@ def read_history(path: Path) -> dict[int, float]:
 def recommend(model_path: str | Path, cfg: RecommendRequest) -> dict[str, Any]:
     """The recommendations `cfg` asks of the saved model in `model_path`, as a JSON-ready
     dict."""
-    from aerec.artifact import load  # imports JAX
+    from aerec.saved_model import load  # imports JAX
 
     model = load(model_path)
     if cfg.user is not None:

@@ -10,7 +10,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from aerec.data.matrix import DeviceRows
+from aerec.data.device_rows import DeviceRows
 from aerec.errors import ConfigError
 
 DATA_AXIS = "data"

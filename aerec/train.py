@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from aerec import accelerate
 from aerec.checkpoint import Checkpointer, Resumed
-from aerec.data.matrix import DeviceRows
+from aerec.data.device_rows import DeviceRows
 from aerec.errors import TrainingDivergedError, TrainingInterrupted
 from aerec.interrupt import Interruptible, never
 from aerec.losses import Objective

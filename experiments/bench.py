@@ -52,7 +52,7 @@ from hydra import compose, initialize_config_dir
 from aerec.accelerate import step_sizes
 from aerec.config import run_config
 from aerec.data.dataset import load_dataset
-from aerec.data.matrix import DENSE_DTYPES
+from aerec.data.device_rows import DENSE_DTYPES
 from aerec.data.split import TRAIN
 from aerec.devices import on_accelerator
 from aerec.matrices import build_matrices

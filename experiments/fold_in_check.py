@@ -31,7 +31,7 @@ import aerec
 from aerec.config import run_config
 from aerec.data.dataset import load_dataset
 from aerec.matrices import data_dir_of
-from aerec.ranking import METRICS, ranking_targets, top_hits, user_metrics
+from aerec.topk_metrics import METRICS, ranking_targets, top_hits, user_metrics
 
 
 def figures(scores: np.ndarray, exclude, relevant, users: np.ndarray) -> tuple[float, float]:

@@ -26,8 +26,8 @@ from aerec.config import run_config
 from aerec.data.dataset import load_dataset
 from aerec.evaluation import paper_weights
 from aerec.matrices import build_matrices, data_dir_of
-from aerec.metrics import Evaluator
 from aerec.models.scaling import paper_scaling
+from aerec.rating_metrics import Evaluator
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import jax
 
-from aerec.data.matrix import DENSE_DTYPES
+from aerec.data.device_rows import DENSE_DTYPES
 from experiments.bench import SHAPES, epoch_runner, load_shape
 
 # XLA's own matmul fusions (gemm_fusion_dot), cuBLAS kernels (nvjet_..., cutlass_..._gemm_...),

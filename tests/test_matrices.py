@@ -52,7 +52,7 @@ def test_the_cpu_resident_matrix_is_not_copied_on_the_way_to_the_device() -> Non
     # unaligned one is copied: twice the dense matrix at the peak).
     import scipy.sparse as sp
 
-    from aerec.data.matrix import aligned_empty, densify
+    from aerec.data.device_rows import aligned_empty, densify
 
     for shape in ((7, 5), (604, 370)):
         buffer = aligned_empty(shape, np.float32)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from aerec.data.matrix import DeviceRows
-from aerec.metrics import Evaluator
+from aerec.data.device_rows import DeviceRows
+from aerec.rating_metrics import Evaluator
 
 # users x items; 0 = missing
 TARGETS = np.array([[5.0, 0.0, 1.0], [0.0, 3.0, 0.0]], np.float32)
@@ -105,7 +105,7 @@ def test_the_autoencoders_cells_alone_give_its_whole_rows_figures(
     from aerec.models.scaling import Scaling
 
     if cell_block is not None:
-        monkeypatch.setattr("aerec.metrics.CELL_BLOCK", cell_block)
+        monkeypatch.setattr("aerec.rating_metrics.CELL_BLOCK", cell_block)
     rng = np.random.default_rng(3)
     inputs = np.where(rng.random((23, 40)) < 0.3, rng.integers(1, 6, (23, 40)), 0)
     targets = np.where((inputs == 0) & (rng.random((23, 40)) < 0.2),
@@ -145,7 +145,7 @@ def test_evaluations_share_compiled_programs(compose_config, tmp_path) -> None:
     # Validation every epoch and the test figures at their cells, the paper metric by whole
     # rows: one compilation of each pass per chunk shape (not one per evaluator or epoch).
     from aerec.cli import run_task
-    from aerec.metrics import cell_block_sums, cell_decoder, chunk_codes, chunk_sums
+    from aerec.rating_metrics import cell_block_sums, cell_decoder, chunk_codes, chunk_sums
 
     programs = (chunk_sums, chunk_codes, cell_decoder, cell_block_sums)
 

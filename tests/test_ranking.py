@@ -14,17 +14,17 @@ import aerec
 from aerec.cli import run_task
 from aerec.config import run_config
 from aerec.data.dataset import load_dataset
-from aerec.data.matrix import DeviceRows
+from aerec.data.device_rows import DeviceRows
 from aerec.matrices import build_matrices, data_dir_of
 from aerec.models.scaling import Scaling
-from aerec.ranking import evaluate_ranking, ranking_targets, top_hits, user_metrics
-from aerec.scoring import (
+from aerec.rankers import (
     ColumnRanker,
     LearnedFirst,
     _history_scores,
     build_ranker,
     padded_history,
 )
+from aerec.topk_metrics import evaluate_ranking, ranking_targets, top_hits, user_metrics
 from tests.conftest import FAST_DATA
 
 

@@ -187,7 +187,7 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
     import optax
 
     from aerec.checkpoint import Checkpointer
-    from aerec.data.matrix import DeviceRows
+    from aerec.data.device_rows import DeviceRows
     from aerec.errors import TrainingDivergedError
     from aerec.train import fit, init_state
     from tests.test_train import low_rank_matrix, make

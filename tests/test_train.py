@@ -12,9 +12,9 @@ import pytest
 import scipy.sparse as sp
 from flax import nnx
 
-import aerec.data.matrix
+import aerec.data.device_rows
 from aerec.accelerate import layer_sizes, scan_unroll, step_loss, step_sizes
-from aerec.data.matrix import DeviceRows, dense_bytes, dense_dtype, densify, rows_on_device
+from aerec.data.device_rows import DeviceRows, dense_bytes, dense_dtype, densify, rows_on_device
 from aerec.errors import ConfigError, TrainingDivergedError
 from aerec.losses import loss_fn, masked_mse
 from aerec.matrices import resident_budget
@@ -260,7 +260,7 @@ def test_streamed_rows_densified_on_the_device_match_the_hosts(
     matrix = low_rank_matrix().tolil()
     matrix[5] = 0  # an empty row
     matrix = sp.csr_matrix(matrix)
-    monkeypatch.setattr(aerec.data.matrix, "stream_on_device", lambda: True)
+    monkeypatch.setattr(aerec.data.device_rows, "stream_on_device", lambda: True)
     rows = DeviceRows(matrix, False)
     for ids in ([3, 0, -1, 39, 7, -1], [5, -1], [-1, -1], list(range(40)), [39, 39, 0], []):
         ids = np.array(ids, np.int32)
@@ -268,7 +268,7 @@ def test_streamed_rows_densified_on_the_device_match_the_hosts(
     empty = DeviceRows(sp.csr_matrix(matrix.shape, dtype=np.float32), False)  # no entries
     np.testing.assert_array_equal(empty.gather(np.array([0, -1], np.int32)),
                                   np.zeros((2, N_COLS)))
-    gathered = aerec.data.matrix.rows_from_entries(
+    gathered = aerec.data.device_rows.rows_from_entries(
         *rows.device_entries, np.array([1, 2], np.int32), width=N_COLS, capacity=4096)
     np.testing.assert_array_equal(gathered, matrix[[1, 2]].toarray())  # a roomy capacity
 
@@ -305,7 +305,7 @@ def test_bfloat16_storage_holds_the_same_cells_in_half_the_bytes(
         monkeypatch: pytest.MonkeyPatch) -> None:
     matrix = low_rank_matrix()
     matrix.data[::7] += 0.5  # half stars too
-    monkeypatch.setattr(aerec.data.matrix, "BLOCK_CELLS", 3 * N_COLS)  # 14 blocks on the host
+    monkeypatch.setattr(aerec.data.device_rows, "BLOCK_CELLS", 3 * N_COLS)  # 14 blocks on the host
     on_host = np.asarray(densify(matrix, jnp.bfloat16))
     scattered = np.asarray(rows_on_device(matrix, np.arange(40, dtype=np.int32), jnp.bfloat16))
     for dense in (on_host, scattered):  # the CPU's densification, and an accelerator's

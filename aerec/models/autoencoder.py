@@ -27,8 +27,8 @@ from aerec.models.base import FieldCheck, Predictor, Trainer, config_from_mappin
 from aerec.models.scaling import SCALINGS, Scaling
 
 if TYPE_CHECKING:
-    from aerec.data.matrix import DeviceRows
-    from aerec.scoring import Ranker
+    from aerec.data.device_rows import DeviceRows
+    from aerec.rankers import Ranker
     from aerec.train import FitResult
 
 ACTIVATIONS = {
@@ -180,7 +180,7 @@ def predict_ratings(graphdef: nnx.GraphDef, scaling: Scaling, params: Any, row_i
 class AutoEncoderPredictor:
     """The autoencoder's predictions for an evaluator: whole rows when called
     (`predict_ratings`), or the held-out cells alone in three steps that an evaluator
-    compiles apart (`aerec.metrics.Evaluator.evaluate_cells`): `decoder` once per
+    compiles apart (`aerec.rating_metrics.Evaluator.evaluate_cells`): `decoder` once per
     evaluation, `encode` per chunk of rows, `decode_cells` at the chunk's cells.
 
     Held-out ratings are a few percent of a row's cells, and the output layer's full matmul
@@ -319,8 +319,8 @@ class AutoencoderFamily:
     def ranker(self, config: AutoencoderConfig, params: Any, inputs: DeviceRows, *,
                scaling: Scaling, chunk_rows: int, fold_in_prior: float) -> Ranker:
         """User rows: a forward pass of each row; item rows: every item's code decoded by
-        each user's output column (`aerec.scoring`)."""
-        from aerec.scoring import ColumnRanker, RowRanker, item_codes  # it imports this module
+        each user's output column (`aerec.rankers`)."""
+        from aerec.rankers import ColumnRanker, RowRanker, item_codes  # it imports this module
 
         graphdef = graphdef_of(config, inputs.shape[1])
         if config.orientation == "user":

@@ -13,7 +13,7 @@ saved model reach a model only through these methods:
 - `predictor(config, n_inputs, scaling)`: predictions of whole rows, for evaluation and for
   a saved model's `predict`;
 - `ranker(config, params, inputs, ...)`: every item's score for known users and for a new
-  user's history (`aerec.scoring.Ranker`);
+  user's history (`aerec.rankers.Ranker`);
 - `saved_keys`, `saved_problem(model)`, `param_shapes(...)`: how a saved model's model.json
   and parameters are checked before they are used (`aerec.model_json`, `aerec.model_files`).
 """
@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 if TYPE_CHECKING:
     import jax
 
-    from aerec.data.matrix import DeviceRows
+    from aerec.data.device_rows import DeviceRows
     from aerec.models.scaling import Scaling
-    from aerec.scoring import Ranker
+    from aerec.rankers import Ranker
     from aerec.train import FitResult
 
 # (params, row_ids, inputs) -> raw-scale predictions of the whole rows `inputs`

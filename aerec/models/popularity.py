@@ -17,11 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from aerec.data.matrix import DeviceRows
+from aerec.data.device_rows import DeviceRows
 from aerec.errors import ConfigError
 from aerec.models.base import FieldCheck, Predictor, Trainer, config_from_mapping
 from aerec.models.scaling import Scaling
-from aerec.scoring import PopularityRanker, Ranker
+from aerec.rankers import PopularityRanker, Ranker
 
 if TYPE_CHECKING:
     from aerec.train import FitResult

@@ -22,7 +22,7 @@ FAMILIES: dict[str, ModelFamily] = {family.name: family
 
 class UnknownModelError(ConfigError, ValueError):
     """A model name no family is registered under (a ValueError too, as before the
-    registry: callers of `aerec.scoring.build_ranker` catch that)."""
+    registry: callers of `aerec.rankers.build_ranker` catch that)."""
 
 
 def find_family(name: Any) -> ModelFamily | None:

@@ -44,12 +44,12 @@ from aerec.checks import (
     positive_int,
     positive_int_problem,
 )
-from aerec.data.matrix import DeviceRows
+from aerec.data.device_rows import DeviceRows
 from aerec.devices import on_accelerator
 from aerec.errors import ConfigError
 from aerec.models.base import FieldCheck, Predictor, Trainer, config_from_mapping
 from aerec.models.scaling import SCALINGS, Scaling
-from aerec.scoring import ColumnRanker, Ranker, RowRanker, item_codes
+from aerec.rankers import ColumnRanker, Ranker, RowRanker, item_codes
 
 if TYPE_CHECKING:
     from aerec.train import FitResult
@@ -361,7 +361,7 @@ class SVDFamily:
     def ranker(self, config: SVDConfig, params: Any, inputs: DeviceRows, *, scaling: Scaling,
                chunk_rows: int, fold_in_prior: float) -> Ranker:
         """User rows: a row's reconstruction; item rows: every item's projection decoded by
-        each user's column of the basis (`aerec.scoring`)."""
+        each user's column of the basis (`aerec.rankers`)."""
         if config.orientation == "user":
             return RowRanker(jax.jit(svd_predictor(config, scaling)),
                              jax.jit(partial(svd_history_row, scaling=scaling,

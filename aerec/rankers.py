@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aerec.data.matrix import DeviceRows, padded_chunks, padded_size
+from aerec.data.device_rows import DeviceRows, padded_chunks, padded_size
 from aerec.errors import DataError
 from aerec.models.autoencoder import ACTIVATIONS
 from aerec.models.scaling import Scaling

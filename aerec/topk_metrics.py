@@ -29,9 +29,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from aerec.data.dataset import Dataset
-from aerec.data.matrix import padded_chunks, rating_matrix
+from aerec.data.device_rows import padded_chunks, rating_matrix
 from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID
-from aerec.scoring import Ranker
+from aerec.rankers import Ranker
 
 METRICS = ("precision", "recall", "ndcg", "hit_rate", "map")
 

@@ -23,14 +23,14 @@ import orbax.checkpoint as ocp
 import pandas as pd
 import scipy.sparse as sp
 
-from aerec.data.matrix import DeviceRows, nonempty_columns, padded_chunks, padded_size
+from aerec.data.device_rows import DeviceRows, nonempty_columns, padded_chunks, padded_size
 from aerec.data.prepare import IdMap
 from aerec.errors import DataError, UnknownIdError
 from aerec.model_files import DIGEST, content_digest, read_model_files
 from aerec.models.base import ModelConfig
 from aerec.models.registry import family_of, model_config
 from aerec.models.scaling import Scaling
-from aerec.scoring import Ranker, build_ranker, unknown_items
+from aerec.rankers import Ranker, build_ranker, unknown_items
 
 
 def save_artifact(directory: Path, params: Any, *, config: Mapping[str, Any], scaling: Scaling,

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aerec.data.matrix import DeviceRows, padded_chunks, padded_size
+from aerec.data.device_rows import DeviceRows, padded_chunks, padded_size
 from aerec.models.scaling import paper_scaling
 
 # predict(params, row_ids, input_rows) -> raw-scale predictions for those rows. A predictor
