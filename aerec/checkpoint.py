@@ -111,12 +111,12 @@ class Checkpointer:
     def should_save(self, epoch: int, last_epoch: bool, epoch_seconds: float = 0.0) -> bool:
         """Always at the end of training; before, every `every_epochs` epochs once
         `every_seconds` have passed since the previous save (or the start), or after an epoch
-        of `long_epoch_seconds` or more. A save writes the whole training state (ML-1M's
-        `best_ml1m`: 90 MB), and every epoch that took a fifth of a CPU run's time (2 cores,
-        8 epochs: 10.9-11.5 s against 8.7-9.7 s) and would dominate a GPU's, whose epochs take
-        milliseconds. A long epoch is saved as a stop (SIGTERM) waits for no longer than that
-        for the next one to end (`train.stop_grace_seconds`): the last completed epoch is then
-        on disk, and a stop loses only the one in progress."""
+        of `long_epoch_seconds` or more. A save writes the whole training state: every epoch,
+        that took a fifth of a CPU run's time and would dominate a GPU's, whose epochs take
+        milliseconds (experiments/README.md, "Checkpoint saves"). A long epoch is saved as a
+        stop (SIGTERM) waits no longer than that for the next one to end
+        (`train.stop_grace_seconds`): the last completed epoch is then on disk, and a stop
+        loses only the one in progress."""
         if last_epoch:
             return True
         return (epoch % self.every_epochs == 0

@@ -79,8 +79,8 @@ def enable_compile_cache(directory: str | None) -> None:
         return
     jax.config.update("jax_compilation_cache_dir", str(path))
     # Every program is kept, however quickly it compiled (JAX's default keeps only those of a
-    # second or more): a run compiles dozens of small ones, 0.02-0.1 s each, and a fresh
-    # process loads them in a few milliseconds. Each entry takes a few kilobytes.
+    # second or more): a run compiles dozens of small ones, and a fresh process loads them
+    # faster than it compiles them. Each entry takes a few kilobytes.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 

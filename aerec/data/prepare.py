@@ -116,7 +116,7 @@ def filter_min_counts(ratings: pd.DataFrame, min_item_ratings: int, min_user_rat
 def build_id_maps(ratings: pd.DataFrame) -> tuple[IdMap, IdMap, np.ndarray, np.ndarray]:
     """Id maps for users and items, and each rating's contiguous user and item index (ids in
     ascending order). pandas' hash-based factorize gives what np.unique(return_inverse=True)
-    gives, 5x faster at 100 million ratings (np.unique sorts every rating's id: 40 s here)."""
+    gives, without sorting every rating's id (several times faster at 100 million ratings)."""
     user_index, user_raw = pd.factorize(ratings["user"].to_numpy(), sort=True)
     item_index, item_raw = pd.factorize(ratings["item"].to_numpy(), sort=True)
     if min(user_index.min(initial=0), item_index.min(initial=0)) < 0:  # factorize's code of NaN
@@ -130,7 +130,7 @@ DUPLICATE_POLICIES = ("error", "last", "mean")
 
 def strictly_increasing_pairs(users: np.ndarray, items: np.ndarray) -> bool:
     """Whether the (user, item) pairs are in strictly increasing order, hence all distinct:
-    one pass, against pandas' hashing of every pair (28 s at 100 million ratings here)."""
+    one pass, where hashing every pair is slow at 100 million ratings."""
     later_user = users[1:] > users[:-1]  # comparisons, not differences: no unsigned wrap
     same_user = users[1:] == users[:-1]
     return bool(np.all(later_user | (same_user & (items[1:] > items[:-1]))))

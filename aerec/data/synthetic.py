@@ -21,8 +21,8 @@ def _power_law(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
 
 
 def _sorted_unique(values: np.ndarray) -> np.ndarray:
-    # np.union1d / np.unique hash on recent numpy, several times slower than one sort here
-    # (14 of 23 s at the ML-10M shape); the result is the same sorted distinct values.
+    # np.union1d / np.unique hash on recent numpy, several times slower than one sort at the
+    # ML-10M shape; the result is the same sorted distinct values.
     values.sort()
     return values[np.concatenate(([True], values[1:] != values[:-1]))]
 

@@ -7,8 +7,8 @@ Tropp 2011): on the dense matrix when a run keeps it on the device anyway (dense
 faster), otherwise on a sparse BCOO matrix, so memory grows with the ratings, not rows x columns.
 The products with the matrix are compiled JAX programs on its device; the biases (sparse
 sweeps) and the factorisations of the thin sketch blocks run on the host, where they take
-milliseconds, instead of compiled into the program: their XLA compilation was ~0.4 s of every
-fresh process's fit, twice the fit itself on ML-1M.
+milliseconds, instead of compiled into the program: compiling them cost a fresh process more
+than the fit itself (experiments/results/code_choices.md).
 
 A row is predicted by projecting its input residuals on the top right singular vectors V:
 prediction = baseline + (x V) V^T. For a training row this equals its rank-k SVD
@@ -63,8 +63,8 @@ def fit_biases(train: sp.csr_matrix, reg: float, sweeps: int = 3
     """Global mean and ridge-regularised row/column biases of a CSR matrix's stored values, by
     alternating closed-form sweeps; float64, on the host.
 
-    Each sweep is two sparse matrix-vector products (milliseconds for ML-1M). In XLA the same
-    sums are scatter-adds, whose compilation alone took ~0.16 s of every fresh process's fit.
+    Each sweep is two sparse matrix-vector products. In XLA the same sums are scatter-adds,
+    whose compilation alone costs a fresh process more than the sweeps.
     """
     train = sp.csr_matrix(train, dtype=np.float64)
     values = train.data
@@ -89,8 +89,7 @@ def fit_biases(train: sp.csr_matrix, reg: float, sweeps: int = 3
 def transposed_product_rows(matrix: jax.Array | sparse.BCOO, basis: jax.Array) -> jax.Array:
     """(matrix^T @ basis)^T = basis^T @ matrix, the (width, columns) layout the host then
     transposes for free (a view). A dense matrix is thus read row by row: on a CPU the product
-    with the transposed large operand ran at half the speed (31-50 ms against 14-17 ms for
-    ML-1M's 6040 x 3706 residuals and 30 columns)."""
+    with the transposed large operand ran at half the speed."""
     return basis.T @ matrix
 
 
@@ -104,7 +103,7 @@ def orthonormal_basis(block: jax.Array | np.ndarray) -> np.ndarray:
 
     The block has only rank + oversampling columns, so moving it is cheap even from an
     accelerator; on a CPU, XLA would call the same LAPACK routine, but only after compiling
-    it into the program (~0.07 s per factorisation in every fresh process).
+    it into the program, in every fresh process.
     """
     return scipy.linalg.qr(np.asarray(block), mode="economic", check_finite=False)[0]
 
@@ -113,7 +112,7 @@ def gaussian_test_matrix(columns: int, width: int, seed: int) -> np.ndarray:
     """The randomized SVD's (columns, width) standard-normal test matrix, drawn on the host.
 
     NumPy's generator rather than jax.random: the sketch is small, and threefry's tracing,
-    lowering and compilation were ~0.15 s of a first ML-1M fit that otherwise takes ~0.4 s.
+    lowering and compilation took a large share of a first fit.
     """
     return np.random.default_rng(seed).standard_normal((columns, width), dtype=np.float32)
 
