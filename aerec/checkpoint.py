@@ -140,11 +140,11 @@ class Checkpointer:
         except Exception as error:
             raise self._write_error(epoch, error) from error
         self.last_save = time.monotonic()
-        self.finished = bool(meta.get("finished"))
         if not saved:  # orbax skips, without an error, a step at or before its latest one
             raise CheckpointError(
                 f"the checkpoint of epoch {epoch} was not written: {self.directory} already "
                 f"holds epoch {self.manager.latest_step()}")
+        self.finished = bool(meta.get("finished"))  # only once this run's save is the latest
 
     def _write_error(self, epoch: int | None, error: Exception) -> CheckpointError:
         latest = self.manager.latest_step()
@@ -192,8 +192,7 @@ class Checkpointer:
     def set_aside(self, steps: list[int]) -> Path:
         """Move the checkpoints of `steps` out of the directory, into a sibling directory
         named after it (kept, never deleted, for a look at what went wrong); returns it."""
-        aside = self.directory.with_name(
-            f"{self.directory.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+        aside = aside_path(self.directory, "unreadable")
         aside.mkdir(parents=True, exist_ok=True)
         for step in steps:
             path = ocp.step.find_step_path(self.directory, ocp.step.standard_name_format(),
@@ -254,10 +253,15 @@ def open_checkpoint(cfg: RunConfig, like: Any, data_fingerprint: str
         raise
 
 
+def aside_path(directory: Path, why: str) -> Path:
+    """`<name>.<why>-<time>` beside a checkpoint directory: where what is set aside goes
+    (kept, never deleted; `python -m aerec.checkpoints prune --set-aside` removes them)."""
+    return directory.with_name(f"{directory.name}.{why}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
 def set_directory_aside(directory: Path, why: str) -> Path:
-    """Rename a checkpoint directory to `<name>.<why>-<time>` beside it (kept, never deleted:
-    `python -m aerec.checkpoints prune` removes such directories); returns the new path."""
-    aside = directory.with_name(f"{directory.name}.{why}-{time.strftime('%Y%m%d-%H%M%S')}")
+    """Rename a checkpoint directory to its `aside_path`; returns the new path."""
+    aside = aside_path(directory, why)
     directory.rename(aside)
     return aside
 

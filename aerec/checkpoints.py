@@ -22,7 +22,11 @@ from aerec.checkpoint import default_checkpoint_root
 from aerec.errors import AerecError, CheckpointError
 from aerec.lock import DirectoryLock
 
-SET_ASIDE = re.compile(r"\.(unreadable|replaced|data-changed)-\d{8}-\d{6}$")
+ASIDE = r"\.(unreadable|replaced|data-changed)-\d{8}-\d{6}"
+SET_ASIDE = re.compile(ASIDE + "$")
+# What training names a checkpoint directory under the root: <dataset>-<model>-<12 hex
+# digits of the identity>, and its set-aside copies. Nothing else under the root is touched.
+CHECKPOINT_NAME = re.compile(r"^.+-[0-9a-f]{12}(" + ASIDE + ")?$")
 UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -69,10 +73,11 @@ def state_of(directory: Path) -> str:
 
 
 def entries(root: Path) -> list[Entry]:
-    """The cache's checkpoint directories, oldest first."""
+    """The cache's checkpoint directories (named as training names them; any other directory
+    under the root is left alone), oldest first."""
     found = []
     for path in root.iterdir() if root.is_dir() else ():
-        if path.is_dir():
+        if path.is_dir() and not path.is_symlink() and CHECKPOINT_NAME.match(path.name):
             size, modified = size_and_mtime(path)
             found.append(Entry(path, size, modified, state_of(path)))
     return sorted(found, key=lambda entry: entry.modified)
@@ -153,9 +158,12 @@ def prune(root: Path, older_than: float | None, max_size: int | None, set_aside:
     """Remove what the criteria select (print it only with `dry_run`)."""
     chosen = to_prune(entries(root), older_than, max_size, set_aside, time.time())
     verb = "would remove" if dry_run else "removed"
-    gone = [entry for entry in chosen if dry_run or remove(entry)]
-    for entry in gone:
-        print(f"  {verb} {entry.path.name} ({human(entry.size)}, {entry.state})")
+    gone = []
+    for entry in chosen:  # said as each goes: a later failure leaves an accurate account
+        if dry_run or remove(entry):
+            gone.append(entry)
+            print(f"  {verb} {entry.path.name} ({human(entry.size)}, {entry.state})",
+                  flush=True)
     print(f"{verb} {len(gone)} directories, {human(sum(entry.size for entry in gone))}, "
           f"from {root}")
 

@@ -185,7 +185,7 @@ def _validate_stopping(cfg: Any) -> None:
     number("train.stop_grace_seconds", grace)
     if not grace >= 0:  # NaN too
         raise ConfigError(f"train.stop_grace_seconds={grace!r} must be >= 0 (seconds)")
-    if cfg.train.resume not in ("auto", True, False):
+    if not (cfg.train.resume == "auto" or isinstance(cfg.train.resume, bool)):  # 0 == False
         raise ConfigError(f"train.resume={cfg.train.resume!r} must be auto, true or false")
     for key in ("every_epochs", "keep"):
         positive_int(f"checkpoint.{key}", cfg.checkpoint[key])

@@ -18,6 +18,7 @@ from aerec.data.dataset import Dataset, load_dataset
 from aerec.data.split import TEST
 from aerec.errors import ConfigError, DataError
 from aerec.identity import data_fingerprint
+from aerec.logs import brief
 from aerec.matrices import Matrices, build_matrices, data_dir_of
 from aerec.models.base import ModelConfig
 from aerec.models.scaling import Scaling
@@ -151,7 +152,12 @@ def load_trained_data(cfg: RunConfig, model: Any) -> tuple[TrainedRun, Dataset]:
     """The run configuration and the dataset a saved model was trained on, read again; a
     DataError naming the file read when its ratings are not those the model was trained on."""
     description = model.description
-    run = TrainedRun.of(description["config"])
+    try:
+        run = TrainedRun.of(description["config"])
+    except (KeyError, TypeError, ValueError) as error:  # a model.json edited by hand
+        raise DataError(f"{Path(str(cfg.checkpoint.path)) / 'model.json'}: config: the saved "
+                        f"run configuration cannot be read ({brief(error)}); train the model "
+                        "again") from None
     source = description.get("data_source", "")
     if run.dataset.name == "custom" and source and not Path(
             str(run.dataset.path)).expanduser().is_file():

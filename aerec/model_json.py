@@ -88,6 +88,9 @@ def check_description(description: dict[str, Any]) -> None:
         raise Invalid("model.json", "config", "must be an object")
     if config.get("model") != description["model"]:  # task=evaluate reads the config's
         raise Invalid("model.json", "config.model", "differs from the model section")
+    dataset = config.get("dataset")  # task=evaluate reads the data again by its name
+    if not (isinstance(dataset, dict) and isinstance(dataset.get("name"), str)):
+        raise Invalid("model.json", "config.dataset", "must be an object with a name")
     _check_scale(description)
     if positive_int_problem(_field(description, "n_inputs")):
         raise Invalid("model.json", "n_inputs", f"{description['n_inputs']!r:.80} must be an "

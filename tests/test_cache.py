@@ -85,3 +85,15 @@ def test_sizes(text: str, value: int) -> None:
 
 def test_ages() -> None:
     assert parse_age("30d") == 30 * 86400 and parse_age("12h") == 43200
+
+
+def test_directories_training_did_not_name_are_never_touched(tmp_path, capsys) -> None:
+    # a root shared with other files (paths.checkpoint_dir pointed at a project folder)
+    root = tmp_path / "checkpoints"
+    mine = make_entry(root, "ml1m-autoencoder-aaaaaaaaaaaa", 1000, age_days=40)
+    foreign = [make_entry(root, name, 1000, age_days=40)
+               for name in ("my_thesis", ".git", "ml1m-autoencoder-notahash")]
+    assert main(["--root", str(root), "prune", "--older-than", "1d", "--max-size", "0"]) == 0
+    assert not mine.exists() and all(path.exists() for path in foreign)
+    assert main(["--root", str(root), "list"]) == 0
+    assert "0 directories" in capsys.readouterr().out

@@ -14,6 +14,8 @@ from aerec.config import ConfigError, refuse_added_keys, validate
     (["train.epochs=10.5"], r"train\.epochs=10\.5 must be an integer >= 1"),
     (["train.patience=abc"], r"train\.patience='abc' must be an integer >= 1"),
     (["train.eval_chunk_rows=0"], r"train\.eval_chunk_rows=0 must be an integer >= 1"),
+    (["train.resume=0"], r"train\.resume=0 must be auto, true or false"),  # 0 == False
+    (["train.resume=1"], r"train\.resume=1 must be auto, true or false"),
     (["train.dense_dtype=float16"], r"train\.dense_dtype='float16' is not valid; choose one of"),
     (["prepare.min_item_ratings=-1"], r"prepare\.min_item_ratings=-1 must be an integer >= 0"),
     (["dataset.n_ratings=0"], r"dataset\.n_ratings=0 must be an integer >= 1"),

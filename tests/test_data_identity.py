@@ -101,6 +101,17 @@ def test_task_evaluate_names_the_file_whose_ratings_changed(compose_config, tmp_
     with pytest.raises(DataError, match=f"^{ratings}: these are not the ratings"):
         run_task(evaluate, tmp_path / "evaluate")
 
+    # a hand-edited model.json without its digest: the saved run configuration is checked
+    description = json.loads((tmp_path / "run" / "model" / "model.json").read_text())
+    del description["content_sha256"]
+    for edit, message in ((lambda config: config.pop("dataset"), "config.dataset"),
+                          (lambda config: config.update(prepare=5), "config: the saved run")):
+        edited = json.loads(json.dumps(description))
+        edit(edited["config"])
+        (tmp_path / "run" / "model" / "model.json").write_text(json.dumps(edited))
+        with pytest.raises(DataError, match=message):
+            run_task(evaluate, tmp_path / "evaluate")
+
 
 def test_task_evaluate_reads_the_data_directory_the_model_was_trained_with(
         compose_config, tmp_path, monkeypatch) -> None:
