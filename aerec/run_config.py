@@ -8,12 +8,11 @@ user-facing defaults with a comment per key.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from aerec.models.base import ModelConfig
+from aerec.models.base import ModelConfig, config_from_mapping
 
 
 @dataclass(frozen=True)
@@ -173,17 +172,7 @@ S = TypeVar("S")
 
 
 def section(config_type: type[S], values: Mapping[str, Any] | None) -> S:
-    """`config_type` from a section's plain values (already checked): its fields that
-    `values` has, the others at their defaults; lists become tuples. Keys it does not have
-    are not read by aerec and are left out. Values keep their type (an integer given for a
-    float field stays an integer, so that messages show it as given)."""
-    values = values or {}
-    given = {}
-    for spec in dataclasses.fields(config_type):  # type: ignore[arg-type]
-        if spec.name not in values:
-            continue
-        value = values[spec.name]
-        if isinstance(value, Sequence) and not isinstance(value, str):
-            value = tuple(value)
-        given[spec.name] = value
-    return config_type(**given)
+    """`config_type` from a section's plain values (already checked), the others at their
+    defaults. Values keep their type (an integer given for a float field stays an integer, so
+    that messages show it as given)."""
+    return config_from_mapping(config_type, values or {}, floats=False)

@@ -100,11 +100,13 @@ class ModelFamily(Protocol):
 C = TypeVar("C")
 
 
-def config_from_mapping(config_type: type[C], model: Mapping[str, Any]) -> C:
+def config_from_mapping(config_type: type[C], model: Mapping[str, Any], *,
+                        floats: bool = True) -> C:
     """`config_type` with the fields `model` has (missing ones keep their defaults: models
     saved by older versions lack keys added since, which prediction does not read). Lists
-    become tuples and integers given for float fields floats; nothing else is converted, the
-    values are checked before (`check_config`, or model.json's checks of `saved_keys`)."""
+    become tuples and, with `floats`, integers given for float fields floats; nothing else is
+    converted, the values are checked before (`check_config`, or model.json's checks of
+    `saved_keys`). Keys the dataclass lacks are not read by aerec and are left out."""
     values = {}
     for field in dataclasses.fields(config_type):  # type: ignore[arg-type]
         if field.name not in model:
@@ -112,7 +114,7 @@ def config_from_mapping(config_type: type[C], model: Mapping[str, Any]) -> C:
         value = model[field.name]
         if isinstance(value, Sequence) and not isinstance(value, str):
             value = tuple(value)
-        elif (isinstance(field.default, float) and isinstance(value, int)
+        elif (floats and isinstance(field.default, float) and isinstance(value, int)
               and not isinstance(value, bool)):
             value = float(value)
         values[field.name] = value
