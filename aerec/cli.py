@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -230,18 +230,19 @@ def main(cfg: Any, output_dir: Path, overrides: Sequence[str] = (), in_sweep: bo
     # the process ends at once with a note on what was kept.
     kept = partial(after_interrupt, cfg)
     with exit_on_ctrl_c(kept), exit_on_sigterm(kept):
-        return _main(cfg, output_dir, overrides, in_sweep)
+        return _main(cfg, output_dir, overrides, in_sweep, kept)
 
 
-def _main(cfg: Any, output_dir: Path, overrides: Sequence[str], in_sweep: bool) -> float:
-    """`main` within its Ctrl-C guard."""
+def _main(cfg: Any, output_dir: Path, overrides: Sequence[str], in_sweep: bool,
+          kept: Callable[..., str]) -> float:
+    """`main` within its Ctrl-C guard; `kept`: what a stop leaves, for its message."""
     try:
         refuse_added_keys(overrides, cfg)
         enable_compile_cache(cfg.paths.get("compile_cache_dir"))
         init_distributed(cfg.distributed)
         # read when the epochs begin: the configuration is validated by then
         results = run_task(cfg, output_dir, interruptible=lambda: after_the_epoch(
-            float(cfg.train.stop_grace_seconds), kept=partial(after_interrupt, cfg)))
+            float(cfg.train.stop_grace_seconds), kept=kept))
     except AerecError as error:
         return job_failed(str(error), output_dir, in_sweep)
     except TrainingInterrupted as stop:

@@ -165,11 +165,11 @@ def load_trained_data(cfg: RunConfig, model: Any) -> tuple[TrainedRun, Dataset]:
         run = dataclasses.replace(run, dataset=dataclasses.replace(run.dataset, path=source))
     dataset = load_dataset(run.dataset, run.prepare, run.split,
                            trained_data_dir(cfg.paths, description), progress=cfg.train.progress)
-    saved = description.get("data_fingerprint")
-    if saved is not None and saved != data_fingerprint(dataset):
+    saved, current = description.get("data_fingerprint"), data_fingerprint(dataset)
+    if saved is not None and saved != current:
         raise DataError(
             f"{dataset.source}: these are not the ratings the model in {cfg.checkpoint.path} "
-            f"was trained on (data fingerprint {data_fingerprint(dataset)[:12]}, trained on "
+            f"was trained on (data fingerprint {current[:12]}, trained on "
             f"{saved[:12]} from {source or 'its file'}): ratings were added, removed or "
             "changed since; evaluate on the ratings it was trained on")
     if not (np.array_equal(dataset.users.raw, model.users.raw)
