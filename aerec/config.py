@@ -151,6 +151,8 @@ def _validate_split(cfg: Any) -> None:
     heldout = split.get("heldout_users")
     if heldout is not None:
         positive_int("split.heldout_users", heldout)
+    positive_int("split.leave_last", split.get("leave_last", 1))
+    _validate_split_files(cfg)
     if split.kind in ("users", "heldout_users") and cfg.model.orientation == "item":
         # Held-out users would be output columns that training never reached: an
         # autoencoder's are random (test RMSE 1.12 on ML-1M), an SVD's are empty, and the
@@ -160,6 +162,28 @@ def _validate_split(cfg: Any) -> None:
                           "item-oriented model cannot score (their output columns are never "
                           "trained): set model.orientation=user, or split.kind=ratings / "
                           "per_user / recbole")
+
+
+def _validate_split_files(cfg: Any) -> None:
+    """split.kind=files: the training and test files given (and a dataset with a format);
+    the files' keys are read by no other kind."""
+    split = cfg.split
+    given = [key for key in ("train_path", "valid_path", "test_path")
+             if split.get(key) is not None]
+    if split.kind != "files":
+        if given:
+            raise ConfigError(f"split.{given[0]}={split[given[0]]} is read only by "
+                              f"split.kind=files, not split.kind={split.kind}: set "
+                              "split.kind=files, or leave it null")
+        return
+    for key in ("train_path", "test_path"):
+        if key not in given:
+            raise ConfigError(f"split.kind=files needs split.{key} (split.train_path and "
+                              "split.test_path; split.valid_path is optional)")
+    if cfg.dataset.name == "synthetic":
+        raise ConfigError("split.kind=files reads the split's files in a dataset's format: "
+                          "use dataset=custom (dataset.sep, columns, ...) or a MovieLens "
+                          "release, not dataset=synthetic")
 
 
 def _validate_feedback(dataset: Any) -> None:

@@ -63,6 +63,10 @@ class SplitConfig:
     seed: int = 42
     heldout_users: int | None = None  # heldout_users: users held out for validation, as many
     # for test (None: round(test_fraction x users) each)
+    leave_last: int = 1  # leave_last: each user's last interactions tested (as many validated)
+    train_path: str | None = None  # files: the split's files, in the dataset's format
+    valid_path: str | None = None
+    test_path: str | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from hydra import compose, initialize_config_dir
 from aerec.config import run_config
 from aerec.data.dataset import load_dataset
 from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID
+from aerec.errors import ConfigError, DataError
 from aerec.matrices import data_dir_of
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -47,4 +48,7 @@ def main(overrides: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except (ConfigError, DataError) as error:
+        sys.exit(f"error: {error}")

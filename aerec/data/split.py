@@ -12,15 +12,17 @@ TRAIN, VALID, TEST, FOLD_IN = 0, 1, 2, 3
 # Not a role of the dataset: a row the split removes (split.kind=heldout_users drops the
 # interactions with items that no training user has); the loader drops these rows.
 DROPPED = -1
-SPLIT_KINDS = ("ratings", "per_user", "users", "recbole", "heldout_users")
+SPLIT_KINDS = ("ratings", "per_user", "users", "recbole", "heldout_users", "temporal",
+               "leave_last", "files")
+TIMED_KINDS = ("temporal", "leave_last")  # need the ratings' timestamps
 # Liang et al. (2018) hold out targets only of users with at least this many interactions.
 MIN_TARGET_USER_INTERACTIONS = 5
 
 
 def split_roles(user_index: np.ndarray, n_users: int, *, kind: str, test_fraction: float,
                 valid_fraction: float, fold_in_fraction: float, seed: int,
-                item_index: np.ndarray | None = None, heldout_users: int | None = None
-                ) -> np.ndarray:
+                item_index: np.ndarray | None = None, heldout_users: int | None = None,
+                timestamp: np.ndarray | None = None, leave_last: int = 1) -> np.ndarray:
     """Role of each rating (TRAIN, VALID, TEST or FOLD_IN; DROPPED), as an int8 array.
 
     - `ratings`: a random `test_fraction` of all ratings is TEST, then a random
@@ -35,14 +37,12 @@ def split_roles(user_index: np.ndarray, n_users: int, *, kind: str, test_fractio
       (`recbole_counts`).
     - `heldout_users`: Liang et al.'s strong generalisation (`_heldout_users`); needs
       `item_index`, and marks rows DROPPED.
+    - `temporal`: a global time cut (`_temporal`); `leave_last`: each user's last
+      `leave_last` interactions by time TEST, the ones before VALID (`_leave_last`). Both
+      need `timestamp`.
+    - `files` is not drawn: the roles are the split's files (`aerec.data.split_files`).
     """
-    if kind not in SPLIT_KINDS:
-        raise ConfigError(f"split.kind={kind!r}; valid: {', '.join(SPLIT_KINDS)}")
-    for key, value in (("split.test_fraction", test_fraction),
-                       ("split.valid_fraction", valid_fraction),
-                       ("split.fold_in_fraction", fold_in_fraction)):
-        if not 0.0 <= value < 1.0:
-            raise ConfigError(f"{key}={value} must be in [0, 1)")
+    _check_arguments(kind, test_fraction, valid_fraction, fold_in_fraction)
     rng = np.random.default_rng(seed)
     if kind == "ratings":
         return _by_ratings(user_index.size, test_fraction, valid_fraction, rng)
@@ -52,10 +52,68 @@ def split_roles(user_index: np.ndarray, n_users: int, *, kind: str, test_fractio
         return _users(user_index, n_users, test_fraction, valid_fraction, fold_in_fraction, rng)
     if kind == "recbole":
         return _recbole(user_index, n_users, test_fraction, valid_fraction, rng)
-    if item_index is None:
-        raise ValueError("split.kind=heldout_users needs the items (item_index)")
-    held = round(test_fraction * n_users) if heldout_users is None else int(heldout_users)
-    return _heldout_users(user_index, item_index, n_users, held, fold_in_fraction, rng)
+    if kind == "heldout_users":
+        if item_index is None:
+            raise ValueError("split.kind=heldout_users needs the items (item_index)")
+        held = round(test_fraction * n_users) if heldout_users is None else int(heldout_users)
+        return _heldout_users(user_index, item_index, n_users, held, fold_in_fraction, rng)
+    if kind == "files" or timestamp is None:
+        raise ValueError(f"split.kind={kind} is not drawn here without timestamps")
+    if kind == "temporal":
+        return _temporal(timestamp, test_fraction, valid_fraction)
+    return _leave_last(user_index, n_users, timestamp, leave_last, valid_fraction > 0, rng)
+
+
+def _check_arguments(kind: str, test_fraction: float, valid_fraction: float,
+                     fold_in_fraction: float) -> None:
+    if kind not in SPLIT_KINDS:
+        raise ConfigError(f"split.kind={kind!r}; valid: {', '.join(SPLIT_KINDS)}")
+    for key, value in (("split.test_fraction", test_fraction),
+                       ("split.valid_fraction", valid_fraction),
+                       ("split.fold_in_fraction", fold_in_fraction)):
+        if not 0.0 <= value < 1.0:
+            raise ConfigError(f"{key}={value} must be in [0, 1)")
+
+
+def _latest(timestamp: np.ndarray, fraction: float) -> np.ndarray:
+    """Whether each timestamp is at or after the cut: the timestamp of the
+    round(fraction x n)-th latest (all of that time's, so a tie is never cut through)."""
+    n_latest = round(fraction * timestamp.size)
+    if n_latest == 0:
+        return np.zeros(timestamp.size, dtype=bool)
+    cut = np.partition(timestamp, timestamp.size - n_latest)[timestamp.size - n_latest]
+    return timestamp >= cut
+
+
+def _temporal(timestamp: np.ndarray, test_fraction: float, valid_fraction: float
+              ) -> np.ndarray:
+    """One time cut for everyone: the latest `test_fraction` of the interactions TEST
+    (those at the cut's time included), the training period's latest `valid_fraction`
+    VALID, the earlier ones TRAIN. No interaction is trained on after one is tested."""
+    roles = np.full(timestamp.size, TRAIN, dtype=np.int8)
+    test = _latest(timestamp, test_fraction)
+    roles[test] = TEST
+    before = np.flatnonzero(~test)
+    roles[before[_latest(timestamp[before], valid_fraction)]] = VALID
+    return roles
+
+
+def _leave_last(user_index: np.ndarray, n_users: int, timestamp: np.ndarray, leave_last: int,
+                validate: bool, rng: np.random.Generator) -> np.ndarray:
+    """Each user's last `leave_last` interactions by time TEST, and (when `validate`) the
+    `leave_last` before them VALID; at least one stays TRAIN (a user with one interaction
+    trains it). Equal times are ordered at random (seeded)."""
+    order = np.lexsort((rng.random(user_index.size), timestamp, user_index))
+    count = np.bincount(user_index, minlength=n_users)
+    ends = np.cumsum(count)
+    from_end = np.empty(user_index.size, dtype=np.int64)  # 0: the user's latest
+    from_end[order] = ends[user_index[order]] - 1 - np.arange(user_index.size)
+    n_test = np.minimum(leave_last, count - 1)
+    n_valid = np.minimum(leave_last, count - 1 - n_test) if validate else np.zeros_like(count)
+    roles = np.full(user_index.size, TRAIN, dtype=np.int8)
+    roles[from_end < (n_test + n_valid)[user_index]] = VALID
+    roles[from_end < n_test[user_index]] = TEST
+    return roles
 
 
 def _by_ratings(n: int, test_fraction: float, valid_fraction: float,
@@ -177,6 +235,17 @@ def _rank_within_user(user_index: np.ndarray, n_users: int, rng: np.random.Gener
     return rank, count
 
 
+KIND_HINTS = {
+    "temporal": ("temporal tests the interactions at or after the time of the "
+                 "round(test_fraction x n)-th latest: use timestamps spread over time, or "
+                 "a larger split.test_fraction"),
+    "leave_last": ("leave_last tests the last split.leave_last interactions of users with "
+                   "2 or more: use more interactions per user"),
+    "files": ("the training and test files (split.train_path, split.test_path) must each "
+              "hold a line of users and items the training file has"),
+}
+
+
 def _too_few_hint(kind: str, test_fraction: float) -> str:
     """What to change when a split of `kind` leaves no training or no test ratings."""
     if kind == "ratings":
@@ -191,6 +260,8 @@ def _too_few_hint(kind: str, test_fraction: float) -> str:
     if kind == "recbole":
         return ("recbole tests only users with 2 interactions or more (int(test_fraction x "
                 "n) of a user's n, at least one): use more interactions per user")
+    if kind in KIND_HINTS:
+        return KIND_HINTS[kind]
     if kind == "heldout_users":
         return ("heldout_users tests split.heldout_users users (round(split.test_fraction x "
                 "users) when null), int((1 - split.fold_in_fraction) x n) of the n "
