@@ -22,7 +22,8 @@ NOT_IDENTITY = {"task", "train.progress", "train.resume", "train.data_path",
                 "train.stop_grace_seconds", "user", "ratings", "ratings_file", "k", "format"}
 # Keys added after checkpoints were first written, at the value that trains as before: left
 # out of the identity then, so that older checkpoints still resume (and keep their directory).
-NEUTRAL_DEFAULTS = {"train.wide_shards": 1}
+NEUTRAL_DEFAULTS = {"train.wide_shards": 1, "train.monitor": "auto",
+                    "dataset.feedback": "explicit", "dataset.implicit_min_rating": None}
 # Keys that do not change what is trained but were in the identity of checkpoints already
 # written: recorded at one value whatever they are set to, so that a run resumes whichever
 # it is (turning downloads off once the archive is local). Older checkpoints written at that

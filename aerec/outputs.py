@@ -54,7 +54,7 @@ def write_config(resolved_yaml: str, output_dir: Path) -> None:
 
 
 def plot_learning_curve(history: list[dict[str, Any]], path: Path) -> None:
-    """Training loss and validation RMSE per epoch, as a PNG."""
+    """Training loss and the monitored validation figure per epoch, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,8 +64,10 @@ def plot_learning_curve(history: list[dict[str, Any]], path: Path) -> None:
     figure, (loss_axis, rmse_axis) = plt.subplots(1, 2, figsize=(9, 3.5))
     loss_axis.plot(epochs, [record["train_loss"] for record in history])
     loss_axis.set(xlabel="epoch", ylabel="train loss", title="training loss")
-    rmse_axis.plot(epochs, [record["valid_rmse"] for record in history], color="tab:orange")
-    rmse_axis.set(xlabel="epoch", ylabel="RMSE", title="validation RMSE")
+    monitored = next((key for key in history[0] if key.startswith("valid_")), "valid_rmse")
+    rmse_axis.plot(epochs, [record[monitored] for record in history], color="tab:orange")
+    label = monitored.removeprefix("valid_")
+    rmse_axis.set(xlabel="epoch", ylabel=label, title=f"validation {label}")
     figure.tight_layout()
     try:
         with atomic_output(path) as handle:

@@ -29,6 +29,8 @@ class DatasetConfig:
     encoding: str = "utf-8"
     rating_min: float | None = None  # custom and synthetic: the rating scale
     rating_max: float | None = None
+    feedback: str = "explicit"  # explicit | implicit
+    implicit_min_rating: float | None = None
     n_users: int = 2000  # synthetic: the seeded low-rank matrix
     n_items: int = 1000
     n_ratings: int = 100000
@@ -77,6 +79,7 @@ class TrainConfig:
     progress: bool = True
     resume: str | bool = "auto"
     stop_grace_seconds: float = 20.0
+    monitor: str = "auto"  # rmse | <ranking metric>@<k> | auto (aerec.monitor)
 
 
 @dataclass(frozen=True)

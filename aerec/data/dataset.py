@@ -49,6 +49,7 @@ class Dataset:
     # policy, removed by the minimum-count filters (read - merged - filtered are used).
     accounting: dict[str, int] = field(default_factory=dict)
     source: str = ""  # where the ratings were read: a file's path, or "synthetic"
+    implicit: bool = False  # interactions (every value 1.0), not ratings
 
     @property
     def n_users(self) -> int:
