@@ -11,9 +11,9 @@ import numpy as np
 
 from aerec.atomic import atomic_output, write_text_atomic
 
-TABLE_KEYS = ("dataset", "model", "layers", "n_users", "n_items", "n_train", "n_test",
-              "test_rmse", "test_mae", "paper_rmse", "precision@10", "recall@10", "ndcg@10",
-              "best_epoch", "epochs_run", "train_seconds")
+TABLE_KEYS = ("dataset", "feedback", "model", "layers", "n_users", "n_items", "n_train",
+              "n_test", "test_rmse", "test_mae", "paper_rmse", "precision@10", "recall@10",
+              "ndcg@10", "mrr@10", "monitor", "best_epoch", "epochs_run", "train_seconds")
 
 
 def _plain(value: Any) -> Any:
@@ -81,6 +81,10 @@ def format_table(results: dict[str, Any]) -> str:
     rows = []
     for key in (key for key in TABLE_KEYS if key in results):
         value = results[key]
+        if key == "monitor":  # the kept epoch's validation figure
+            key, value = f"valid_{value}", results.get(f"valid_{value}")
+        elif isinstance(value, float) and math.isnan(value):
+            continue  # a figure the run does not have (its reason is in results.json)
         text = f"{value:.4f}" if isinstance(value, float) else str(value)
         rows.append((key, text))
     width = max(len(key) for key, _ in rows)
