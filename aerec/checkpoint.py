@@ -101,8 +101,10 @@ class Checkpointer:
         self.last_save = time.monotonic()  # training starts now
         policy = checkpoint_managers.AnyPreservationPolicy([
             checkpoint_managers.LatestN(keep),
-            checkpoint_managers.BestN(get_metric_fn=lambda metrics: metrics["valid_rmse"],
-                                      reverse=True, n=1),
+            # "valid": the monitored figure to minimise (`Monitor.loss`); "valid_rmse" before
+            checkpoint_managers.BestN(
+                get_metric_fn=lambda metrics: metrics.get("valid", metrics.get("valid_rmse")),
+                reverse=True, n=1),
         ])
         self.manager = ocp.CheckpointManager(
             directory, item_names=("state", "meta"),
@@ -123,20 +125,20 @@ class Checkpointer:
                 and (time.monotonic() - self.last_save >= self.every_seconds
                      or epoch_seconds >= self.long_epoch_seconds))
 
-    def save(self, epoch: int, arrays: Any, meta: dict[str, Any], valid_rmse: float) -> None:
+    def save(self, epoch: int, arrays: Any, meta: dict[str, Any], valid_loss: float) -> None:
         """Save the arrays and JSON `meta` of `epoch` (asynchronously; see `close`).
 
         Scalars go into the JSON, which keeps Python floats exact (a float32 array would not).
         `meta` is copied now: the save completes in the background, and the caller goes on
         changing its objects (the training history grows while the previous epoch is written).
         """
-        metric = valid_rmse if np.isfinite(valid_rmse) else float("inf")
+        metric = valid_loss if np.isfinite(valid_loss) else float("inf")
         try:  # also surfaces the failure of the previous, asynchronous save
             meta = json.loads(json.dumps({**meta, "epoch": epoch, "identity": self.identity,
                                           "data_fingerprint": self.data_fingerprint}))
             saved = self.manager.save(epoch, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)),
-                metrics={"valid_rmse": metric})
+                metrics={"valid": metric})
         except Exception as error:
             raise self._write_error(epoch, error) from error
         self.last_save = time.monotonic()

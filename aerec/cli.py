@@ -261,4 +261,5 @@ def _main(cfg: Any, output_dir: Path, overrides: Sequence[str], in_sweep: bool,
         return float("nan")
     print(format_table(results))
     print(f"results written to {output_dir}")
-    return float(results.get("valid_rmse", float("nan")))
+    # the monitored validation figure, for a sweeper (minimise RMSE, maximise ranking figures)
+    return float(results.get(f"valid_{results.get('monitor', 'rmse')}", float("nan")))

@@ -18,6 +18,7 @@ from aerec.data.split import SPLIT_KINDS
 from aerec.errors import ConfigError
 from aerec.identity import flatten_config
 from aerec.models.registry import FAMILIES, get_family, model_config
+from aerec.monitor import AUTO, parse_monitor
 from aerec.optim import SCHEDULES
 from aerec.run_config import (
     CheckpointConfig,
@@ -208,6 +209,8 @@ def _validate_train(train: Any) -> None:
     for key in ("epochs", "batch_size", "eval_chunk_rows", "patience"):
         positive_int(f"train.{key}", train[key])
     one_of("train.dtype", train.dtype, ("float32", "bfloat16"))
+    if train.monitor != AUTO:
+        parse_monitor(train.monitor)
     mesh = train.mesh
     if mesh is not None and (not isinstance(mesh, int) or isinstance(mesh, bool)
                              or (mesh < 1 and mesh != -1)):

@@ -15,14 +15,16 @@ import numpy as np
 import scipy.sparse as sp
 
 from aerec.data.dataset import Dataset, load_dataset
-from aerec.data.split import TEST
+from aerec.data.split import TEST, VALID
 from aerec.errors import ConfigError, DataError
 from aerec.identity import data_fingerprint
 from aerec.logs import brief
-from aerec.matrices import Matrices, build_matrices, data_dir_of
+from aerec.matrices import Matrices, build_matrices, data_dir_of, model_data
 from aerec.models.base import ModelConfig
+from aerec.models.registry import family_of
 from aerec.models.scaling import Scaling
-from aerec.rankers import build_ranker, unknown_items
+from aerec.monitor import Monitor
+from aerec.rankers import Ranker, build_ranker, unknown_items
 from aerec.rating_metrics import Evaluator
 from aerec.run_config import (
     DatasetConfig,
@@ -47,10 +49,17 @@ def paper_weights(dataset: Dataset, orientation: str) -> tuple[np.ndarray, np.nd
     return np.ones(dataset.n_items, np.float32), evaluated
 
 
+def relevance_threshold(ranking_cfg: RankingConfig, dataset: Dataset) -> float | None:
+    """The rating a held-out item needs to be relevant: ranking.threshold; None (every held-out
+    interaction) for implicit feedback."""
+    return None if dataset.implicit else float(ranking_cfg.threshold)
+
+
 def check_ranking_threshold(ranking_cfg: RankingConfig, dataset: Dataset) -> None:
     """Refuse a relevance threshold no rating reaches (every ranking figure would be empty);
     checked as soon as the data is loaded, before any training."""
-    if ranking_cfg.enabled and float(ranking_cfg.threshold) > dataset.rating_max:
+    threshold = relevance_threshold(ranking_cfg, dataset)
+    if ranking_cfg.enabled and threshold is not None and threshold > dataset.rating_max:
         raise ConfigError(
             f"ranking.threshold={ranking_cfg.threshold} is above the highest rating "
             f"({dataset.rating_max:g}): no held-out rating could be relevant; lower it, or set "
@@ -65,13 +74,36 @@ def ranking_figures(ranking_cfg: RankingConfig, chunk_rows: int, model: ModelCon
     if not ranking_cfg.enabled:
         return {}
     check_ranking_threshold(ranking_cfg, dataset)
+    exclude, relevant = ranking_targets(dataset, relevance_threshold(ranking_cfg, dataset))
+    return evaluate_ranking(run_ranker(model, params, matrices, scaling, chunk_rows), exclude,
+                            relevant, list(ranking_cfg.k), int(ranking_cfg.chunk_users))
+
+
+def run_ranker(model: ModelConfig, params: Any, matrices: Matrices, scaling: Scaling,
+               chunk_rows: int) -> Ranker:
+    """The ranker of a run's model, reading the evaluation inputs (training and fold-in) as
+    what is known of every user; items it learned nothing of ranked last."""
     unknown = unknown_items(model.orientation == "user", matrices.train.nonempty_columns(),
                             matrices.eval_input.nonempty_rows())
-    ranker = build_ranker(model, params, matrices.eval_input, scaling=scaling,
-                          chunk_rows=chunk_rows, unknown=unknown)
-    exclude, relevant = ranking_targets(dataset, float(ranking_cfg.threshold))
-    return evaluate_ranking(ranker, exclude, relevant, list(ranking_cfg.k),
-                            int(ranking_cfg.chunk_users))
+    return build_ranker(model, params, matrices.eval_input, scaling=scaling,
+                        chunk_rows=chunk_rows, unknown=unknown)
+
+
+def ranking_validator(ranking_cfg: RankingConfig, monitor: Monitor, chunk_rows: int,
+                      model: ModelConfig, dataset: Dataset, matrices: Matrices, scaling: Scaling
+                      ) -> Callable[[Any], Callable[[Any], float]]:
+    """predict -> params -> the monitored ranking figure on the validation interactions
+    (relevant as in the test; the model's inputs excluded). NaN without validation data."""
+    exclude, relevant = ranking_targets(dataset, relevance_threshold(ranking_cfg, dataset),
+                                        held_out=VALID)
+    ks = [monitor.k]
+
+    def validate(params: Any) -> float:
+        ranker = run_ranker(model, params, matrices, scaling, chunk_rows)
+        figures = evaluate_ranking(ranker, exclude, relevant, ks, int(ranking_cfg.chunk_users))
+        return figures[monitor.metric]
+
+    return lambda predict: validate
 
 
 def evaluator_factory(dataset: Dataset, matrices: Matrices, chunk_rows: int) -> Callable:
@@ -95,20 +127,41 @@ def evaluate_held_out(evaluator_of: Callable, predict: Callable, params: Any, da
     return test, paper
 
 
-def figure_notes(results: dict[str, Any], split_cfg: SplitConfig, ranking_cfg: RankingConfig
-                 ) -> dict[str, str]:
+def no_rating_figures() -> tuple[dict[str, float], dict[str, float]]:
+    """The rating figures of a run without ratings to predict: not numbers (with a note)."""
+    nan = float("nan")
+    return {"rmse": nan, "mae": nan}, {"paper_rmse": nan}
+
+
+def rating_figures_reason(family: Any, dataset: Dataset, name: str) -> str | None:
+    """Why the run has no rating figures (None when it has them)."""
+    if not family.predicts_ratings:
+        return f"model={name} ranks items: it predicts no ratings"
+    if dataset.implicit:
+        return "implicit feedback: there are no ratings to predict"
+    return None
+
+
+def figure_notes(results: dict[str, Any], split_cfg: SplitConfig, ranking_cfg: RankingConfig,
+                 no_ratings: str | None = None) -> dict[str, str]:
     """Why each figure of `results` that is not a number (NaN, written as null) is missing:
-    results.json carries these as `notes`, {figure: reason}, so that no null goes unexplained."""
+    results.json carries these as `notes`, {figure: reason}, so that no null goes unexplained.
+    `no_ratings`: why the run has no rating figures, if it has none."""
     reasons: dict[str, str] = {}
+    if no_ratings:
+        reasons.update(dict.fromkeys(("test_rmse", "test_mae", "paper_rmse"), no_ratings))
+    monitored = f"valid_{results.get('monitor', 'rmse')}"
     if results.get("n_valid") == 0:
-        reasons["valid_rmse"] = (f"no validation ratings (split.valid_fraction="
-                                 f"{split_cfg.valid_fraction:g} left none): no early stopping, "
-                                 "the last epoch's model is kept")
+        reasons[monitored] = (f"no validation ratings (split.valid_fraction="
+                              f"{split_cfg.valid_fraction:g} left none): no early stopping, "
+                              "the last epoch's model is kept")
+    elif monitored != "valid_rmse":
+        reasons.setdefault(monitored, "no validation user has a relevant held-out item")
     if results.get("n_test") == 0:  # refused when the data is loaded; here for completeness
         reasons.update(dict.fromkeys(("test_rmse", "test_mae", "paper_rmse"), "no test ratings"))
     if results.get("ranking_users") == 0:
         reasons.update(dict.fromkeys(
-            (key for key in results if "@" in key),
+            (key for key in results if "@" in key and not key.startswith("valid_")),
             f"no user has a test rating >= ranking.threshold={ranking_cfg.threshold:g} (no "
             "relevant item to rank)"))
     return {key: reasons.get(key, "not defined for this run (unexpected: please report it)")
@@ -188,7 +241,9 @@ def evaluate_artifact(cfg: RunConfig) -> dict[str, Any]:
     """
     model = load(cfg.checkpoint.path)
     run, dataset = load_trained_data(cfg, model)
-    matrices = build_matrices(dataset, run.train, model.config.orientation, run.split.kind)
+    family = family_of(model.config)
+    learned = model_data(dataset, family, run.dataset.implicit_min_rating)
+    matrices = build_matrices(learned, run.train, model.config.orientation, run.split.kind)
     if not same_ratings(matrices.eval_input.matrix, model.inputs):
         # Models saved before data fingerprints: ratings added, removed or changed split
         # differently (the split is drawn over the ratings in (user, item) order).
@@ -197,9 +252,11 @@ def evaluate_artifact(cfg: RunConfig) -> dict[str, Any]:
                         "were added, removed or changed since, or it was trained by an older "
                         "aerec that split in the file's line order; evaluate on the ratings it "
                         "was trained on")
-    evaluator_of = evaluator_factory(dataset, matrices, int(cfg.train.eval_chunk_rows))
-    test, paper = evaluate_held_out(evaluator_of, model.predictor, model.params, dataset,
-                                    matrices, model.config.orientation)
+    no_ratings = rating_figures_reason(family, dataset, model.config.name)
+    evaluator_of = evaluator_factory(learned, matrices, int(cfg.train.eval_chunk_rows))
+    test, paper = (no_rating_figures() if no_ratings else evaluate_held_out(
+        evaluator_of, model.predictor, model.params, dataset, matrices,
+        model.config.orientation))
     ranking = ranking_figures(cfg.ranking, int(run.train.eval_chunk_rows), model.config,
                               model.params, dataset, matrices,
                               Scaling(*model.description["scaling"]))
@@ -207,4 +264,4 @@ def evaluate_artifact(cfg: RunConfig) -> dict[str, Any]:
                "layers": int(getattr(model.config, "layers", 0)), "checkpoint_path": str(
                    cfg.checkpoint.path), "n_test": dataset.count(TEST), "test_rmse": test["rmse"],
                "test_mae": test["mae"], "paper_rmse": paper["paper_rmse"], **ranking}
-    return {**results, "notes": figure_notes(results, run.split, cfg.ranking)}
+    return {**results, "notes": figure_notes(results, run.split, cfg.ranking, no_ratings)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,36 +15,51 @@ import jax.numpy as jnp
 from aerec.checkpoint import open_checkpoint
 from aerec.data.catalog import align_catalog, load_catalog
 from aerec.data.dataset import Dataset, load_dataset
-from aerec.data.device_rows import DeviceRows, rating_matrix
+from aerec.data.device_rows import rating_matrix
 from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID
 from aerec.evaluation import (
     check_ranking_threshold,
     evaluate_held_out,
     evaluator_factory,
     figure_notes,
+    no_rating_figures,
     ranking_figures,
+    ranking_validator,
+    rating_figures_reason,
 )
 from aerec.identity import data_fingerprint
 from aerec.interrupt import Interruptible, never
-from aerec.matrices import Matrices, build_matrices, data_dir_of
+from aerec.matrices import Matrices, build_matrices, data_dir_of, model_data
+from aerec.models.base import Predictor
 from aerec.models.registry import family_of
 from aerec.models.scaling import make_scaling
+from aerec.monitor import Monitor, resolve_monitor
 from aerec.optim import build_optimizer
 from aerec.run_config import RunConfig
 from aerec.saved_model import save_artifact
 from aerec.sharding import data_mesh
-from aerec.train import FitResult, Objective, fit, new_state, steps_per_epoch
+from aerec.train import (
+    FitResult,
+    TrainingObjective,
+    fit,
+    new_state,
+    passes_per_epoch,
+    steps_per_epoch,
+)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class RunTrainer:
     """The run's `aerec.models.base.Trainer`: the shared epoch loop with this run's training
     settings, checkpoints (resumed only for the same data, `data_fingerprint`) and stop
-    requests, or one timed call; each validated on the validation ratings."""
+    requests, or one timed call; each validated on the monitored figure (`train.monitor`)."""
 
     cfg: RunConfig
     matrices: Matrices
-    validate_with: Callable[[Callable, Any], Callable[[Any], float]]
+    validator: Callable[[Predictor], Callable[[Any], float]]  # predict -> params -> figure
+    monitor: Monitor
     on_epoch: Callable[[dict[str, float]], None] | None = None
     interruptible: Interruptible = never
     data_fingerprint: str = ""
@@ -54,24 +70,29 @@ class RunTrainer:
         return int(self.cfg.seed)
 
     @property
+    def batch_size(self) -> int:
+        """Rows per optimizer step (train.batch_size)."""
+        return int(self.cfg.train.batch_size)
+
+    @property
     def compute_dtype(self) -> Any:
         """The training step's dtype (train.dtype)."""
         return jnp.dtype(self.cfg.train.dtype)
 
-    def epochs(self, objective: Objective, init_params: Callable[[], Any], predict: Callable
-               ) -> FitResult:
+    def epochs(self, objective: TrainingObjective, init_params: Callable[[], Any],
+               predict: Predictor) -> FitResult:
         """`aerec.train.fit` from the parameters `init_params` builds (or a checkpoint)."""
         cfg, train = self.cfg, self.matrices.train
-        optimizer = build_optimizer(cfg.optimizer, steps_per_epoch(
-            train, int(cfg.train.batch_size)) * int(cfg.train.epochs))
+        optimizer = build_optimizer(cfg.optimizer, steps_per_epoch(train, self.batch_size)
+                                    * passes_per_epoch(objective) * int(cfg.train.epochs))
         state = new_state(init_params, optimizer, cfg.seed)
         checkpointer, resumed = open_checkpoint(
             cfg, {"train": state, "best_params": state.params}, self.data_fingerprint)
         try:
-            result = fit(objective, optimizer, state, train,
-                         self.validate_with(predict, train), epochs=cfg.train.epochs,
-                         batch_size=cfg.train.batch_size, patience=cfg.train.patience,
-                         seed=cfg.seed, on_epoch=self.on_epoch, progress=cfg.train.progress,
+            result = fit(objective, optimizer, state, train, self.validator(predict),
+                         epochs=cfg.train.epochs, batch_size=self.batch_size,
+                         patience=cfg.train.patience, seed=cfg.seed, monitor=self.monitor,
+                         on_epoch=self.on_epoch, progress=cfg.train.progress,
                          checkpointer=checkpointer, resumed=resumed,
                          mesh=data_mesh(cfg.train.mesh, int(cfg.train.wide_shards)),
                          interruptible=self.interruptible)
@@ -81,18 +102,18 @@ class RunTrainer:
         result.resumed_from_epoch = resumed.epoch if resumed is not None else 0
         return result
 
-    def once(self, fit_params: Callable[[], Any], predict: Callable) -> FitResult:
+    def once(self, fit_params: Callable[[], Any], predict: Predictor) -> FitResult:
         """A model fitted in one shot (no epochs): time it, validate it, report it as one
         epoch."""
         started = time.perf_counter()
         params = jax.block_until_ready(fit_params())
         seconds = time.perf_counter() - started
-        valid_rmse = self.validate_with(predict, self.matrices.train)(params)
-        record = {"epoch": 1, "train_loss": float("nan"), "valid_rmse": valid_rmse,
+        valid = self.validator(predict)(params)
+        record = {"epoch": 1, "train_loss": float("nan"), self.monitor.key: valid,
                   "epoch_seconds": seconds}
         if self.on_epoch is not None:
             self.on_epoch(record)
-        return FitResult(params, 1, valid_rmse, 1, seconds, [record])
+        return FitResult(params, 1, valid, 1, seconds, [record])
 
 
 def run_experiment(cfg: RunConfig, on_epoch: Callable[[dict[str, float]], None] | None = None,
@@ -101,31 +122,33 @@ def run_experiment(cfg: RunConfig, on_epoch: Callable[[dict[str, float]], None] 
     """Run the configured training and evaluation; returns the results and the dataset.
 
     With `artifact_dir`, the trained model is saved there for `aerec.load`; `interruptible`
-    (`aerec.interrupt`): how the autoencoder's epoch loop learns of a requested stop.
+    (`aerec.interrupt`): how the epoch loop learns of a requested stop.
     """
     data_dir = data_dir_of(cfg.paths)
     dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir,
                            progress=cfg.train.progress)
     check_ranking_threshold(cfg.ranking, dataset)
     fingerprint = data_fingerprint(dataset)
-    model = cfg.model
-    orientation = model.orientation
-    matrices = build_matrices(dataset, cfg.train, orientation, cfg.split.kind)
-    evaluator_of = evaluator_factory(dataset, matrices, int(cfg.train.eval_chunk_rows))
-
-    def validate_with(predict: Callable, inputs: DeviceRows) -> Callable[[Any], float]:
-        evaluator = evaluator_of(predict, row_known=inputs.nonempty_rows())
-        return lambda params: evaluator.evaluate(params, inputs, matrices.valid)["rmse"]
-
+    model, family = cfg.model, family_of(cfg.model)
+    monitor = resolve_monitor(cfg.train.monitor, predicts_ratings=family.predicts_ratings,
+                              implicit=dataset.implicit, model_name=model.name)
+    learned = model_data(dataset, family, cfg.dataset.implicit_min_rating)
+    matrices = build_matrices(learned, cfg.train, model.orientation, cfg.split.kind)
+    evaluator_of = evaluator_factory(learned, matrices, int(cfg.train.eval_chunk_rows))
     # One scaling for training, prediction and the saved model (every model reads
     # model.scaling).
-    scaling = make_scaling(model.scaling, dataset.rating_min, dataset.rating_max,
-                           dataset.train_mean())
-    trainer = RunTrainer(cfg, matrices, validate_with, on_epoch, interruptible, fingerprint)
-    predict, result = family_of(model).fit(model, matrices.train, scaling, trainer)
+    scaling = make_scaling(model.scaling, learned.rating_min, learned.rating_max,
+                           learned.train_mean())
+    validator = (ranking_validator(cfg.ranking, monitor, int(cfg.train.eval_chunk_rows), model,
+                                   dataset, matrices, scaling) if monitor.ranking
+                 else rmse_validator(evaluator_of, matrices))
+    trainer = RunTrainer(cfg, matrices, validator, monitor, on_epoch, interruptible, fingerprint)
+    predict, result = family.fit(model, matrices.train, scaling, trainer)
 
-    test, paper = evaluate_held_out(evaluator_of, predict, result.best_params, dataset,
-                                    matrices, orientation)
+    rates = family.predicts_ratings and not dataset.implicit
+    test, paper = (evaluate_held_out(evaluator_of, predict, result.best_params, dataset,
+                                     matrices, model.orientation) if rates
+                   else no_rating_figures())
     if artifact_dir is not None and jax.process_count() == 1:
         save_artifact(artifact_dir, result.best_params, config=cfg.resolved,
                       scaling=scaling,
@@ -141,10 +164,11 @@ def run_experiment(cfg: RunConfig, on_epoch: Callable[[dict[str, float]], None] 
                             "data_dir": str(data_dir.absolute())})
     results = {
         "dataset": cfg.dataset.name,
+        "feedback": "implicit" if dataset.implicit else "explicit",
         "model": model.name,
         "layers": int(getattr(model, "layers", 0)),
         "ensemble": int(getattr(model, "ensemble", 1)),
-        "orientation": orientation,
+        "orientation": model.orientation,
         "split": cfg.split.kind,
         "n_users": dataset.n_users,
         "n_items": dataset.n_items,
@@ -159,7 +183,9 @@ def run_experiment(cfg: RunConfig, on_epoch: Callable[[dict[str, float]], None] 
         "paper_rmse": paper["paper_rmse"],
         **ranking_figures(cfg.ranking, int(cfg.train.eval_chunk_rows), model,
                           result.best_params, dataset, matrices, scaling),
-        "valid_rmse": result.best_valid_rmse,
+        "monitor": monitor.metric,
+        monitor.key: result.best_valid,
+        "chosen_by": chosen_by(monitor, cfg.ranking.enabled),
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
         "train_seconds": result.train_seconds,
@@ -170,5 +196,25 @@ def run_experiment(cfg: RunConfig, on_epoch: Callable[[dict[str, float]], None] 
         "device": jax.devices()[0].device_kind,
         "history": result.history,
     }
-    results["notes"] = figure_notes(results, cfg.split, cfg.ranking)
+    results["notes"] = figure_notes(results, cfg.split, cfg.ranking, rating_figures_reason(
+        family, dataset, model.name))
     return results, dataset
+
+
+def rmse_validator(evaluator_of: Callable, matrices: Matrices
+                   ) -> Callable[[Predictor], Callable[[Any], float]]:
+    """predict -> params -> the validation RMSE of the training rows' predictions."""
+    def validate_with(predict: Predictor) -> Callable[[Any], float]:
+        evaluator = evaluator_of(predict, row_known=matrices.train.nonempty_rows())
+        return lambda params: evaluator.evaluate(params, matrices.train, matrices.valid)["rmse"]
+
+    return validate_with
+
+
+def chosen_by(monitor: Monitor, ranking: bool) -> str:
+    """How the kept epoch was chosen, said in results.json."""
+    if monitor.ranking:
+        return (f"the epoch with the best validation {monitor.metric} (train.monitor): chosen "
+                "for its lists")
+    return ("the epoch with the lowest validation RMSE: chosen for rating error, not for its "
+            "lists" + (" (train.monitor=ndcg@10 chooses by them)" if ranking else ""))

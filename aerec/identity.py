@@ -22,7 +22,8 @@ NOT_IDENTITY = {"task", "train.progress", "train.resume", "train.data_path",
                 "train.stop_grace_seconds", "user", "ratings", "ratings_file", "k", "format"}
 # Keys added after checkpoints were first written, at the value that trains as before: left
 # out of the identity then, so that older checkpoints still resume (and keep their directory).
-NEUTRAL_DEFAULTS = {"train.wide_shards": 1, "dataset.feedback": "explicit",
+NEUTRAL_DEFAULTS = {"train.wide_shards": 1, "train.monitor": "auto",
+                    "dataset.feedback": "explicit",
                     "dataset.implicit_min_rating": None, "prepare.repeat_filters": False,
                     "split.heldout_users": None, "split.leave_last": 1,
                     "split.train_path": None, "split.valid_path": None,

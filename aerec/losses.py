@@ -23,6 +23,15 @@ class Objective:
     compute_dtype: Any = jnp.float32  # bfloat16: matmuls in bf16, parameters and Adam in fp32
     pad_hidden: bool = True  # on an accelerator, hidden widths aligned too (aerec.accelerate)
 
+    def step_loss(self, params: Any, rows: jax.Array, counts: jax.Array,
+                  key: jax.Array | None, step: jax.Array) -> jax.Array:
+        """`loss_fn` as a training step computes it (`aerec.accelerate.step_loss`: at aligned
+        widths on an accelerator); the step number plays no part."""
+        del step
+        from aerec import accelerate  # it wraps this module's loss
+
+        return accelerate.step_loss(self, params, rows, counts, key)
+
 
 def loss_fn(objective: Objective, params: Any, rows: jax.Array, counts: jax.Array,
             key: jax.Array | None) -> jax.Array:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from aerec.data.device_rows import DeviceRows, dense_bytes, dense_dtype, rating_
 from aerec.data.locate import default_data_dir
 from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID
 from aerec.run_config import PathsConfig, TrainConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -96,3 +99,17 @@ def build_matrices(dataset: Dataset, train_cfg: TrainConfig, orientation: str,
                      else DeviceRows(paper_input, False)),
         everything=DeviceRows(matrix(TRAIN, VALID, TEST, FOLD_IN), False),
     )
+
+
+def model_data(dataset: Dataset, family: Any, implicit_min_rating: float | None) -> Dataset:
+    """What the model learns from: a top-N family learns from interactions, so rated data
+    becomes its interactions (every rating, or those >= dataset.implicit_min_rating); the
+    evaluation still reads `dataset` (relevance by ranking.threshold, every rating excluded)."""
+    if family.predicts_ratings or dataset.implicit:
+        return dataset
+    interactions = dataset.interactions(implicit_min_rating)
+    kept = ("every rating" if implicit_min_rating is None else
+            f"the {interactions.rating.size} ratings >= {implicit_min_rating:g} "
+            f"(dataset.implicit_min_rating) of {dataset.rating.size}")
+    log.info("model=%s learns from interactions: %s counts as one", family.name, kept)
+    return interactions

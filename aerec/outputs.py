@@ -11,9 +11,9 @@ import numpy as np
 
 from aerec.atomic import atomic_output, write_text_atomic
 
-TABLE_KEYS = ("dataset", "model", "layers", "n_users", "n_items", "n_train", "n_test",
-              "test_rmse", "test_mae", "paper_rmse", "precision@10", "recall@10", "ndcg@10",
-              "best_epoch", "epochs_run", "train_seconds")
+TABLE_KEYS = ("dataset", "feedback", "model", "layers", "n_users", "n_items", "n_train",
+              "n_test", "test_rmse", "test_mae", "paper_rmse", "precision@10", "recall@10",
+              "ndcg@10", "mrr@10", "monitor", "best_epoch", "epochs_run", "train_seconds")
 
 
 def _plain(value: Any) -> Any:
@@ -54,7 +54,7 @@ def write_config(resolved_yaml: str, output_dir: Path) -> None:
 
 
 def plot_learning_curve(history: list[dict[str, Any]], path: Path) -> None:
-    """Training loss and validation RMSE per epoch, as a PNG."""
+    """Training loss and the monitored validation figure per epoch, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,8 +64,10 @@ def plot_learning_curve(history: list[dict[str, Any]], path: Path) -> None:
     figure, (loss_axis, rmse_axis) = plt.subplots(1, 2, figsize=(9, 3.5))
     loss_axis.plot(epochs, [record["train_loss"] for record in history])
     loss_axis.set(xlabel="epoch", ylabel="train loss", title="training loss")
-    rmse_axis.plot(epochs, [record["valid_rmse"] for record in history], color="tab:orange")
-    rmse_axis.set(xlabel="epoch", ylabel="RMSE", title="validation RMSE")
+    monitored = next((key for key in history[0] if key.startswith("valid_")), "valid_rmse")
+    rmse_axis.plot(epochs, [record[monitored] for record in history], color="tab:orange")
+    label = monitored.removeprefix("valid_")
+    rmse_axis.set(xlabel="epoch", ylabel=label, title=f"validation {label}")
     figure.tight_layout()
     try:
         with atomic_output(path) as handle:
@@ -79,6 +81,10 @@ def format_table(results: dict[str, Any]) -> str:
     rows = []
     for key in (key for key in TABLE_KEYS if key in results):
         value = results[key]
+        if key == "monitor":  # the kept epoch's validation figure
+            key, value = f"valid_{value}", results.get(f"valid_{value}")
+        elif isinstance(value, float) and math.isnan(value):
+            continue  # a figure the run does not have (its reason is in results.json)
         text = f"{value:.4f}" if isinstance(value, float) else str(value)
         rows.append((key, text))
     width = max(len(key) for key, _ in rows)

@@ -86,6 +86,7 @@ class TrainConfig:
     progress: bool = True
     resume: str | bool = "auto"
     stop_grace_seconds: float = 20.0
+    monitor: str = "auto"  # rmse | <ranking metric>@<k> | auto (aerec.monitor)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Top-N evaluation: Precision, Recall, NDCG, HitRate and MAP at k, and catalogue coverage.
+"""Top-N evaluation: Precision, Recall, NDCG, HitRate, MAP and MRR at k, and catalogue coverage.
 
 For each user with at least one relevant held-out item (a test rating >= the threshold), every
 item the user has not rated outside the test set is ranked by the model's score (full
@@ -8,7 +8,8 @@ the user's relevant items:
 
     precision@k = sum(h) / k          recall@k = sum(h) / |R|       hit_rate@k = [sum(h) > 0]
     ndcg@k = sum_j h_j / log2(j + 1) / sum_{j <= min(k, |R|)} 1 / log2(j + 1)
-    map@k  = sum_j h_j * precision@j / min(k, |R|)
+    map@k  = sum_j h_j * precision@j / min(k, |R|)    (trec_eval divides by |R|)
+    mrr@k  = 1 / (position of the first hit), 0 without a hit in the top k
     coverage@k = |union of all evaluated users' top k| / number of items
 
 Ties in score rank the lower item index first (jax.lax.top_k is stable). Users are scored,
@@ -33,7 +34,7 @@ from aerec.data.device_rows import padded_chunks, rating_matrix
 from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID
 from aerec.rankers import Ranker
 
-METRICS = ("precision", "recall", "ndcg", "hit_rate", "map")
+METRICS = ("precision", "recall", "ndcg", "hit_rate", "map", "mrr")
 
 
 @partial(jax.jit, static_argnames="k_max")
@@ -75,16 +76,24 @@ def user_metrics(hits: np.ndarray, n_relevant: np.ndarray, ks: Sequence[int]) ->
             (hit_k * discount[:k]).sum(axis=1) / ideal[ideal_k.astype(np.int64) - 1],
             (found > 0).astype(np.float64),
             (hit_k * precision_at[:, :k]).sum(axis=1) / ideal_k,
+            np.where(found > 0, 1.0 / (np.argmax(hit_k, axis=1) + 1.0), 0.0),
         ], axis=1)
     return figures
 
 
-def ranking_targets(dataset: Dataset, threshold: float) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """(exclude, relevant) user x item matrices: all non-test ratings; test ratings >= threshold."""
-    exclude = rating_matrix(dataset, (TRAIN, VALID, FOLD_IN), "user")
-    relevant = rating_matrix(dataset, (TEST,), "user")
-    relevant.data = (relevant.data >= threshold).astype(np.float32)
-    relevant.eliminate_zeros()
+def ranking_targets(dataset: Dataset, threshold: float | None, held_out: int = TEST
+                    ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(exclude, relevant) user x item matrices for ranking the `held_out` role (TEST, or
+    VALID while training): relevant, its ratings >= `threshold` (all of them with None:
+    implicit feedback); excluded, what the user is known by at that point: for the test,
+    every other rating; for validation, the model's inputs (training and fold-in), the test
+    items being candidates like any unseen item."""
+    known = (TRAIN, VALID, FOLD_IN) if held_out == TEST else (TRAIN, FOLD_IN)
+    exclude = rating_matrix(dataset, known, "user")
+    relevant = rating_matrix(dataset, (held_out,), "user")
+    if threshold is not None:
+        relevant.data = (relevant.data >= threshold).astype(np.float32)
+        relevant.eliminate_zeros()
     return exclude, relevant
 
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +21,7 @@ from aerec.checkpoint import Checkpointer, Resumed
 from aerec.data.device_rows import DeviceRows
 from aerec.errors import TrainingDivergedError, TrainingInterrupted
 from aerec.interrupt import Interruptible, never
-from aerec.losses import Objective
+from aerec.monitor import VALID_RMSE, Monitor
 from aerec.sharding import (
     agreed,
     any_process,
@@ -89,20 +89,48 @@ def new_state(make_params: Callable[[], Any], optimizer: optax.GradientTransform
     return jax.jit(fresh_training_state)()
 
 
-def train_step(objective: Objective, optimizer: optax.GradientTransformation,
+class TrainingObjective(Protocol):
+    """What an iterative family trains: a loss on a batch of dense rows, for the shared step.
+
+    `step_loss(params, rows, counts, key, step)`: the batch's loss (`counts`: each row's
+    number of observed cells, 0 for batch padding, which must not contribute; `key`: the
+    step's dropout key; `step`: the optimizer step, e.g. for an annealed weight). A family
+    whose update is not one gradient step of one loss (RecVAE's alternating encoder and
+    decoder updates) also defines `train_step(optimizer, state, rows, counts) -> (state,
+    loss)`, used instead of `train_step` below. `passes`: passes over the training rows that
+    make one epoch (1 if absent).
+    """
+
+    def step_loss(self, params: Any, rows: jax.Array, counts: jax.Array,
+                  key: jax.Array | None, step: jax.Array) -> jax.Array: ...
+
+
+def passes_per_epoch(objective: Any) -> int:
+    """The passes over the training rows that one epoch of `objective` makes."""
+    return int(getattr(objective, "passes", 1))
+
+
+def step_key(state: TrainState) -> jax.Array:
+    """The step's dropout key: fold_in(training key, step)."""
+    return jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+
+
+def train_step(objective: TrainingObjective, optimizer: optax.GradientTransformation,
                state: TrainState, rows: jax.Array, counts: jax.Array
                ) -> tuple[TrainState, jax.Array]:
-    """One Adam step on a batch of dense rows (`counts`: see `loss_fn`; on an accelerator the
-    loss is computed at aligned widths, `aerec.accelerate`); dropout key = fold_in(rng, step)."""
-    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-    loss, grads = jax.value_and_grad(partial(accelerate.step_loss, objective))(
-        state.params, rows, counts, key)
+    """One optimizer step on a batch of dense rows (`counts`: see `TrainingObjective`), or the
+    objective's own `train_step`."""
+    own_step = getattr(objective, "train_step", None)
+    if own_step is not None:
+        return own_step(optimizer, state, rows, counts)
+    loss, grads = jax.value_and_grad(partial(objective.step_loss, step=state.step))(
+        state.params, rows, counts, step_key(state))
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     return TrainState(state.step + 1, params, opt_state, state.rng), loss
 
 
-def train_epoch_resident(objective: Objective, optimizer: optax.GradientTransformation,
+def train_epoch_resident(objective: TrainingObjective, optimizer: optax.GradientTransformation,
                          state: TrainState, matrix: jax.Array, matrix_counts: jax.Array,
                          batches: jax.Array,
                          shardings: tuple[NamedSharding, NamedSharding] | None = None
@@ -132,25 +160,29 @@ def steps_per_epoch(train_rows: DeviceRows, batch_size: int) -> int:
     return -(-int(np.count_nonzero(train_rows.nonempty_rows())) // batch_size)
 
 
-def epoch_batches(rows: np.ndarray, batch_size: int, seed: int, epoch: int) -> np.ndarray:
-    """The epoch's shuffled row ids as (n_batches, batch_size), padded with -1.
+def epoch_batches(rows: np.ndarray, batch_size: int, seed: int, epoch: int, passes: int = 1
+                  ) -> np.ndarray:
+    """The epoch's shuffled row ids as (passes x n_batches, batch_size), each pass's last
+    batch padded with -1.
 
-    The order depends only on (seed, epoch), so a resumed run sees the same batches.
+    The order depends only on (seed, epoch[, pass]), so a resumed run sees the same batches.
     """
-    order = np.random.default_rng([seed, epoch]).permutation(rows)
-    n_batches = -(-order.size // batch_size)
-    padded = np.full(n_batches * batch_size, -1, dtype=np.int32)
-    padded[: order.size] = order
-    return padded.reshape(n_batches, batch_size)
+    n_batches = -(-rows.size // batch_size)
+    padded = np.full((passes, n_batches * batch_size), -1, dtype=np.int32)
+    for index in range(passes):
+        generator = np.random.default_rng([seed, epoch] if index == 0 else [seed, epoch, index])
+        padded[index, : rows.size] = generator.permutation(rows)
+    return padded.reshape(passes * n_batches, batch_size)
 
 
 @dataclass
 class FitResult:
-    """Outcome of `fit`: the best parameters by validation RMSE and the per-epoch history."""
+    """Outcome of `fit`: the best parameters by the monitored validation figure (`best_valid`)
+    and the per-epoch history."""
 
     best_params: Any
     best_epoch: int
-    best_valid_rmse: float
+    best_valid: float
     epochs_run: int
     train_seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
@@ -161,29 +193,31 @@ class FitResult:
 
 @dataclass
 class EarlyStopping:
-    """The best epoch by validation RMSE so far, its parameters, and the epochs waited since:
-    training stops once `patience` epochs in a row bring no improvement."""
+    """The best epoch by the monitored validation figure so far (`monitor`), its parameters,
+    and the epochs waited since: training stops once `patience` epochs in a row bring no
+    improvement."""
 
     patience: int
     best_params: Any
     best_epoch: int = 0
-    best_valid_rmse: float = float("inf")
+    best_valid: float = float("nan")
     waited: int = 0
+    monitor: Monitor = field(default_factory=Monitor)
 
-    def improves(self, valid_rmse: float) -> bool:
-        """Whether an epoch of `valid_rmse` becomes the best."""
-        # Without validation ratings (NaN) there is nothing to stop on: keep the last epoch.
-        # The first epoch is the best so far whatever its RMSE (+inf included): the state it
-        # started from may have been donated.
-        return (valid_rmse < self.best_valid_rmse or bool(np.isnan(valid_rmse))
-                or self.best_epoch == 0)
+    def improves(self, valid: float) -> bool:
+        """Whether an epoch of validation figure `valid` becomes the best."""
+        # Without validation data (NaN) there is nothing to stop on: keep the last epoch.
+        # The first epoch is the best so far whatever its figure (+inf included): the state
+        # it started from may have been donated.
+        return (self.best_epoch == 0 or bool(np.isnan(valid))
+                or self.monitor.better(valid, self.best_valid))
 
-    def update(self, epoch: int, valid_rmse: float, params: Callable[[], Any]) -> None:
+    def update(self, epoch: int, valid: float, params: Callable[[], Any]) -> None:
         """Take the epoch's result; `params` gives a copy of its parameters, made only if
         they are kept (later epochs donate the state)."""
-        if self.improves(valid_rmse):
+        if self.improves(valid):
             self.best_params, self.best_epoch = params(), epoch
-            self.best_valid_rmse, self.waited = valid_rmse, 0
+            self.best_valid, self.waited = valid, 0
         else:
             self.waited += 1
 
@@ -204,15 +238,16 @@ class Progress:
     seconds_before: float = 0.0  # training time of the processes before this one
 
 
-def resume(state: TrainState, patience: int, resumed: Resumed | None
+def resume(state: TrainState, patience: int, resumed: Resumed | None, monitor: Monitor
            ) -> tuple[TrainState, Progress]:
     """The state and progress a run goes on from: `resumed`'s (a restored checkpoint), or a
     fresh run's from `state`."""
     if resumed is None:
-        return state, Progress(EarlyStopping(patience, state.params))
+        return state, Progress(EarlyStopping(patience, state.params, monitor=monitor))
     meta = resumed.meta
+    best = meta["best_valid"] if "best_valid" in meta else meta["best_valid_rmse"]  # before 0.2
     stopping = EarlyStopping(patience, resumed.arrays["best_params"], meta["best_epoch"],
-                             meta["best_valid_rmse"], meta["waited"])
+                             best, meta["waited"], monitor)
     return resumed.arrays["train"], Progress(stopping, list(meta["history"]), resumed.epoch,
                                              meta["finished"], meta["seconds"])
 
@@ -222,11 +257,12 @@ def save_epoch(checkpointer: Checkpointer, epoch: int, state: TrainState, run: P
     """Checkpoint the epoch: the training state, the best parameters, and what resuming
     needs to go on as if never stopped."""
     stopping = run.stopping
-    meta = {"best_epoch": stopping.best_epoch, "best_valid_rmse": stopping.best_valid_rmse,
+    meta = {"best_epoch": stopping.best_epoch, "best_valid": stopping.best_valid,
             "waited": stopping.waited, "finished": run.finished, "history": run.history,
             "seconds": seconds}
+    monitor = stopping.monitor
     checkpointer.save(epoch, {"train": state, "best_params": stopping.best_params}, meta,
-                      run.history[-1]["valid_rmse"])
+                      monitor.loss(run.history[-1][monitor.key]))
 
 
 def stop_if_asked(signum: int, epoch: int, checkpointer: Checkpointer | None) -> None:
@@ -284,7 +320,7 @@ class EpochTrainer:
         return params if self.mesh is not None else local_copy(state.params, None)
 
 
-def epoch_trainer(objective: Objective, optimizer: optax.GradientTransformation,
+def epoch_trainer(objective: TrainingObjective, optimizer: optax.GradientTransformation,
                   state: TrainState, train_rows: DeviceRows, batch_size: int,
                   mesh: Mesh | None) -> tuple[EpochTrainer, TrainState]:
     """The run's compiled epoch, and `state` placed as it expects. With a `mesh` (see
@@ -309,14 +345,15 @@ def epoch_trainer(objective: Objective, optimizer: optax.GradientTransformation,
                         mesh), state
 
 
-def fit(objective: Objective, optimizer: optax.GradientTransformation, state: TrainState,
+def fit(objective: TrainingObjective, optimizer: optax.GradientTransformation, state: TrainState,
         train_rows: DeviceRows, validate: Callable[[Any], float], *, epochs: int,
-        batch_size: int, patience: int, seed: int,
+        batch_size: int, patience: int, seed: int, monitor: Monitor = VALID_RMSE,
         on_epoch: Callable[[dict[str, float]], None] | None = None,
         progress: bool = True, checkpointer: Checkpointer | None = None,
         resumed: Resumed | None = None, mesh: Mesh | None = None,
         interruptible: Interruptible = never) -> FitResult:
-    """Train up to `epochs` epochs with early stopping on validation RMSE (`patience` epochs).
+    """Train up to `epochs` epochs with early stopping on the `monitor` figure that
+    `validate(params)` computes (`patience` epochs).
 
     With a `checkpointer`, the full training state is saved as its policy says
     (`Checkpointer.should_save`) and at the end; `resumed` (a restored checkpoint) continues
@@ -326,7 +363,7 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
     checkpointer) and raises TrainingInterrupted; so does a stop asked for while the last
     epoch was saved.
     """
-    state, run = resume(state, patience, resumed)
+    state, run = resume(state, patience, resumed, monitor)
     for record in run.history:  # the new run's metrics.jsonl holds the whole history
         if on_epoch is not None:
             on_epoch(record)
@@ -341,15 +378,15 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
     with bar, interruptible() as stop_requested:  # the bar closed however the loop ends
         for epoch in range(first_epoch, epochs + 1) if not run.finished else range(0):
             epoch_started = time.perf_counter()
-            state, train_loss = trainer(state, epoch_batches(rows_with_data, batch_size, seed,
-                                                             epoch))
+            state, train_loss = trainer(state, epoch_batches(
+                rows_with_data, batch_size, seed, epoch, passes_per_epoch(objective)))
             current = trainer.params(state)
             record = {"epoch": epoch, "train_loss": train_loss,
-                      "valid_rmse": agreed(validate(current)),
+                      monitor.key: agreed(validate(current)),
                       "epoch_seconds": time.perf_counter() - epoch_started}
-            log_epoch(record, run.history, on_epoch, bar)
+            log_epoch(record, run.history, on_epoch, bar, monitor)
             check_finite(train_loss, epoch)
-            run.stopping.update(epoch, record["valid_rmse"], partial(trainer.kept, state, current))
+            run.stopping.update(epoch, record[monitor.key], partial(trainer.kept, state, current))
             run.epochs_run, run.finished = epoch, run.stopping.exhausted or epoch == epochs
             # the signal that asked for a stop in any process, 0 if none: all stop, or none
             asked = any_process(stop_requested())
@@ -363,17 +400,18 @@ def fit(objective: Objective, optimizer: optax.GradientTransformation, state: Tr
         # asked while the last epoch was being saved: the run ends here too, that save kept
         stop_if_asked(any_process(stop_requested()), run.epochs_run, checkpointer)
     stopping = run.stopping
-    return FitResult(stopping.best_params, stopping.best_epoch, stopping.best_valid_rmse,
+    return FitResult(stopping.best_params, stopping.best_epoch, stopping.best_valid,
                      run.epochs_run, run.seconds_before + time.perf_counter() - started,
                      run.history)
 
 
 def log_epoch(record: dict[str, float], history: list[dict[str, float]],
-              on_epoch: Callable[[dict[str, float]], None] | None, bar: tqdm) -> None:
+              on_epoch: Callable[[dict[str, float]], None] | None, bar: tqdm,
+              monitor: Monitor) -> None:
     """Add the epoch's record to the history, the caller's log and the progress bar."""
     history.append(record)
     if on_epoch is not None:
         on_epoch(record)
-    bar.set_postfix(loss=f"{record['train_loss']:.4f}", valid_rmse=f"{record['valid_rmse']:.4f}",
-                    refresh=False)
+    bar.set_postfix({"loss": f"{record['train_loss']:.4f}",
+                     monitor.key: f"{record[monitor.key]:.4f}"}, refresh=False)
     bar.update()

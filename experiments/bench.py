@@ -55,12 +55,12 @@ from aerec.data.dataset import load_dataset
 from aerec.data.device_rows import DENSE_DTYPES
 from aerec.data.split import TRAIN
 from aerec.devices import on_accelerator
+from aerec.losses import Objective
 from aerec.matrices import build_matrices
 from aerec.models.autoencoder import init_members
 from aerec.models.scaling import make_scaling
 from aerec.optim import build_optimizer
 from aerec.train import (
-    Objective,
     epoch_batches,
     init_state,
     train_epoch_resident,

@@ -264,6 +264,7 @@ class AutoencoderFamily:
     name = "autoencoder"
     config_type = AutoencoderConfig
     iterative = True
+    predicts_ratings = True
     saved_keys: ClassVar[Mapping[str, FieldCheck]] = {
         "layers": positive_int_problem, "hidden": widths_problem, "latent": positive_int_problem,
         "activation": one_of_problem(tuple(ACTIVATIONS)),
@@ -300,7 +301,7 @@ class AutoencoderFamily:
     def fit(self, config: AutoencoderConfig, train: DeviceRows, scaling: Scaling,
             trainer: Trainer) -> tuple[Predictor, FitResult]:
         """The masked (or all-cells) reconstruction loss, trained by the shared epoch loop."""
-        from aerec.train import Objective  # aerec.train imports this module
+        from aerec.losses import Objective  # it imports this module
 
         n_inputs = train.shape[1]
         graphdef = graphdef_of(config, n_inputs)

@@ -50,13 +50,16 @@ class Trainer(Protocol):
     """How a family's parameters are fitted, set up by the experiment for one run."""
 
     seed: int
+    batch_size: int  # rows per optimizer step (train.batch_size)
     compute_dtype: Any  # the training step's dtype (train.dtype)
 
     def epochs(self, objective: Any, init_params: Callable[[], Any], predict: Predictor
                ) -> FitResult:
-        """The shared epoch loop (`aerec.train.fit`) on `objective` from the parameters
-        `init_params` builds: optimizer, checkpoints and resume, early stopping on the
-        validation RMSE of `predict`, stop requests."""
+        """The shared epoch loop (`aerec.train.fit`) on `objective`
+        (`aerec.train.TrainingObjective`) from the parameters `init_params` builds:
+        optimizer, checkpoints and resume, early stopping on the monitored validation figure
+        (`train.monitor`: the RMSE of `predict`, or a ranking figure of the family's
+        `ranker`), stop requests."""
 
     def once(self, fit_params: Callable[[], Any], predict: Predictor) -> FitResult:
         """Parameters fitted in one call, timed and validated, reported as one epoch."""
@@ -69,6 +72,9 @@ class ModelFamily(Protocol):
     name: str
     config_type: type
     iterative: bool  # trained in epochs by the shared loop: optimizer, checkpoints, resume
+    # False for top-N families: they rank items from interactions and predict no ratings
+    # (the run gives them interactions, reports no RMSE and validates on a ranking figure)
+    predicts_ratings: bool
     saved_keys: Mapping[str, FieldCheck]  # model.json keys its graph and predictor read
 
     def check_config(self, model: Mapping[str, Any]) -> None:

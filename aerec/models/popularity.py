@@ -66,6 +66,7 @@ class PopularityFamily:
     name = "popularity"
     config_type = PopularityConfig
     iterative = False
+    predicts_ratings = True
     saved_keys: ClassVar[Mapping[str, FieldCheck]] = {}
 
     def check_config(self, model: Mapping[str, Any]) -> None:

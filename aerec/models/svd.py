@@ -320,6 +320,7 @@ class SVDFamily:
     name = "svd"
     config_type = SVDConfig
     iterative = False
+    predicts_ratings = True
     saved_keys: ClassVar[Mapping[str, FieldCheck]] = {
         "rank": positive_int_problem, "center": boolean_problem,
         "bias_reg": non_negative_problem}
