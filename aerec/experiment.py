@@ -17,6 +17,7 @@ from aerec.data.catalog import align_catalog, load_catalog
 from aerec.data.dataset import Dataset, load_dataset
 from aerec.data.device_rows import rating_matrix
 from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID
+from aerec.errors import ConfigError
 from aerec.evaluation import (
     check_ranking_threshold,
     evaluate_held_out,
@@ -130,6 +131,7 @@ def run_experiment(cfg: RunConfig, on_epoch: Callable[[dict[str, float]], None] 
     check_ranking_threshold(cfg.ranking, dataset)
     fingerprint = data_fingerprint(dataset)
     model, family = cfg.model, family_of(cfg.model)
+    check_learns_from(model, dataset)
     monitor = resolve_monitor(cfg.train.monitor, predicts_ratings=family.predicts_ratings,
                               implicit=dataset.implicit, model_name=model.name)
     learned = model_data(dataset, family, cfg.dataset.implicit_min_rating)
@@ -209,6 +211,22 @@ def rmse_validator(evaluator_of: Callable, matrices: Matrices
         return lambda params: evaluator.evaluate(params, matrices.train, matrices.valid)["rmse"]
 
     return validate_with
+
+
+def check_learns_from(model: Any, dataset: Dataset) -> None:
+    """Refuse a rating model that would learn nothing from implicit feedback (every observed
+    value is 1): the masked loss sees only those, the centred SVD only their residuals 0."""
+    if not dataset.implicit:
+        return
+    top_n = "a top-N model (model=ease, multvae, multdae or recvae)"
+    if getattr(model, "loss", None) == "masked":
+        raise ConfigError(f"model.loss=masked learns the observed cells only, and with implicit "
+                          f"feedback every one is 1: use model.loss=all_cells (the paper's "
+                          f"loss), or {top_n}")
+    if getattr(model, "center", None) is True:
+        raise ConfigError("model.center=true fits what is left of each rating after its "
+                          "biases, and with implicit feedback nothing is: use model.center=false "
+                          f"(PureSVD of the interaction matrix), or {top_n}")
 
 
 def chosen_by(monitor: Monitor, ranking: bool) -> str:

@@ -2,7 +2,8 @@
 
 Every field that loading and task=evaluate read must be present, of its type and in its
 range: a known model name and orientation, the keys the model's graph and predictor read, a
-scaling with a positive scale, a rating range low < high holding the fallback, a positive
+scaling with a positive scale, a rating range low <= high holding the fallback (equal for
+implicit feedback: every interaction is 1), a positive
 n_inputs; `config` an object whose model section is the model's. Optional fields are checked
 for their form: the digests of the data the model was trained on and of the directory's
 content, the data's file and directory.
@@ -99,12 +100,12 @@ def check_description(description: dict[str, Any]) -> None:
 
 
 def _check_scale(description: dict[str, Any]) -> None:
-    """The scaling's scale > 0; the rating range low < high, holding the fallback."""
+    """The scaling's scale > 0; the rating range low <= high, holding the fallback."""
     if _pair(description, "scaling")[1] <= 0:
         raise Invalid("model.json", "scaling", "its scale (the second number) must be > 0")
     low, high = _pair(description, "rating_range")
-    if not low < high:
-        raise Invalid("model.json", "rating_range", f"[{low}, {high}] must be low < high")
+    if not low <= high:
+        raise Invalid("model.json", "rating_range", f"[{low}, {high}] must be low <= high")
     fallback = _field(description, "fallback")
     if not (is_number(fallback) and low <= fallback <= high):
         raise Invalid("model.json", "fallback", f"{fallback!r:.80} must be a number in the "

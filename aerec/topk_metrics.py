@@ -1,4 +1,5 @@
-"""Top-N evaluation: Precision, Recall, NDCG, HitRate, MAP and MRR at k, and catalogue coverage.
+"""Top-N evaluation: Precision, Recall, NDCG, HitRate, MAP, MRR and capped recall at k, and
+catalogue coverage.
 
 For each user with at least one relevant held-out item (a test rating >= the threshold), every
 item the user has not rated outside the test set is ranked by the model's score (full
@@ -10,6 +11,7 @@ the user's relevant items:
     ndcg@k = sum_j h_j / log2(j + 1) / sum_{j <= min(k, |R|)} 1 / log2(j + 1)
     map@k  = sum_j h_j * precision@j / min(k, |R|)    (trec_eval divides by |R|)
     mrr@k  = 1 / (position of the first hit), 0 without a hit in the top k
+    capped_recall@k = sum(h) / min(k, |R|)   (Liang et al. 2018's Recall@k: 1 for a full list)
     coverage@k = |union of all evaluated users' top k| / number of items
 
 Ties in score rank the lower item index first (jax.lax.top_k is stable). Users are scored,
@@ -34,7 +36,7 @@ from aerec.data.device_rows import padded_chunks, rating_matrix
 from aerec.data.split import FOLD_IN, TEST, TRAIN, VALID
 from aerec.rankers import Ranker
 
-METRICS = ("precision", "recall", "ndcg", "hit_rate", "map", "mrr")
+METRICS = ("precision", "recall", "ndcg", "hit_rate", "map", "mrr", "capped_recall")
 
 
 @partial(jax.jit, static_argnames="k_max")
@@ -77,6 +79,7 @@ def user_metrics(hits: np.ndarray, n_relevant: np.ndarray, ks: Sequence[int]) ->
             (found > 0).astype(np.float64),
             (hit_k * precision_at[:, :k]).sum(axis=1) / ideal_k,
             np.where(found > 0, 1.0 / (np.argmax(hit_k, axis=1) + 1.0), 0.0),
+            found / ideal_k,
         ], axis=1)
     return figures
 

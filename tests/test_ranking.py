@@ -64,7 +64,8 @@ def test_metrics_match_hand_computed_values(chunk_users: int) -> None:
     expected = {
         "precision@2": (1 / 2 + 1 / 2) / 2, "recall@2": (1 / 2 + 1) / 2,
         "ndcg@2": (NDCG_USER0 + 1) / 2, "hit_rate@2": 1.0, "map@2": (1 / 2 / 2 + 1) / 2,
-        "mrr@2": (1 / 2 + 1) / 2, "coverage@2": 3 / 6,  # {1, 2} and {0, 1}
+        "mrr@2": (1 / 2 + 1) / 2, "capped_recall@2": (1 / 2 + 1) / 2,
+        "coverage@2": 3 / 6,  # {1, 2} and {0, 1}
         "precision@3": (1 / 3 + 1 / 3) / 2, "recall@3": (1 / 2 + 1) / 2,
         "ndcg@3": (NDCG_USER0 + 1) / 2, "hit_rate@3": 1.0, "map@3": (1 / 2 / 2 + 1) / 2,
         "coverage@3": 4 / 6,  # {1, 2, 3} and {0, 1, 2}
@@ -77,16 +78,17 @@ def test_more_relevant_items_than_k_cap_the_ideal_at_k() -> None:
     # Three relevant items, two slots, both hits: a perfect top-2 list. NDCG's ideal list and
     # MAP's denominator hold min(k, |R|) = 2 items, not 3; recall still counts all three.
     hits = np.array([[1.0, 1.0, 0.0, 0.0]])
-    precision, recall, ndcg, hit_rate, average_precision, mrr = user_metrics(
+    precision, recall, ndcg, hit_rate, average_precision, mrr, capped = user_metrics(
         hits, np.array([3]), (2,))[0, 0]
-    assert (precision, ndcg, hit_rate, average_precision, mrr) == (1.0, 1.0, 1.0, 1.0, 1.0)
+    assert (precision, ndcg, hit_rate, average_precision, mrr, capped) == (1, 1, 1, 1, 1, 1)
     assert recall == pytest.approx(2 / 3)
     # one hit in second place: DCG 1/log2(3) over the ideal 1 + 1/log2(3); AP (1/2) / 2
-    _, _, ndcg, _, average_precision, mrr = user_metrics(np.array([[0.0, 1.0, 1.0, 0.0]]),
-                                                         np.array([3]), (2,))[0, 0]
+    _, _, ndcg, _, average_precision, mrr, capped = user_metrics(
+        np.array([[0.0, 1.0, 1.0, 0.0]]), np.array([3]), (2,))[0, 0]
     assert ndcg == pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3)))
     assert average_precision == pytest.approx(1 / 4)
     assert mrr == 1 / 2  # the first hit in second place
+    assert capped == 1 / 2  # one hit of min(k=2, |R|=3)
     # no hit in the top k: 0, whatever comes after
     assert user_metrics(np.array([[0.0, 0.0, 1.0]]), np.array([1]), (2,))[0, 0, 5] == 0.0
 
