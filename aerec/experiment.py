@@ -11,6 +11,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import pandas as pd
 
 from aerec.checkpoint import open_checkpoint
 from aerec.data.catalog import align_catalog, load_catalog
@@ -118,16 +119,21 @@ class RunTrainer:
 
 
 def run_experiment(cfg: RunConfig, on_epoch: Callable[[dict[str, float]], None] | None = None,
-                   artifact_dir: Path | None = None, interruptible: Interruptible = never
+                   artifact_dir: Path | None = None, interruptible: Interruptible = never,
+                   dataset: Dataset | None = None, catalog: pd.DataFrame | None = None
                    ) -> tuple[dict[str, Any], Dataset]:
     """Run the configured training and evaluation; returns the results and the dataset.
 
     With `artifact_dir`, the trained model is saved there for `aerec.load`; `interruptible`
-    (`aerec.interrupt`): how the epoch loop learns of a requested stop.
+    (`aerec.interrupt`): how the epoch loop learns of a requested stop. `dataset` (with its
+    `catalog` of titles, if any): data prepared by the caller (`aerec.api`), instead of the
+    configured dataset's file and movies file.
     """
     data_dir = data_dir_of(cfg.paths)
-    dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir,
-                           progress=cfg.train.progress)
+    given = dataset is not None
+    if dataset is None:
+        dataset = load_dataset(cfg.dataset, cfg.prepare, cfg.split, data_dir,
+                               progress=cfg.train.progress)
     check_ranking_threshold(cfg.ranking, dataset)
     fingerprint = data_fingerprint(dataset)
     model, family = cfg.model, family_of(cfg.model)
@@ -160,10 +166,10 @@ def run_experiment(cfg: RunConfig, on_epoch: Callable[[dict[str, float]], None] 
                       users=dataset.users, items=dataset.items,
                       inputs=matrices.eval_input.matrix,
                       seen=rating_matrix(dataset, (TRAIN, VALID, TEST, FOLD_IN), "user"),
-                      catalog=align_catalog(load_catalog(cfg.dataset, data_dir),
-                                            dataset.items.raw),
+                      catalog=align_catalog(catalog if given else load_catalog(
+                          cfg.dataset, data_dir), dataset.items.raw),
                       data={"data_fingerprint": fingerprint, "data_source": dataset.source,
-                            "data_dir": str(data_dir.absolute())})
+                            "data_dir": "" if given else str(data_dir.absolute())})
     results = {
         "dataset": cfg.dataset.name,
         "feedback": "implicit" if dataset.implicit else "explicit",

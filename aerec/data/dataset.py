@@ -255,7 +255,16 @@ def load_dataset(dataset_cfg: DatasetConfig, prepare_cfg: PrepareConfig,
     if split_cfg.kind == "files":
         return load_split_files(dataset_cfg, prepare_cfg, split_cfg, data_dir,
                                 progress=progress)
-    table, (low, high), origin = read_raw_ratings(dataset_cfg, data_dir, progress=progress)
+    table, scale, origin = read_raw_ratings(dataset_cfg, data_dir, progress=progress)
+    return dataset_from_table(table, scale, origin, dataset_cfg, prepare_cfg, split_cfg)
+
+
+def dataset_from_table(table: pd.DataFrame, scale: tuple[float, float], origin: str,
+                       dataset_cfg: DatasetConfig, prepare_cfg: PrepareConfig,
+                       split_cfg: SplitConfig) -> Dataset:
+    """A raw ratings table (user, item[, rating][, timestamp], as `read_ratings` gives it) of
+    rating scale `scale`, read from `origin`, prepared, indexed and split as configured."""
+    low, high = scale
     table, accounting = prepare_table(table, dataset_cfg, prepare_cfg, origin)
     implicit = dataset_cfg.feedback == "implicit"
     if not implicit:
