@@ -257,10 +257,10 @@ def make_tracker(logger: LoggerConfig, output_dir: Path) -> Tracker:
 def tracking(logger: LoggerConfig, config: Mapping[str, Any], output_dir: Path
              ) -> Iterator[Tracker]:
     """The started tracker of a run; the caller calls its `finish`. An exception (or a stop)
-    leaving the block closes the run as failed (stopped) and goes on."""
+    in `start` or leaving the block closes the run as failed (stopped) and goes on."""
     tracker = make_tracker(logger, output_dir)
-    tracker.start(config)
     try:
+        tracker.start(config)
         yield tracker
     except (TrainingInterrupted, KeyboardInterrupt, SystemExit):
         tracker.abort("stopped")

@@ -96,10 +96,17 @@ def test_a_failed_or_stopped_run_is_closed_so(mlflow_uri: str, tmp_path: Path) -
         with pytest.raises(type(error)), tracking(logger, CONFIG, tmp_path / name) as tracker:
             tracker.log_epoch(EPOCHS[0])
             raise error
+    # a configuration MLflow refuses once the run is open (a key with `@`): closed too
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException, match="odd@key"), tracking(
+            logger, {"odd@key": 1}, tmp_path / "refused"):
+        pass
     statuses = {run.data.tags["aerec.output_dir"]: run.info.status
                 for _, run in mlflow_runs(mlflow_uri, "closing")}
     assert statuses == {str(tmp_path / "failed"): "FAILED",
-                        str(tmp_path / "stopped"): "KILLED"}
+                        str(tmp_path / "stopped"): "KILLED",
+                        str(tmp_path / "refused"): "FAILED"}
 
 
 def test_an_unusable_tracking_uri_is_a_config_error(tmp_path: Path) -> None:
