@@ -33,6 +33,8 @@ from aerec.outputs import (
     write_json_atomic,
 )
 from aerec.recommend import format_recommendations, recommend
+from aerec.run_config import LoggerConfig
+from aerec.tracking import tracking
 
 
 def quiet_library_logging() -> None:
@@ -108,11 +110,13 @@ def run_task(cfg: Any, output_dir: Path, interruptible: Interruptible = never
     from aerec.experiment import run_experiment
 
     run = run_config(cfg)
+    logger = run.logger
     if run.distributed.enabled:
         import jax
 
         if jax.process_index() > 0:  # process 0 writes the run directory; the others a subfolder
             output_dir = output_dir / f"process-{jax.process_index()}"
+            logger = LoggerConfig()  # and process 0 alone reports to the tracker
     output_dir.mkdir(parents=True, exist_ok=True)
     write_config(OmegaConf.to_yaml(cfg, resolve=True), output_dir)
     if run.task == "evaluate":
@@ -124,14 +128,22 @@ def run_task(cfg: Any, output_dir: Path, interruptible: Interruptible = never
         payload = recommend(run.checkpoint.path, run.request)
         write_json_atomic(output_dir / "recommendations.json", payload)
         return payload
-    results, dataset = run_experiment(run, on_epoch=EpochLog(output_dir / "metrics.jsonl"),
-                                      artifact_dir=output_dir / "model",
-                                      interruptible=interruptible)
-    history = results.pop("history")
-    write_id_maps(dataset, output_dir / "id_maps.npz")
-    write_json_atomic(output_dir / "results.json", {"status": "ok", **results})
-    if history:
-        plot_learning_curve(history, output_dir / "learning_curve.png")
+    epoch_log = EpochLog(output_dir / "metrics.jsonl")
+    with tracking(logger, run.resolved, output_dir) as tracker:  # closed on failure too
+
+        def on_epoch(record: dict[str, float]) -> None:
+            epoch_log(record)
+            tracker.log_epoch(record)
+
+        results, dataset = run_experiment(run, on_epoch=on_epoch,
+                                          artifact_dir=output_dir / "model",
+                                          interruptible=interruptible)
+        history = results.pop("history")
+        write_id_maps(dataset, output_dir / "id_maps.npz")
+        write_json_atomic(output_dir / "results.json", {"status": "ok", **results})
+        if history:
+            plot_learning_curve(history, output_dir / "learning_curve.png")
+        tracker.finish({"status": "ok", **results})
     return results
 
 

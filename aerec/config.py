@@ -24,6 +24,7 @@ from aerec.run_config import (
     CheckpointConfig,
     DatasetConfig,
     DistributedConfig,
+    LoggerConfig,
     OptimizerConfig,
     PathsConfig,
     PrepareConfig,
@@ -34,6 +35,7 @@ from aerec.run_config import (
     TrainConfig,
     section,
 )
+from aerec.tracking import LOGGERS
 
 MODELS = tuple(FAMILIES)
 TASKS = ("train", "evaluate", "recommend")
@@ -100,7 +102,8 @@ def typed_config(cfg: Any) -> RunConfig:
         checkpoint=section(CheckpointConfig, tree["checkpoint"]),
         ranking=section(RankingConfig, ranking), paths=section(PathsConfig, tree.get("paths")),
         distributed=section(DistributedConfig, tree.get("distributed")),
-        request=section(RecommendRequest, tree), resolved=tree)
+        request=section(RecommendRequest, tree), logger=section(LoggerConfig, tree.get("logger")),
+        resolved=tree)
 
 
 def validate(cfg: Any) -> None:
@@ -129,6 +132,7 @@ def validate(cfg: Any) -> None:
     _validate_train(cfg.train)
     _validate_distributed(cfg)
     _validate_stopping(cfg)
+    _validate_logger(cfg.get("logger"))
     for key in ("min_item_ratings", "min_user_ratings"):
         count(f"prepare.{key}", cfg.prepare[key])
     boolean("prepare.repeat_filters", cfg.prepare.get("repeat_filters", False))
@@ -250,6 +254,20 @@ def _validate_stopping(cfg: Any) -> None:
     number("checkpoint.every_seconds", seconds)
     if seconds < 0:
         raise ConfigError(f"checkpoint.every_seconds={seconds!r} must be >= 0")
+
+
+def _validate_logger(logger: Any) -> None:
+    """The experiment tracker (absent: none)."""
+    if logger is None:
+        return
+    one_of("logger.name", logger.get("name"), LOGGERS)
+    for key in ("tracking_uri", "experiment", "run_name", "log_dir"):
+        value = logger.get(key)
+        if value is not None and not (isinstance(value, str) and value.strip()):
+            raise ConfigError(f"logger.{key}={value!r} must be a non-empty string"
+                              + ("" if key == "experiment" else " or null"))
+    if logger.get("experiment", "aerec") is None:
+        raise ConfigError("logger.experiment=null: name the MLflow experiment, e.g. aerec")
 
 
 def _validate_scale(dataset: Any) -> None:

@@ -16,8 +16,9 @@ if TYPE_CHECKING:
 # checkpoints are written, and the data path (resident and streamed, float32 or bfloat16
 # storage of exact ratings: the same inputs, so the same results to rounding).
 # Keys that change how a run is carried out or evaluated, never what it trains.
-NOT_IDENTITY_SECTIONS = ("paths.", "checkpoint.", "hydra.", "ranking.", "distributed.")
-NOT_IDENTITY = {"task", "train.progress", "train.resume", "train.data_path",
+NOT_IDENTITY_SECTIONS = ("paths.", "checkpoint.", "hydra.", "ranking.", "distributed.",
+                         "logger.")
+NOT_IDENTITY = {"task", "logger", "train.progress", "train.resume", "train.data_path",
                 "train.resident_max_bytes", "train.dense_dtype", "train.eval_chunk_rows",
                 "train.stop_grace_seconds", "user", "ratings", "ratings_file", "k", "format"}
 # Keys added after checkpoints were first written, at the value that trains as before: left

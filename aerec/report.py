@@ -1,14 +1,17 @@
 """Aggregate the runs of a (multi)run directory: `python -m aerec.report DIR [--out DIR]`.
 
 Writes `report.md` (the paper's tables beside ours, configurations that differ only in their
-seeds as mean ± std, and every run ranked by validation RMSE)
-and `report.png` (our paper-metric figures beside the paper's), and prints the markdown.
+seeds as mean ± std, every run ranked by the validation figure it monitored, and the top-k
+figures) and `report.png` (our paper-metric figures beside the paper's), and prints the
+markdown. The paper's tables and figure are only for the paper's kind of run (a rating model
+with a paper_rmse); a directory of others, a top-N sweep, gets the other tables alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import textwrap
 from collections import defaultdict
@@ -19,6 +22,7 @@ import yaml
 
 from aerec.atomic import atomic_output, write_text_atomic
 from aerec.identity import RECORDED_AS, is_identity_key
+from aerec.search import MINIMISED, monitor_direction
 
 # Tables 3 and 4 of Ferreira et al. 2020: RMSE by (model, encoder layers) and dataset.
 PAPER_RMSE: dict[tuple[str, int], dict[str, float]] = {
@@ -28,6 +32,8 @@ PAPER_RMSE: dict[tuple[str, int], dict[str, float]] = {
     ("svd", 0): {"ml1m": 0.184, "ml10m": 0.176},
 }
 DATASET_LABELS = {"ml1m": "ML-1M", "ml10m": "ML-10M"}
+# The models whose rows the paper's tables have (aerec's popularity floor among them).
+PAPER_MODELS = ("autoencoder", "svd", "popularity")
 
 
 def format_seconds(seconds: float) -> str:
@@ -64,8 +70,20 @@ def load_runs(directory: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any
             error = result if isinstance(result, str) else str(result.get("error"))
             failed.append({**where, "error": error})
         elif "epochs_run" in result:
-            runs.append({**result, **where})
+            runs.append({**result, **where,
+                         "monitor": result.get("monitor") or monitored(path.parent)})
     return runs, failed
+
+
+def monitored(run_dir: Path) -> str:
+    """The validation figure a run monitored, from its config.yaml (`train.monitor`), for
+    results that do not say it; rmse, what runs monitored before the key existed."""
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        monitor = config["train"]["monitor"]
+    except (OSError, yaml.YAMLError, TypeError, KeyError):
+        return "rmse"
+    return monitor if isinstance(monitor, str) and monitor != "auto" else "rmse"
 
 
 def _read_result(path: Path) -> dict[str, Any] | str:
@@ -165,25 +183,60 @@ def paper_table(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def runs_table(runs: list[dict[str, Any]]) -> str:
-    """Every run, best validation RMSE first (the only figure to tune on)."""
-    lines = ["| run | overrides | valid_rmse | test_rmse | paper_rmse | epochs | seconds |",
-             "|---|---|---|---|---|---|---|"]
+def is_paper_run(run: dict[str, Any]) -> bool:
+    """Whether the run has a place in the paper's tables: a model of theirs, scored on the
+    paper's metric."""
+    return run["model"] in PAPER_MODELS and run.get("paper_rmse") is not None
+
+
+def present(runs: list[dict[str, Any]], keys: tuple[str, ...]) -> list[str]:
+    """The `keys` some run has a figure for, in order."""
+    return [key for key in keys if any(run.get(key) is not None for run in runs)]
+
+
+def monitors(runs: list[dict[str, Any]]) -> list[str]:
+    """The validation figures the runs monitored, in the order first met."""
+    return list(dict.fromkeys(run["monitor"] for run in runs))
+
+
+def monitor_label(monitor: str) -> str:
+    return monitor.upper() if monitor in MINIMISED else monitor
+
+
+def best_first(monitor: str) -> Any:
+    """Sort key: best `valid_<monitor>` first (in its direction), runs without it last."""
+    sign = -1.0 if monitor_direction(monitor) == "maximize" else 1.0
 
     def order(run: dict[str, Any]) -> float:
-        return run["valid_rmse"] if run.get("valid_rmse") is not None else float("inf")
+        value = run.get(f"valid_{monitor}")
+        return sign * value if isinstance(value, int | float) and value == value else math.inf
 
+    return order
+
+
+# The test figures a run's row shows beside its validation figure, where some run has them.
+TEST_FIGURES = ("test_rmse", "ndcg@10", "recall@10")
+
+
+def runs_table(runs: list[dict[str, Any]], monitor: str, paper: bool) -> str:
+    """The runs that monitored `monitor`, best validation figure first (the only figure to
+    tune on), with their test figures; `paper`: with the paper's metric."""
+    mine = [run for run in runs if run["monitor"] == monitor]
+    keys = [f"valid_{monitor}", *present(mine, tuple(
+        key for key in ("valid_rmse", TEST_FIGURES[0], *(("paper_rmse",) if paper else ()),
+                        *TEST_FIGURES[1:]) if key != f"valid_{monitor}"))]
+    lines = [f"| run | overrides | {' | '.join(keys)} | epochs | seconds |",
+             "|---|---|" + "---|" * len(keys) + "---|---|"]
     shared = shared_overrides(runs)
-    for run in sorted(runs, key=order):
-        figures = [run.get(key) for key in ("valid_rmse", "test_rmse", "paper_rmse")]
-        text = [f"{value:.4f}" if value is not None else "-" for value in figures]
+    for run in sorted(mine, key=best_first(monitor)):
+        text = [f"{value:.4f}" if value is not None else "-" for value in map(run.get, keys)]
         lines.append(f"| {run['run_dir']} | {own_overrides(run, shared)} | {' | '.join(text)} | "
                      f"{run['epochs_run']} | {format_seconds(run['train_seconds'])} |")
     return "\n".join(lines)
 
 
 RANKING_KEYS = ("precision@10", "recall@10", "ndcg@10", "hit_rate@10", "map@10",
-                "coverage@10", "recall@100", "ndcg@100")
+                "coverage@10", "recall@100", "ndcg@100", "mrr@10")
 
 
 def ranking_table(runs: list[dict[str, Any]]) -> str:
@@ -191,11 +244,12 @@ def ranking_table(runs: list[dict[str, Any]]) -> str:
     ranked = [run for run in runs if run.get("ndcg@10") is not None]
     if not ranked:
         return "(no run has ranking figures)"
-    lines = [f"| run | model | overrides | test_rmse | {' | '.join(RANKING_KEYS)} |",
-             "|---|---|---|---|" + "---|" * len(RANKING_KEYS)]
+    keys = present(ranked, ("test_rmse", *RANKING_KEYS))
+    lines = [f"| run | model | overrides | {' | '.join(keys)} |",
+             "|---|---|---|" + "---|" * len(keys)]
     shared = shared_overrides(runs)
     for run in sorted(ranked, key=lambda run: -run["ndcg@10"]):
-        figures = [run.get(key) for key in ("test_rmse", *RANKING_KEYS)]
+        figures = [run.get(key) for key in keys]
         text = [f"{value:.4f}" if value is not None else "-" for value in figures]
         lines.append(f"| {run['run_dir']} | {run['model']} | {own_overrides(run, shared)} | "
                      f"{' | '.join(text)} |")
@@ -213,11 +267,14 @@ def seeds_table(runs: list[dict[str, Any]]) -> str:
         kept = [token for token in own_overrides(run, shared).split()
                 if not token.startswith(SEED_KEYS)]
         grouped[" ".join(kept) or "-"].append(run)
-    lines = ["| configuration | runs | test_rmse | test_mae | valid_rmse | train seconds |",
-             "|---|---|---|---|---|---|"]
+    keys = present(runs, ("test_rmse", "test_mae", *(f"valid_{monitor}"
+                                                     for monitor in monitors(runs)),
+                          *TEST_FIGURES[1:]))
+    lines = [f"| configuration | runs | {' | '.join(keys)} | train seconds |",
+             "|---|---|" + "---|" * len(keys) + "---|"]
     for configuration, members in sorted(grouped.items()):
         figures = [_summary([run.get(key) for run in members]).split(" (n=")[0]
-                   for key in ("test_rmse", "test_mae", "valid_rmse")]
+                   for key in keys]
         seconds = statistics.mean(run["train_seconds"] for run in members)
         lines.append(f"| {configuration} | {len(members)} | {' | '.join(figures)} | "
                      f"{format_seconds(seconds)} |")
@@ -277,15 +334,20 @@ def report(directory: Path, out: Path | None = None) -> str:
     shared = sorted(shared_overrides(runs))
     settings = (f"Overrides of every run, left out of the tables: `{' '.join(shared)}`.\n\n"
                 if shared else "")
-    markdown = (f"## Paper tables (runs below {directory})\n\n{settings}{paper_table(runs)}\n\n"
-                f"## Mean ± standard deviation over seeds\n\n{seeds_table(runs)}\n\n"
-                f"## Runs, best validation RMSE first\n\n{runs_table(runs)}\n\n"
-                f"## Top-k ranking, best NDCG@10 first\n\n{ranking_table(runs)}\n")
+    paper = [run for run in runs if is_paper_run(run)]
+    markdown = (f"## Paper tables (runs below {directory})\n\n{settings}{paper_table(paper)}\n\n"
+                if paper else f"## Summary of the runs below {directory}\n\n{settings}")
+    markdown += f"## Mean ± standard deviation over seeds\n\n{seeds_table(runs)}\n\n"
+    for monitor in monitors(runs):
+        markdown += (f"## Runs, best validation {monitor_label(monitor)} first\n\n"
+                     f"{runs_table(runs, monitor, bool(paper))}\n\n")
+    markdown += f"## Top-k ranking, best NDCG@10 first\n\n{ranking_table(runs)}\n"
     if failed:
         markdown += ("\n## Failed runs (in no table above)\n\n"
                      f"{failed_table(failed, set(shared))}\n")
     write_text_atomic(out / "report.md", markdown)
-    plot(runs, out / "report.png")
+    if paper:
+        plot(paper, out / "report.png")
     return markdown
 
 

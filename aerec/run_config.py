@@ -144,6 +144,17 @@ class OptimizerConfig:
 
 
 @dataclass(frozen=True)
+class LoggerConfig:
+    """`logger`: the experiment tracker a training run reports to (aerec.tracking)."""
+
+    name: str = "none"
+    tracking_uri: str | None = None  # mlflow: None is $MLFLOW_TRACKING_URI, else ./mlflow.db
+    experiment: str = "aerec"  # mlflow: the experiment the run is filed under
+    run_name: str | None = None  # mlflow: None lets MLflow name the run
+    log_dir: str | None = None  # tensorboard: None is <output dir>/tensorboard
+
+
+@dataclass(frozen=True)
 class RecommendRequest:
     """task=recommend: one of `user`, `ratings` or `ratings_file`; `k` items as `format`."""
 
@@ -175,6 +186,7 @@ class RunConfig:
     paths: PathsConfig
     distributed: DistributedConfig
     request: RecommendRequest
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     resolved: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 

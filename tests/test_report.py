@@ -140,7 +140,9 @@ def test_evaluate_runs_and_missing_paper_metric_do_not_break_the_report(tmp_path
         {"dataset": "ml1m", "model": "autoencoder", "layers": 1, "test_rmse": 0.9}))
     markdown = report(tmp_path)
     assert "evaluate" not in markdown.split("## Runs")[1]
-    assert (tmp_path / "report.png").is_file()
+    # without the paper's metric, no paper table or figure
+    assert "## Paper tables" not in markdown and "paper_rmse" not in markdown
+    assert not (tmp_path / "report.png").exists()
 
 
 def test_failed_and_unreadable_runs_are_listed_apart(tmp_path: Path) -> None:
