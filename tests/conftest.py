@@ -9,9 +9,10 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from hypothesis import settings
 from omegaconf import DictConfig
+
+from aerec.config_files import compose_config as compose_from_configs
 
 # Property tests draw the same examples on every run (deterministic seeds, as everywhere), with
 # no per-example deadline: a loaded 2-core machine is slow, not wrong.
@@ -49,11 +50,11 @@ def isolated_checkpoints(tmp_path_factory: pytest.TempPathFactory,
 
 @pytest.fixture
 def compose_config() -> Callable[..., DictConfig]:
-    """compose_config(*overrides) -> the real composed config (FAST overrides first)."""
+    """compose_config(*overrides) -> the real composed config (FAST overrides first), as the
+    command composes it (aerec.config_files: this checkout's configs/, CONFIGS)."""
 
     def _compose(*overrides: str, fast: bool = True) -> DictConfig:
-        with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-            return compose(config_name="config", overrides=[*(FAST if fast else []), *overrides])
+        return compose_from_configs([*(FAST if fast else []), *overrides])
 
     return _compose
 
