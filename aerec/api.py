@@ -19,6 +19,7 @@ import json
 import logging
 import shutil
 import tempfile
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,21 +30,19 @@ import pandas as pd
 from aerec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 GROUPS = ("model", "dataset", "experiment", "optimizer", "logger")  # config groups by name
 COLUMNS = ("user", "item", "rating", "timestamp")
 
 
 def compose(overrides: Sequence[str]) -> Any:
     """The composed configuration of `overrides`, as the command line composes it."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from aerec.config_files import compose_config
+
     try:
-        with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-            return hydra_compose(config_name="config", overrides=list(overrides))
+        return compose_config(overrides)
     except (HydraException, OmegaConfBaseException) as error:
         raise ConfigError(str(error).splitlines()[0]) from None
 
@@ -72,7 +71,9 @@ def full_key(name: str, keys: Sequence[str]) -> str:
     if matches:
         raise ConfigError(f"{name} is several keys: {', '.join(matches)}; give the whole key "
                           f"(e.g. overrides={{'{matches[0]}': ...}})")
-    close = difflib.get_close_matches(name, keys, n=1)
+    leaves = {key.rsplit(".", 1)[-1]: key for key in keys}
+    close = difflib.get_close_matches(name, keys, n=1) or [
+        leaves[leaf] for leaf in difflib.get_close_matches(name, leaves, n=1)]
     raise ConfigError(f"aerec has no key {name}" + (f"; did you mean {close[0]}?" if close
                                                      else ""))
 
@@ -105,8 +106,9 @@ def frame_table(ratings: pd.DataFrame) -> pd.DataFrame:
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             kind = "a finite number" if name == "rating" else "a whole number"
+            value = values[row].item() if isinstance(values[row], np.generic) else values[row]
             raise DataError(f"the DataFrame's {name} column: row {ratings.index[row]!r} holds "
-                            f"{values[row]!r}, not {kind}")
+                            f"{value!r}, not {kind}")
         table[name] = converted
     return pd.DataFrame(table)
 
@@ -138,7 +140,7 @@ class Recommender:
         self.run = run_config(self.config)  # checked now: errors before any data is read
         self.model: Any = None
         self.results: dict[str, Any] | None = None
-        self._directory: tempfile.TemporaryDirectory | None = None
+        self._directory: Path | None = None  # the trained model's, removed with the object
 
     def fit(self, ratings: pd.DataFrame, items: pd.DataFrame | None = None) -> Recommender:
         """Train on `ratings` (columns user, item[, rating][, timestamp]; without ratings they
@@ -162,8 +164,9 @@ class Recommender:
         origin = "the DataFrame"
         scale = rating_scale(run.dataset, [(table, origin)], origin)
         dataset = dataset_from_table(table, scale, origin, run.dataset, run.prepare, run.split)
-        self._directory = tempfile.TemporaryDirectory(prefix="aerec-")
-        directory = Path(self._directory.name)
+        directory = Path(tempfile.mkdtemp(prefix="aerec-"))
+        weakref.finalize(self, shutil.rmtree, directory, ignore_errors=True)
+        self._directory = directory
         results, _ = run_experiment(run, artifact_dir=directory / "model", dataset=dataset,
                                     catalog=None if items is None else catalog_of(items))
         results.pop("history", None)
@@ -207,7 +210,7 @@ class Recommender:
             raise DataError(f"{target} exists: save into a new directory")
         self._trained()
         assert self._directory is not None  # set by fit
-        shutil.copytree(Path(self._directory.name) / "model", target)
+        shutil.copytree(self._directory / "model", target)
         return target
 
 

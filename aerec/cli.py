@@ -34,6 +34,7 @@ from aerec.outputs import (
 )
 from aerec.recommend import format_recommendations, recommend
 from aerec.run_config import LoggerConfig
+from aerec.search import objective, worst
 from aerec.tracking import tracking
 
 
@@ -213,10 +214,10 @@ def internal_error(error: Exception, output_dir: Path) -> str:
     return f"internal error: {brief(error)} ({where})"
 
 
-def job_failed(message: str, output_dir: Path, in_sweep: bool) -> float:
+def job_failed(message: str, output_dir: Path, in_sweep: bool, monitor: str = "rmse") -> float:
     """Print the error line; a single run exits 1 at once. A sweep's job records the failure
-    in its results.json and returns +inf, the worst validation RMSE, so that the sweep goes
-    on (aerec.hydra_callbacks.FailedJobs exits 1 after the last job)."""
+    in its results.json and returns the worst value of its `monitor` (`aerec.search.worst`),
+    so that the sweep goes on (aerec.hydra_callbacks.FailedJobs exits 1 after the last job)."""
     print(f"error: {message}", file=sys.stderr, flush=True)
     if not in_sweep:
         sys.exit(1)
@@ -225,7 +226,7 @@ def job_failed(message: str, output_dir: Path, in_sweep: bool) -> float:
     except OSError as error:
         print(f"warning: could not write {output_dir / 'results.json'}: {error}",
               file=sys.stderr)
-    return float("inf")
+    return worst(monitor)
 
 
 def main(cfg: Any, output_dir: Path, overrides: Sequence[str] = (), in_sweep: bool = False
@@ -256,7 +257,7 @@ def _main(cfg: Any, output_dir: Path, overrides: Sequence[str], in_sweep: bool,
         results = run_task(cfg, output_dir, interruptible=lambda: after_the_epoch(
             float(cfg.train.stop_grace_seconds), kept=kept))
     except AerecError as error:
-        return job_failed(str(error), output_dir, in_sweep)
+        return job_failed(str(error), output_dir, in_sweep, str(cfg.train.get("monitor")))
     except TrainingInterrupted as stop:
         signum = stop.signum or signal.SIGINT  # 128 + its number, as if the signal ended it
         by = "" if signum == signal.SIGINT else f" ({signal.Signals(signum).name})"
@@ -264,7 +265,8 @@ def _main(cfg: Any, output_dir: Path, overrides: Sequence[str], in_sweep: bool,
               file=sys.stderr)
         sys.exit(128 + signum)
     except Exception as error:  # a bug, not the user's: one line, the traceback in the log
-        return job_failed(internal_error(error, output_dir), output_dir, in_sweep)
+        return job_failed(internal_error(error, output_dir), output_dir, in_sweep,
+                          str(cfg.train.get("monitor")))
     if cfg.task == "recommend":
         # JSON goes alone to stdout so that scripts can parse it; notes go to stderr.
         print(json.dumps(results, indent=2) if cfg.format == "json"
@@ -274,4 +276,4 @@ def _main(cfg: Any, output_dir: Path, overrides: Sequence[str], in_sweep: bool,
     print(format_table(results))
     print(f"results written to {output_dir}")
     # the monitored validation figure, for a sweeper (minimise RMSE, maximise ranking figures)
-    return float(results.get(f"valid_{results.get('monitor', 'rmse')}", float("nan")))
+    return objective(results, str(results.get("monitor", "rmse")))
