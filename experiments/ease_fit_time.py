@@ -10,8 +10,9 @@ items with fewer than 10 interactions dropped until none is left (the shared cop
 interactions, 6,033 users, 3,123 items). All of them form X here (no split: the fit's cost
 depends on the catalogue, not on which interactions are held out), resident on the device as
 a run holds it. The first fit compiles its programs (cold); the next ones reuse them (warm,
-the median of `--repeats`). `--float64` compares B with NumPy's float64 closed form.
-Prints timings; asserts nothing.
+the median of `--repeats`). Each fit's CPU seconds are printed beside its wall-clock
+seconds: on a shared host they show the fit's own cost (on 2 idle cores, wall >= CPU / 2).
+`--float64` compares B with NumPy's float64 closed form. Prints timings; asserts nothing.
 """
 
 from __future__ import annotations
@@ -78,21 +79,24 @@ def main() -> None:
           f"device {time.perf_counter() - started:.2f} s; the fit's peak "
           f"{fit_bytes(matrix.shape[1]) / 1e6:.0f} MB")
 
-    def fit(l2: float) -> tuple[float, np.ndarray]:
-        began = time.perf_counter()
+    def fit(l2: float) -> tuple[float, float, np.ndarray]:
+        """Wall and CPU seconds of one fit (CPU time: all the process's threads; it tells a
+        busy host's figure from the fit's own cost), and B."""
+        began, began_cpu = time.perf_counter(), time.process_time()
         weights = jax.block_until_ready(fit_ease(rows, l2=l2, dropout=0.0,
                                                  zero_diagonal=True)["B"])
-        return time.perf_counter() - began, weights
+        return time.perf_counter() - began, time.process_time() - began_cpu, weights
 
-    cold, _ = fit(args.l2[0])
-    print(f"cold fit (compiles) {cold:.2f} s; process so far "
+    cold, cold_cpu, _ = fit(args.l2[0])
+    print(f"cold fit (compiles) {cold:.2f} s ({cold_cpu:.2f} CPU s); process so far "
           f"{time.perf_counter() - STARTED:.2f} s")
     for l2 in args.l2:
-        warm = [fit(l2)[0] for _ in range(args.repeats)]
-        print(f"l2={l2:g}: warm fit {statistics.median(warm):.2f} s (median of "
-              f"{args.repeats}: {', '.join(f'{s:.2f}' for s in warm)})")
+        warm = [fit(l2)[:2] for _ in range(args.repeats)]
+        print(f"l2={l2:g}: warm fit {statistics.median(w for w, _ in warm):.2f} s, "
+              f"{statistics.median(c for _, c in warm):.2f} CPU s (medians of {args.repeats}:"
+              f" {', '.join(f'{w:.2f}' for w, _ in warm)} s)")
         if args.float64:
-            weights = np.asarray(fit(l2)[1], np.float64)
+            weights = np.asarray(fit(l2)[2], np.float64)
             expected = float64_weights(matrix, l2)
             error = np.abs(weights - expected)
             print(f"  float32 vs float64: max |error| {error.max():.2e}, max |B| "
