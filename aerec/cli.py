@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from aerec.atomic import temporary_sibling
 from aerec.config import refuse_added_keys, run_config, typed_config
 from aerec.errors import AerecError, TrainingInterrupted
 from aerec.interrupt import (
@@ -126,7 +127,8 @@ def run_task(cfg: Any, output_dir: Path, interruptible: Interruptible = never
         return results
     if run.task == "recommend":
         assert run.checkpoint.path is not None  # checked: task=recommend needs it
-        payload = recommend(run.checkpoint.path, run.request)
+        payload = recommend(run.checkpoint.path, run.request,
+                            chunk_users=run.ranking.chunk_users, progress=run.train.progress)
         write_json_atomic(output_dir / "recommendations.json", payload)
         return payload
     epoch_log = EpochLog(output_dir / "metrics.jsonl")
@@ -150,7 +152,12 @@ def run_task(cfg: Any, output_dir: Path, interruptible: Interruptible = never
 
 def after_interrupt(cfg: Any, saved_now: bool = False) -> str:
     """What an interrupted run left, and how to go on from it (`saved_now`: a checkpoint of
-    the last epoch was written on the way out)."""
+    the last epoch was written on the way out); an output file of task=recommend being
+    written is removed (it is renamed into place only once whole)."""
+    if cfg.task == "recommend" and isinstance(cfg.get("output"), str):
+        # the partial file of a list being written (the exit leaves no `finally` to run)
+        temporary_sibling(Path(cfg.output)).unlink(missing_ok=True)
+        return f"output={cfg.output} was not written"
     if cfg.task != "train":
         return "nothing was written"
     if not checkpointed(cfg):

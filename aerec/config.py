@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -40,6 +41,7 @@ from aerec.tracking import LOGGERS
 MODELS = tuple(FAMILIES)
 TASKS = ("train", "evaluate", "recommend")
 FORMATS = ("table", "json")
+OUTPUT_SUFFIXES = (".csv", ".parquet")
 
 
 def refuse_added_keys(overrides: Sequence[str], cfg: Any) -> None:
@@ -94,6 +96,9 @@ def typed_config(cfg: Any) -> RunConfig:
     ranking = dict(tree["ranking"])
     if isinstance(ranking["k"], int):  # one cut-off given alone
         ranking["k"] = [ranking["k"]]
+    request = dict(tree)
+    if isinstance(request.get("users"), int):  # one user given alone
+        request["users"] = [request["users"]]
     return RunConfig(
         task=tree["task"], seed=tree["seed"], dataset=section(DatasetConfig, tree["dataset"]),
         model=model_config(tree["model"]), optimizer=section(OptimizerConfig, tree["optimizer"]),
@@ -102,8 +107,8 @@ def typed_config(cfg: Any) -> RunConfig:
         checkpoint=section(CheckpointConfig, tree["checkpoint"]),
         ranking=section(RankingConfig, ranking), paths=section(PathsConfig, tree.get("paths")),
         distributed=section(DistributedConfig, tree.get("distributed")),
-        request=section(RecommendRequest, tree), logger=section(LoggerConfig, tree.get("logger")),
-        resolved=tree)
+        request=section(RecommendRequest, request),
+        logger=section(LoggerConfig, tree.get("logger")), resolved=tree)
 
 
 def validate(cfg: Any) -> None:
@@ -300,15 +305,52 @@ def _validate_synthetic(dataset: Any) -> None:
 
 
 def _validate_recommend(cfg: Any) -> None:
-    given = [key for key in ("user", "ratings", "ratings_file") if cfg.get(key) is not None]
+    given = [key for key in ("user", "users", "ratings", "ratings_file")
+             if cfg.get(key) is not None]
     if len(given) != 1:
-        raise ConfigError("task=recommend needs exactly one of user=<id>, "
-                          "ratings=\"item:rating,...\" or ratings_file=<path>"
+        raise ConfigError("task=recommend needs exactly one of user=<id>, users=all or "
+                          "users=[<id>,...], ratings=\"item:rating,...\" or ratings_file=<path>"
                           + (f" (got {', '.join(given)})" if given else ""))
-    if cfg.user is not None and (not isinstance(cfg.user, int) or isinstance(cfg.user, bool)):
+    if cfg.user is not None and not _is_id(cfg.user):
         raise ConfigError(f"user={cfg.user!r} must be an integer user id")
+    if cfg.users is not None:
+        _validate_users(cfg.users)
     positive_int("k", cfg.k)
     one_of("format", cfg.format, FORMATS)
+    _validate_output(cfg)
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _validate_users(users: Any) -> None:
+    """all, one integer id, or a non-empty list of them."""
+    if users == "all" or _is_id(users):
+        return
+    if not OmegaConf.is_list(users) or len(users) == 0 or not all(map(_is_id, users)):
+        raise ConfigError(f"users={_plain(users)!r} must be all, or a list of integer user "
+                          "ids such as users=[1,2,3]")
+
+
+def _validate_output(cfg: Any) -> None:
+    """`output`: a .csv or .parquet file, for known users' lists; users=all needs one."""
+    output = cfg.output
+    if output is None:
+        if cfg.users == "all":
+            raise ConfigError("users=all writes every user's list to a file: give "
+                              "output=<name>.csv or output=<name>.parquet")
+        return
+    if not isinstance(output, str) or Path(output).suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ConfigError(f"output={output!r} must be a file name ending in .csv or .parquet")
+    if cfg.user is None and cfg.users is None:
+        raise ConfigError("output= writes the lists of known users (user= or users=); a new "
+                          "user's list is printed (format=table or json)")
+
+
+def _plain(value: Any) -> Any:
+    """A composed value as plain Python, for a message."""
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
 
 def _validate_ranking(ranking: Any) -> None:

@@ -176,6 +176,8 @@ class PopularityRanker:
     """Most rated first, for every user."""
 
     counts: jax.Array
+    # The items' damped mean ratings: shown beside a recommendation, not ranked by.
+    item_ratings: jax.Array | None = None
     scores_are_ratings: bool = False
 
     @property

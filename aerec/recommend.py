@@ -1,15 +1,18 @@
-"""task=recommend: top-k items for a known user or for a new user's rating history."""
+"""task=recommend: top-k items for known users (one, a list, or all of them, printed or written
+to a file) or for a new user's rating history."""
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from aerec.errors import DataError, UnknownIdError
+from aerec.recommendation_files import check_output
 from aerec.run_config import RecommendRequest
 
 PAIR = re.compile(r"^\s*(-?\d+)\s*(?:::|:|,|\t|\s)\s*(\S+)\s*$")
@@ -76,15 +79,24 @@ def read_history(path: Path) -> dict[int, float]:
     return history
 
 
-def recommend(model_path: str | Path, cfg: RecommendRequest) -> dict[str, Any]:
+def recommend(model_path: str | Path, cfg: RecommendRequest, *, chunk_users: int = 1024,
+              progress: bool = False) -> dict[str, Any]:
     """The recommendations `cfg` asks of the saved model in `model_path`, as a JSON-ready
-    dict."""
+    dict; with `cfg.output`, the lists are written to that file (checked before the model is
+    loaded) and the dict says what was written. Known users are ranked `chunk_users` at a
+    time; `progress`: a progress bar while a file is written."""
     from aerec.saved_model import load  # imports JAX
 
+    if cfg.output is not None:
+        check_output(Path(cfg.output))
     model = load(model_path)
-    if cfg.user is not None:
-        table = model.recommend(int(cfg.user), int(cfg.k))
-        request: dict[str, Any] = {"user": int(cfg.user)}
+    if cfg.output is not None:
+        return _write(model, cfg, chunk_users, progress)
+    if cfg.user is not None or cfg.users is not None:
+        users = cfg.user if cfg.user is not None else list(cfg.users)
+        table = model.recommend(users, int(cfg.k), chunk_users=chunk_users)
+        request: dict[str, Any] = ({"user": int(cfg.user)} if cfg.user is not None
+                                   else {"users": users})
     else:
         source = "ratings" if cfg.ratings is not None else f"ratings_file={cfg.ratings_file}"
         history = (parse_history(str(cfg.ratings)) if cfg.ratings is not None
@@ -98,18 +110,42 @@ def recommend(model_path: str | Path, cfg: RecommendRequest) -> dict[str, Any]:
             "recommendations": json.loads(table.to_json(orient="records"))}
 
 
+def _write(model: Any, cfg: RecommendRequest, chunk_users: int, progress: bool
+           ) -> dict[str, Any]:
+    """Write the lists of `cfg`'s users (all, a list, or one) to `cfg.output`."""
+    users = (None if cfg.users == "all" else
+             [cfg.user] if cfg.user is not None else list(cfg.users))
+    started = time.perf_counter()
+    rows = model.write_recommendations(cfg.output, int(cfg.k), users,
+                                       chunk_users=chunk_users, progress=progress)
+    return {"users": "all" if users is None else users, "k": int(cfg.k),
+            "model": model.description["model"]["name"], "output": str(cfg.output),
+            "rows": rows, "n_users": len(model.users) if users is None else len(users),
+            "seconds": round(time.perf_counter() - started, 3)}
+
+
 def format_recommendations(payload: dict[str, Any]) -> str:
-    """A text table of the recommendations."""
+    """A text table of the recommendations (or, where they went to a file, a line saying
+    so). A model that predicts ratings shows them; another, its scores."""
+    if "output" in payload:
+        return (f"wrote {payload['rows']} rows (top {payload['k']} of {payload['n_users']} "
+                f"users) to {payload['output']} in {payload['seconds']:.1f} s")
     table = pd.DataFrame(payload["recommendations"])
     if table.empty:
         return "no items left to recommend"
-    # A top-N model predicts no rating (null in the JSON): shown as "-".
-    table["predicted_rating"] = table["predicted_rating"].map(
-        lambda rating: "-" if rating is None or rating != rating else f"{rating:.2f}")
+    if "predicted_rating" in table:
+        table = table.drop(columns="score")
+        table["predicted_rating"] = table["predicted_rating"].map("{:.2f}".format)
+    else:
+        table["score"] = table["score"].map("{:.4g}".format)
     table["year"] = table["year"].map(lambda year: str(year) if year else "")
     for column in ("title", "genres", "year"):
         if not table[column].astype(bool).any():
             table = table.drop(columns=column)
-    who = (f"user {payload['user']}" if "user" in payload
-           else f"a new user with {len(payload['history'])} ratings")
+    if "users" in payload:
+        who = f"{len(payload['users'])} users"
+    else:
+        table = table.drop(columns="user", errors="ignore")
+        who = (f"user {payload['user']}" if "user" in payload
+               else f"a new user with {len(payload['history'])} ratings")
     return f"top {payload['k']} for {who}:\n" + table.to_string(index=False)

@@ -156,13 +156,16 @@ class LoggerConfig:
 
 @dataclass(frozen=True)
 class RecommendRequest:
-    """task=recommend: one of `user`, `ratings` or `ratings_file`; `k` items as `format`."""
+    """task=recommend: one of `user`, `users`, `ratings` or `ratings_file`; `k` items as
+    `format`, or into the file `output` (.csv or .parquet)."""
 
     user: int | None = None
+    users: str | tuple[int, ...] | None = None  # "all", or user ids
     ratings: str | None = None
     ratings_file: str | None = None
     k: int = 10
     format: str = "table"
+    output: str | None = None
 
 
 @dataclass(frozen=True)

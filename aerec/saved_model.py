@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -31,6 +31,7 @@ from aerec.models.base import ModelConfig
 from aerec.models.registry import family_of, model_config
 from aerec.models.scaling import Scaling
 from aerec.rankers import Ranker, build_ranker, unknown_items
+from aerec.top_items import ranked_chunks
 
 
 def save_artifact(directory: Path, params: Any, *, config: Mapping[str, Any], scaling: Scaling,
@@ -158,23 +159,54 @@ class TrainedModel:
         return build_ranker(self.config, self.params, self.input_rows,
                             scaling=Scaling(*self.description["scaling"]), unknown=unknown)
 
-    def recommend(self, user_id: int, k: int = 10) -> pd.DataFrame:
-        """The user's top `k` items they have not rated, best first (see `_top_items`)."""
+    def recommend(self, users: Any, k: int = 10, chunk_users: int = 1024) -> pd.DataFrame:
+        """One table of every user's top `k` items they have not rated, best first:
+        `users` is one id or a sequence of ids (one list each, in the order given). Columns
+        user, rank, item, score, then predicted_rating where the model predicts ratings, and
+        title, year, genres (see `_table`). Users are ranked on the device `chunk_users` at
+        a time (`aerec.top_items`); UnknownIdError (a KeyError) names the first unknown id and
+        counts them."""
+        check_k(k)
+        indices = self._user_indices(user_ids(users))
+        chunks = list(ranked_chunks(self.ranker, self.seen, indices, k, chunk_users))
+        width = min(k, self.ranker.n_items)
+        items = np.concatenate([chunk[1] for chunk in chunks] or [np.zeros((0, width), int)])
+        scores = np.concatenate([chunk[2] for chunk in chunks]
+                                or [np.zeros((0, width), np.float32)])
+        listed = scores > -np.inf  # a user's list ends where their unseen items do
+        rows, slots = np.nonzero(listed)
+        return self._table(items[listed], scores[listed], rank=slots + 1,
+                           user=self.users.raw[indices][rows])
+
+    def _user_indices(self, ids: np.ndarray) -> np.ndarray:
+        """The indices of user `ids`; UnknownIdError naming the first unknown one, how many
+        were unknown, and what to do instead."""
         try:
-            user = int(self.users.index([user_id], "user")[0])
+            return self.users.index(ids, "user")
         except UnknownIdError:
-            raise UnknownIdError(
-                f"user {user_id} is not known to this model ({len(self.users)} users, ids "
-                f"{self.users.raw[0]}..{self.users.raw[-1]}); recommend from a rating history "
-                "instead (recommend_for_history, or ratings=... on the command line)") from None
-        scores = np.asarray(self.ranker.user_scores(np.array([user], np.int32)))[0]
-        rated = self.seen.indices[self.seen.indptr[user]:self.seen.indptr[user + 1]]
-        return self._top_items(scores, rated, k)
+            pass
+        unknown = [user for user in ids if not self._knows_user(user)]
+        who = (f"user {unknown[0]} is" if len(unknown) == 1 else
+               f"user {unknown[0]} and {len(unknown) - 1} more of the {ids.size} users asked "
+               "for are")
+        raise UnknownIdError(
+            f"{who} not known to this model ({len(self.users)} users, ids "
+            f"{self.users.raw[0]}..{self.users.raw[-1]}); recommend from a rating history "
+            "instead (recommend_for_history, or ratings=... on the command line)") from None
+
+    def _knows_user(self, user: Any) -> bool:
+        try:
+            self.users.index([user], "user")
+        except UnknownIdError:
+            return False
+        return True
 
     def recommend_for_history(self, history: Mapping[int, float], k: int = 10
                               ) -> pd.DataFrame:
         """Top `k` items for a new user known only by `history` ({item id: rating}), by a
-        forward pass (no retraining); the history's items are not recommended again."""
+        forward pass (no retraining); the history's items are not recommended again. The
+        columns of `recommend` but user."""
+        check_k(k)
         # The ids as given, checked by the id map: a cast to int64 first would make item 1.5
         # item 1, and fail on an id beyond int64 with an OverflowError.
         item_ids = np.asarray(list(history), dtype=object)
@@ -189,38 +221,80 @@ class TrainedModel:
         if (counts > 1).any():  # 5 and "5": two keys, one item
             twice = item_ids[first[counts > 1][0]]
             raise DataError(f"item {twice} is rated twice in the history")
-        scores = self.ranker.history_scores(items, ratings)
-        return self._top_items(np.asarray(scores), items, k)
-
-    def _top_items(self, scores: np.ndarray, rated: np.ndarray, k: int) -> pd.DataFrame:
-        """Columns rank, item, predicted_rating, title, year, genres: the `k` best-scored
-        items outside `rated`; equal scores rank the lower item index first, like the
-        ranking evaluation. For the popularity model the order is by rating count and
-        predicted_rating is the item's damped mean rating; a top-N model (its family's
-        `predicts_ratings` false) predicts no rating: NaN."""
-        if k < 1:
-            raise DataError(f"k={k} must be at least 1")
+        scores = np.asarray(self.ranker.history_scores(items, ratings), np.float32)
         candidates = np.ones(scores.size, bool)
-        candidates[rated] = False
+        candidates[items] = False
+        # equal scores: the lower item index first, as on the device (`aerec.top_items`)
         order = np.flatnonzero(candidates)[np.argsort(-scores[candidates], kind="stable")][:k]
+        return self._table(order, scores[order], rank=np.arange(1, order.size + 1))
+
+    def write_recommendations(self, path: str | Path, k: int = 10, users: Any = None, *,
+                              chunk_users: int = 1024, progress: bool = False) -> int:
+        """Write the top `k` of `users` (None: every user the model knows) to `path`, a .csv
+        or .parquet file, columns user, rank, item, score; whole or not at all
+        (`aerec.recommendation_files`). Returns the number of rows written."""
+        from aerec.recommendation_files import check_output, write_recommendations
+
+        check_k(k)
+        check_output(Path(path))  # before any work
+        indices = (np.arange(len(self.users), dtype=np.int32) if users is None
+                   else self._user_indices(user_ids(users)))
+        chunks = ranked_chunks(self.ranker, self.seen, indices, k, chunk_users)
+        return write_recommendations(Path(path), chunks, self.users.raw[indices],
+                                     self.items.raw, progress=progress)
+
+    def _table(self, items: np.ndarray, scores: np.ndarray, rank: np.ndarray,
+               user: np.ndarray | None = None) -> pd.DataFrame:
+        """Recommendations of item indices `items` with their `scores` (the ranking score:
+        a predicted rating, a count for the popularity model, the lowest float32 for items
+        the model learned nothing of, ranked last) as a table: [user,] rank, item, score,
+        [predicted_rating,] title, year, genres. `predicted_rating`, where the model predicts
+        ratings, is clipped to the rating scale: the score, the training mean for unlearned
+        items (as `predict` has them), the item's damped mean for the popularity model."""
+        table = {} if user is None else {"user": user}
+        table.update(rank=rank, item=self.items.raw[items], score=scores.astype(np.float64))
+        predicted = self._predicted_ratings(items, scores)
+        if predicted is not None:
+            table["predicted_rating"] = predicted
+        catalog = self.catalog
+        table.update(
+            title=catalog["titles"][items] if catalog["titles"].size else "",
+            year=catalog["years"][items] if catalog["years"].size else 0,
+            genres=catalog["genres"][items] if catalog["genres"].size else "")
+        return pd.DataFrame(table)
+
+    def _predicted_ratings(self, items: np.ndarray, scores: np.ndarray) -> np.ndarray | None:
+        """The predicted ratings of recommended `items` (see `_table`), None where the model
+        predicts none."""
+        item_ratings = getattr(self.ranker, "item_ratings", None)
         if self.ranker.scores_are_ratings:
-            predicted = scores[order]
-        elif getattr(family_of(self.config), "predicts_ratings", True):
-            predicted = np.asarray(self.params["mean"])[order]
+            predicted = scores
+        elif item_ratings is not None:
+            predicted = np.asarray(item_ratings)[items]
         else:
-            predicted = np.full(order.size, np.nan)
+            return None
         unknown = getattr(self.ranker, "unknown", None)  # learned nothing of: ranked last
         if unknown is not None:  # and shown at the training mean, as predict has them
-            predicted = np.where(unknown[order], self.description["fallback"], predicted)
+            predicted = np.where(unknown[items], self.description["fallback"], predicted)
         low, high = self.description["rating_range"]
-        return pd.DataFrame({
-            "rank": np.arange(1, order.size + 1),
-            "item": self.items.raw[order],
-            "predicted_rating": np.clip(predicted, low, high).astype(np.float64),
-            "title": self.catalog["titles"][order] if self.catalog["titles"].size else "",
-            "year": self.catalog["years"][order] if self.catalog["years"].size else 0,
-            "genres": self.catalog["genres"][order] if self.catalog["genres"].size else "",
-        })
+        return np.clip(predicted, low, high).astype(np.float64)
+
+
+def user_ids(users: Any) -> np.ndarray:
+    """One id or a sequence of ids, flat: an array as it is (its dtype says what it holds),
+    anything else as objects, checked one by one by the id map (a list [True, 2] would
+    otherwise be read as users 1 and 2, an id beyond int64 fail with an OverflowError)."""
+    if isinstance(users, np.ndarray | pd.Series | pd.Index):
+        return np.asarray(users).ravel()
+    if isinstance(users, str | bytes) or not isinstance(users, Iterable):
+        users = [users]
+    return np.asarray(list(users), dtype=object).ravel()
+
+
+def check_k(k: int) -> None:
+    """DataError unless `k` is a whole number >= 1."""
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise DataError(f"k={k!r} must be an integer >= 1")
 
 
 def load(path: str | Path) -> TrainedModel:

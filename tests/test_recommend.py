@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import aerec
@@ -65,9 +66,11 @@ def run_cli(*overrides: str) -> subprocess.CompletedProcess:
 def test_known_user_gets_titled_unrated_items(small_model: Path) -> None:
     model = aerec.load(small_model)
     table = model.recommend(7, k=5)
-    assert list(table.columns) == ["rank", "item", "predicted_rating", "title", "year", "genres"]
-    assert list(table["rank"]) == [1, 2, 3, 4, 5]
-    assert table["predicted_rating"].is_monotonic_decreasing
+    assert list(table.columns) == ["user", "rank", "item", "score", "predicted_rating",
+                                   "title", "year", "genres"]
+    assert list(table["rank"]) == [1, 2, 3, 4, 5] and set(table["user"]) == {7}
+    assert table["score"].is_monotonic_decreasing
+    assert table["predicted_rating"].is_monotonic_decreasing  # the scores are ratings here
     user = int(model.users.index([7])[0])
     assert not set(table["item"]) & set(model.items.raw[model.seen[user].indices])
     titles = dict(zip(model.items.raw, model.catalog["titles"], strict=True))
@@ -77,6 +80,19 @@ def test_known_user_gets_titled_unrated_items(small_model: Path) -> None:
         if row["item"] >= 3:
             assert row["year"] == 1950 + row["item"] and row["genres"] == "Drama"
 
+
+
+def test_several_users_get_one_table_of_every_list(small_model: Path) -> None:
+    # Once, recommend([3, 4]) returned user 3's list alone, without a word.
+    model = aerec.load(small_model)
+    table = model.recommend([3, 4], k=3)
+    assert list(table.columns[:4]) == ["user", "rank", "item", "score"]
+    assert list(table["user"]) == [3, 3, 3, 4, 4, 4]
+    for user in (3, 4):
+        alone = model.recommend(user, k=3)
+        assert list(alone["user"]) == [user] * 3
+        pd.testing.assert_frame_equal(table[table["user"] == user].reset_index(drop=True),
+                                      alone)
 
 def test_cli_json_output_parses(small_model: Path) -> None:
     done = run_cli("task=recommend", f"checkpoint.path={small_model}", "user=7", "k=4",

@@ -97,7 +97,7 @@ class PopularityFamily:
                scaling: Scaling, chunk_rows: int, fold_in_prior: float) -> Ranker:
         """Most rated first, for every user."""
         del config, inputs, scaling, chunk_rows, fold_in_prior
-        return PopularityRanker(params["count"])
+        return PopularityRanker(params["count"], params["mean"])
 
     def saved_problem(self, model: dict[str, Any]) -> tuple[str, str] | None:
         """No rule across keys."""
