@@ -17,7 +17,7 @@ from tests.conftest import CONFIGS, ROOT
 # `x["name"] == ...`, or any comparison with a registered name written out.
 NAMES = "|".join(FAMILIES)
 DISPATCH = [
-    re.compile(r"(?<!dataset)(?<!source)\.name\s*(==|!=|in\s)"),
+    re.compile(r"(?<!dataset)(?<!dataset_cfg)(?<!source)(?<!logger)\.name\s*(==|!=|in\s)"),
     re.compile(r"\[\s*[\"']name[\"']\s*\]\s*(==|!=|in\s)"),
     re.compile(rf"(==|!=|\bin)\s*[(\[{{]?\s*[\"']({NAMES})[\"']"),
     re.compile(rf"[\"']({NAMES})[\"']\s*(==|!=)"),
