@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -162,3 +163,23 @@ def test_a_port_in_use_is_one_line_and_exit_status_1(small_svd_model: Path) -> N
     assert result.returncode == 1
     assert result.stderr == (f"error: cannot listen on 127.0.0.1:{port}: address already in "
                              "use; choose another --port\n")
+
+
+@pytest.mark.slow
+def test_the_command_serves_until_ctrl_c(small_svd_model: Path) -> None:
+    with subprocess.Popen(
+            [sys.executable, "-m", "aerec.serve", str(small_svd_model), "--port", "0"],
+            env=cli_env(), stderr=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stderr is not None
+            first = process.stderr.readline()  # printed once the model is loaded and warm
+            match = re.search(r"serving svd model .* \(60 users, 40 items\) on (http://\S+)$",
+                              first.strip())
+            assert match, first
+            assert httpx.get(f"{match.group(1)}/health", timeout=30).json()["items"] == 40
+            process.send_signal(signal.SIGINT)
+            assert process.wait(30) == 130  # shut down gracefully, as Ctrl-C ends a command
+            assert "Traceback" not in process.stderr.read()
+        finally:
+            if process.poll() is None:  # a failed check: stop the server, not wait for it
+                process.kill()

@@ -60,7 +60,8 @@ def reason(error: OSError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve until interrupted; 1 with a one-line error for a port, model or missing extra."""
+    """Serve until interrupted; 1 with a one-line error for a port, a model or a missing
+    extra."""
     args = parse_arguments(argv)
     try:
         sock = bind(args.host, args.port)
@@ -96,4 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # while loading, or re-raised by uvicorn after its shutdown
+        sys.exit(130)  # 128 + SIGINT, as for a process the signal ended
