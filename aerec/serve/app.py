@@ -67,7 +67,7 @@ def create_app(model: TrainedModel, *, warm: bool = True) -> FastAPI:
         """The top k items the known `user` has not rated, best first."""
         table = model.recommend(_raw_id(user), _bounded_k(k, model))
         return JSONResponse({"user": _raw_id(user), "k": k, "model": name,
-                             "recommendations": table.to_dict(orient="records")})
+                             "recommendations": _records(table)})
 
     @app.post("/recommend")
     def recommend_history(request: HistoryRequest) -> JSONResponse:
@@ -77,7 +77,7 @@ def create_app(model: TrainedModel, *, warm: bool = True) -> FastAPI:
         table = model.recommend_for_history(ratings, _bounded_k(request.k, model))
         return JSONResponse({"history": {str(item): rating for item, rating in ratings.items()},
                              "k": request.k, "model": name,
-                             "recommendations": table.to_dict(orient="records")})
+                             "recommendations": _records(table)})
 
     @app.get("/similar")
     def similar(item: str, k: int = 10, metric: str = "cosine") -> JSONResponse:
@@ -129,6 +129,12 @@ def history_ratings(history: Any, top_rating: float) -> dict[Any, float]:
     if not ratings:
         raise DataError(f"history is empty; {HISTORY_FORM}")
     return ratings
+
+
+def _records(table: Any) -> list[dict[str, Any]]:
+    """A recommendation table's rows as JSON objects, without a `user` column (a request
+    names one user: the answer says it once)."""
+    return table.drop(columns="user", errors="ignore").to_dict(orient="records")
 
 
 def _raw_id(text: Any) -> Any:
