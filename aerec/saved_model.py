@@ -31,6 +31,7 @@ from aerec.models.base import ModelConfig
 from aerec.models.registry import family_of, model_config
 from aerec.models.scaling import Scaling
 from aerec.rankers import Ranker, build_ranker, unknown_items
+from aerec.similar import check_request, most_similar, unit_rows
 from aerec.top_items import ranked_chunks
 
 
@@ -278,6 +279,68 @@ class TrainedModel:
             predicted = np.where(unknown[items], self.description["fallback"], predicted)
         low, high = self.description["rating_range"]
         return np.clip(predicted, low, high).astype(np.float64)
+
+    @cached_property
+    def item_vectors(self) -> np.ndarray | None:
+        """Every item's vector, (n_items, d) float32 (`ModelFamily.item_vectors`), or None
+        for a model without item representations; computed once."""
+        vectors = family_of(self.config).item_vectors(
+            self.config, self.params, self.input_rows,
+            scaling=Scaling(*self.description["scaling"]), chunk_rows=1024)
+        if vectors is not None and (vectors.ndim != 2 or vectors.shape[0] != len(self.items)):
+            raise AssertionError(f"item vectors of shape {vectors.shape} for "
+                                 f"{len(self.items)} items")  # a family breaking its contract
+        return vectors
+
+    @cached_property
+    def unlearned_items(self) -> np.ndarray:
+        """(n_items,) bool: the items the model learned nothing of (no training ratings)."""
+        return unknown_items(self.by_user, self.trained_columns,
+                             np.diff(self.inputs.indptr) > 0)
+
+    def similar_items(self, item_ids: Any, k: int = 10, metric: str = "cosine"
+                      ) -> pd.DataFrame:
+        """The `k` items most similar to each of `item_ids` (one id or several), best first:
+        columns item (the query), rank, similar_item, score, title, year, genres.
+
+        Similarity is between the model's item vectors (`item_vectors`): `metric` "cosine"
+        (default) or "dot". The query item itself and the items the model learned nothing
+        of are never in a list; equal scores rank the lower item index first. Errors:
+        UnknownIdError for an unknown item id; DataError for an item without training
+        ratings, `k` < 1, an unknown metric, or a model without item vectors (popularity).
+        """
+        check_request(k, metric)
+        if self.item_vectors is None:
+            raise DataError(f"a {self.config.name} model has no item representations to "
+                            "compare; similar items need a model that has (e.g. svd, "
+                            "autoencoder)")
+        ids = np.asarray(item_ids, dtype=object).ravel()  # ids as given: see recommend
+        queries = self.items.index(ids, "item")
+        if self.unlearned_items[queries].any():
+            raise DataError(f"item {ids[self.unlearned_items[queries]][0]} had no training "
+                            "ratings: the model learned nothing of it to compare")
+        vectors = self._unit_item_vectors if metric == "cosine" else self.item_vectors
+        parts = list(most_similar(vectors, queries, k, self.unlearned_items))
+        order = np.concatenate([o for o, _ in parts]) if parts else np.zeros((0, 0), int)
+        scores = np.concatenate([s for _, s in parts]) if parts else np.zeros((0, 0))
+        similar = order.ravel()
+        return pd.DataFrame({
+            "item": np.repeat(self.items.raw[queries], order.shape[1]),
+            "rank": np.tile(np.arange(1, order.shape[1] + 1), queries.size),
+            "similar_item": self.items.raw[similar],
+            "score": scores.ravel().astype(np.float64),
+            **self._catalog_of(similar)})
+
+    @cached_property
+    def _unit_item_vectors(self) -> np.ndarray:
+        """The item vectors scaled to unit length (zero rows stay zero), for cosine."""
+        return unit_rows(self.item_vectors)
+
+    def _catalog_of(self, items: np.ndarray) -> dict[str, Any]:
+        """Title, year and genres of item indices `items` ("" and 0 where unknown)."""
+        return {key: self.catalog[name][items] if self.catalog[name].size else empty
+                for key, name, empty in (("title", "titles", ""), ("year", "years", 0),
+                                         ("genres", "genres", ""))}
 
 
 def user_ids(users: Any) -> np.ndarray:

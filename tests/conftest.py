@@ -78,3 +78,12 @@ def assert_same_draws(a: np.ndarray, b: np.ndarray) -> None:
         np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
     else:
         np.testing.assert_array_max_ulp(a, b, maxulp=2)
+
+
+@pytest.fixture(scope="session")
+def small_svd_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A rank-4 SVD trained once per session on a tiny ML-1M-format release with titles
+    (`tests.small_models`); its model directory, which tests only read."""
+    from tests.small_models import train_small_model
+
+    return train_small_model(tmp_path_factory.mktemp("small_svd"), "model=svd", "model.rank=4")

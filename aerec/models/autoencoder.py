@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from aerec.checks import (
@@ -232,6 +233,15 @@ def decoder_members(graphdef: nnx.GraphDef, params: Any) -> tuple[jax.Array, jax
     return jax.vmap(lambda p: nnx.merge(graphdef, p).decoder())(params)
 
 
+def row_codes(graphdef: nnx.GraphDef, params: Any, inputs: DeviceRows, scaling: Scaling,
+              chunk_rows: int) -> jax.Array:
+    """Every member's code of every row of `inputs`: (members, rows, width)."""
+    from aerec.rankers import item_codes  # it imports this module
+
+    encode = jax.jit(lambda p, ids, x: encode_members(graphdef, p, scaling.encode(x)))
+    return item_codes(encode, params, inputs, chunk_rows)
+
+
 # The family on the model interface (`aerec.models.base`).
 
 LOSSES = ("masked", "all_cells")
@@ -321,18 +331,33 @@ class AutoencoderFamily:
                scaling: Scaling, chunk_rows: int, fold_in_prior: float) -> Ranker:
         """User rows: a forward pass of each row; item rows: every item's code decoded by
         each user's output column (`aerec.rankers`)."""
-        from aerec.rankers import ColumnRanker, RowRanker, item_codes  # it imports this module
+        from aerec.rankers import ColumnRanker, RowRanker  # it imports this module
 
         graphdef = graphdef_of(config, inputs.shape[1])
         if config.orientation == "user":
             predict = partial(predict_ratings, graphdef, scaling)
             return RowRanker(jax.jit(predict), jax.jit(lambda p, x: predict(p, None, x)),
                              params, inputs)
-        encode = jax.jit(lambda p, ids, x: encode_members(graphdef, p, scaling.encode(x)))
-        codes = item_codes(encode, params, inputs, chunk_rows)
+        codes = row_codes(graphdef, params, inputs, scaling, chunk_rows)
         kernel, bias = decoder_members(graphdef, params)
         return ColumnRanker(codes, kernel, bias, jnp.zeros(codes.shape[:2]),
                             config.output_activation, scaling, fold_in_prior)
+
+    def item_vectors(self, config: AutoencoderConfig, params: Any, inputs: DeviceRows, *,
+                     scaling: Scaling, chunk_rows: int) -> np.ndarray:
+        """User rows: the output layer's column of each item, the item's factor in its score
+        code_u . W_i + b_i (the encoder's first layer reads the item as an input instead, and
+        does not say how the model scores it); item rows: each item's code (last hidden
+        layer) of its input row, the factor the ranker decodes with each user's column.
+        An ensemble's members are concatenated."""
+        graphdef = graphdef_of(config, inputs.shape[1])
+        if config.orientation == "user":
+            kernel, _ = decoder_members(graphdef, params)  # (members, width, n_items)
+            vectors = jnp.transpose(kernel, (2, 0, 1))
+        else:
+            codes = row_codes(graphdef, params, inputs, scaling, chunk_rows)
+            vectors = jnp.transpose(codes, (1, 0, 2))  # (members, n_items, width)
+        return np.asarray(vectors, np.float32).reshape(vectors.shape[0], -1)
 
     def saved_problem(self, model: dict[str, Any]) -> tuple[str, str] | None:
         """A list of widths must have one per encoder layer."""

@@ -14,6 +14,8 @@ saved model reach a model only through these methods:
   a saved model's `predict`;
 - `ranker(config, params, inputs, ...)`: every item's score for known users and for a new
   user's history (`aerec.rankers.Ranker`);
+- `item_vectors(config, params, inputs, ...)`: one vector per item, or None, for a saved
+  model's `similar_items`;
 - `saved_keys`, `saved_problem(model)`, `param_shapes(...)`: how a saved model's model.json
   and parameters are checked before they are used (`aerec.model_json`, `aerec.model_files`).
 """
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
     import jax
+    import numpy as np
 
     from aerec.data.device_rows import DeviceRows
     from aerec.models.scaling import Scaling
@@ -93,6 +96,33 @@ class ModelFamily(Protocol):
     def ranker(self, config: Any, params: Any, inputs: DeviceRows, *, scaling: Scaling,
                chunk_rows: int, fold_in_prior: float) -> Ranker:
         """Every item's score, reading `inputs` as what is known of every row."""
+
+    def item_vectors(self, config: Any, params: Any, inputs: DeviceRows, *, scaling: Scaling,
+                     chunk_rows: int) -> np.ndarray | None:
+        """Every item's representation as a row of a host float32 array (n_items, d), or None
+        for a family without item representations (popularity: a count per item).
+
+        The contract, for every family that returns rows:
+        - row j is item j, in the model's item order (the saved model's item id map);
+        - rows point alike when the model treats the items alike, so that the cosine of two
+          rows is the family's item-to-item similarity (`TrainedModel.similar_items`, cosine
+          by default, or the dot product): for a family that scores item j as a user's code
+          dotted with a vector of item j plus terms that do not depend on the user, it is
+          that vector (the output layer's column j of an autoencoder over users, of
+          Mult-VAE and RecVAE; SVD's item factors; EASE's column j of B); for a model whose
+          rows are items, item j's code, computed from its input row;
+        - `inputs`: the model's input rows (model orientation: `TrainedModel.input_rows`),
+          read only where a code is computed from them, in blocks of `chunk_rows`;
+          `scaling`: the model's rating scaling, as its ranker applies it;
+        - an ensemble's members are concatenated along d (the dot product of two rows is then
+          the sum of the members');
+        - biases and other per-item offsets are left out (they move an item's scores for every
+          user alike, not which users score it);
+        - every value is finite; rows of the items the model learned nothing of (no training
+          ratings: `aerec.rankers.unknown_items`) may be anything finite, zero included, and
+          are left out of the results by the caller;
+        - deterministic and without training; a loaded model computes them once.
+        """
 
     def saved_problem(self, model: dict[str, Any]) -> tuple[str, str] | None:
         """A saved `model` section's inconsistency across keys, as (field, problem)."""

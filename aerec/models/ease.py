@@ -244,6 +244,12 @@ class EaseFamily:
         return InteractionRanker(jax.jit(predict_ease), jax.jit(history_scores), params,
                                  inputs)
 
+    def item_vectors(self, config: EaseConfig, params: Any, inputs: DeviceRows, *,
+                     scaling: Scaling, chunk_rows: int) -> np.ndarray:
+        """Column j of B: how much each item a user has points to item j."""
+        del config, inputs, scaling, chunk_rows
+        return np.ascontiguousarray(np.asarray(params["B"], np.float32).T)
+
     def saved_problem(self, model: dict[str, Any]) -> tuple[str, str] | None:
         """A saved EASE model's rows are users."""
         problem = _user_orientation_problem(model["orientation"])

@@ -99,6 +99,11 @@ class PopularityFamily:
         del config, inputs, scaling, chunk_rows, fold_in_prior
         return PopularityRanker(params["count"], params["mean"])
 
+    def item_vectors(self, config: PopularityConfig, params: Any, inputs: DeviceRows, *,
+                     scaling: Scaling, chunk_rows: int) -> None:
+        """None: an item is a count and a mean, not a representation to compare."""
+        del config, params, inputs, scaling, chunk_rows
+
     def saved_problem(self, model: dict[str, Any]) -> tuple[str, str] | None:
         """No rule across keys."""
         del model

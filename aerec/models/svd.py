@@ -298,6 +298,16 @@ def svd_history_row(params: dict[str, Any], inputs: jax.Array, *, scaling: Scali
     return reconstruct(params, row_bias, inputs, scaling)
 
 
+def row_projections(params: dict[str, Any], inputs: DeviceRows, scaling: Scaling,
+                    chunk_rows: int) -> jax.Array:
+    """Every row's projection on the basis (`project`, with its fitted bias): (1, rows,
+    rank), a single member's codes."""
+    def codes_of(p: Any, ids: jax.Array, x: jax.Array) -> jax.Array:
+        return project(p, p["row_bias"][ids], x, scaling)[None]
+
+    return item_codes(jax.jit(codes_of), params, inputs, chunk_rows)
+
+
 # The family on the model interface (`aerec.models.base`).
 
 @dataclass(frozen=True)
@@ -368,13 +378,20 @@ class SVDFamily:
                                              bias_reg=fold_in_bias_reg(config))),
                              params, inputs)
 
-        def codes_of(p: Any, ids: jax.Array, x: jax.Array) -> jax.Array:
-            return project(p, p["row_bias"][ids], x, scaling)[None]
-
-        codes = item_codes(jax.jit(codes_of), params, inputs, chunk_rows)
+        codes = row_projections(params, inputs, scaling, chunk_rows)
         offset = (params["mean"] + params["row_bias"])[None]
         return ColumnRanker(codes, params["basis"].T[None], params["col_bias"][None], offset,
                             "linear", scaling, fold_in_prior)
+
+    def item_vectors(self, config: SVDConfig, params: Any, inputs: DeviceRows, *,
+                     scaling: Scaling, chunk_rows: int) -> np.ndarray:
+        """The item factors. User rows: the basis's rows, V (a user's reconstruction is
+        residual V V^T, so V_i . V_j is the weight item i's residual gives item j); item
+        rows: each item's projection, its residual row times the basis (U S of the items
+        the fit saw), the code the ranker decodes with each user's column."""
+        if config.orientation == "user":
+            return np.asarray(params["basis"], np.float32)
+        return np.asarray(row_projections(params, inputs, scaling, chunk_rows)[0], np.float32)
 
     def saved_problem(self, model: dict[str, Any]) -> tuple[str, str] | None:
         """No rule across keys."""
