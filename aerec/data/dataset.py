@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,6 +68,32 @@ class Dataset:
     def train_mean(self) -> float:
         """Mean training rating: the fallback prediction for unseen users and items."""
         return float(self.rating[self.role == TRAIN].mean(dtype=np.float64))
+
+    def interactions(self, min_rating: float | None = None) -> Dataset:
+        """This explicit dataset as implicit feedback: the same users, items and roles, only
+        the ratings >= `min_rating` kept (every one when None), each as an interaction of
+        value 1.0. An implicit dataset is returned as it is (its threshold, if any, was
+        applied when it was read)."""
+        if self.implicit:
+            return self
+        accounting = dict(self.accounting)
+        user_index, item_index, role = self.user_index, self.item_index, self.role
+        if min_rating is not None:
+            kept = self.rating >= min_rating
+            if not kept.any():
+                raise DataError(above_every_rating(min_rating, self.source,
+                                                   float(self.rating.max(initial=0))))
+            user_index, item_index, role = user_index[kept], item_index[kept], role[kept]
+            accounting["n_below_implicit_min_rating"] = int(kept.size - kept.sum())
+        return replace(self, user_index=user_index, item_index=item_index, role=role,
+                       rating=np.ones(user_index.size, np.float32), rating_min=1.0,
+                       rating_max=1.0, accounting=accounting, implicit=True)
+
+
+def above_every_rating(min_rating: float, origin: str, highest: float) -> str:
+    """The error of a threshold that leaves no interaction."""
+    return (f"dataset.implicit_min_rating={min_rating:g} is above every rating of {origin} "
+            f"(max {highest:g}): no interaction left")
 
 
 def require_positive_ratings(table: pd.DataFrame, path: Path) -> None:
