@@ -13,11 +13,13 @@ from typing import Any
 from aerec.errors import ConfigError
 from aerec.models.autoencoder import AUTOENCODER
 from aerec.models.base import ModelConfig, ModelFamily
+from aerec.models.multvae import MULTDAE, MULTVAE
 from aerec.models.popularity import POPULARITY
 from aerec.models.svd import SVD
 
 FAMILIES: dict[str, ModelFamily] = {family.name: family
-                                    for family in (AUTOENCODER, SVD, POPULARITY)}
+                                    for family in (AUTOENCODER, SVD, POPULARITY, MULTVAE,
+                                                   MULTDAE)}
 
 
 class UnknownModelError(ConfigError, ValueError):
