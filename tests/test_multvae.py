@@ -178,6 +178,21 @@ def test_invalid_keys_are_refused_by_name(compose_config, tmp_path: Path, overri
         run_task(compose_config("model=multvae", override), tmp_path)
 
 
+@pytest.mark.parametrize(("field", "value"), [("orientation", "item"), ("hidden", [0]),
+                                            ("hidden", "wide"), ("latent", 0),
+                                            ("activation", "swish")])
+def test_a_saved_models_keys_are_checked(field: str, value: object) -> None:
+    from aerec.model_json import Invalid, check_model_section
+
+    saved = {"name": "multvae", "orientation": "user", "hidden": [600], "latent": 200,
+             "activation": "tanh"}
+    check_model_section(saved)
+    check_model_section({**saved, "name": "multdae", "hidden": []})
+    with pytest.raises(Invalid) as raised:
+        check_model_section({**saved, field: value})
+    assert raised.value.field == f"model.{field}"
+
+
 RUN = (*FAST_DATA, "model=multvae", "model.hidden=[16]", "model.latent=8",
        "model.anneal_steps=20", "optimizer.learning_rate=0.01", "train.epochs=4",
        "train.patience=100")
