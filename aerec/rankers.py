@@ -79,6 +79,18 @@ class RowRanker:
         return np.asarray(self.predict_new_rows(self.params, jax.device_put(row)))[0]
 
 
+@dataclass
+class InteractionRanker(RowRanker):
+    """A user-row ranker of a top-N model: its scores are not ratings, and a new user's
+    history counts 1 at each of its items, whatever the rating given."""
+
+    scores_are_ratings: bool = False
+
+    def history_scores(self, items: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        """The scores of a row holding 1 at each history item."""
+        return super().history_scores(items, np.ones(np.shape(ratings), np.float32))
+
+
 def _decode_columns(codes: jax.Array, kernel: jax.Array, bias: jax.Array, offset: jax.Array,
                     columns: jax.Array, *, activation: str, scaling: Scaling) -> jax.Array:
     """(len(columns), n_items) raw-scale scores: members' out(code . W_u + b_u + offset)."""

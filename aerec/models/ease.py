@@ -36,7 +36,7 @@ from aerec.data.device_rows import BLOCK_CELLS, DeviceRows, padded_chunks
 from aerec.errors import ConfigError
 from aerec.models.base import FieldCheck, Predictor, Trainer, config_from_mapping
 from aerec.models.scaling import SCALINGS, Scaling
-from aerec.rankers import Ranker, RowRanker
+from aerec.rankers import InteractionRanker, Ranker
 
 if TYPE_CHECKING:
     from aerec.train import FitResult
@@ -112,18 +112,6 @@ def predict_ease(params: dict[str, jax.Array], row_ids: jax.Array, inputs: jax.A
 def history_scores(params: dict[str, jax.Array], inputs: jax.Array) -> jax.Array:
     """Scores of rows without an identity (a new user's history)."""
     return predict_ease(params, jnp.zeros(inputs.shape[0], jnp.int32), inputs)
-
-
-@dataclass
-class InteractionRanker(RowRanker):
-    """A user-row ranker whose scores are not ratings and whose new user's history counts 1
-    at each of its items, whatever the rating given."""
-
-    scores_are_ratings: bool = False
-
-    def history_scores(self, items: np.ndarray, ratings: np.ndarray) -> np.ndarray:
-        """The scores of a row holding 1 at each history item."""
-        return super().history_scores(items, np.ones(np.shape(ratings), np.float32))
 
 
 # Memory.

@@ -14,11 +14,13 @@ from aerec.errors import ConfigError
 from aerec.models.autoencoder import AUTOENCODER
 from aerec.models.base import ModelConfig, ModelFamily
 from aerec.models.ease import EASE
+from aerec.models.multvae import MULTDAE, MULTVAE
 from aerec.models.popularity import POPULARITY
 from aerec.models.svd import SVD
 
 FAMILIES: dict[str, ModelFamily] = {family.name: family
-                                    for family in (AUTOENCODER, SVD, POPULARITY, EASE)}
+                                    for family in (AUTOENCODER, SVD, POPULARITY, EASE, MULTVAE,
+                                                   MULTDAE)}
 
 
 class UnknownModelError(ConfigError, ValueError):
