@@ -103,7 +103,9 @@ def format_recommendations(payload: dict[str, Any]) -> str:
     table = pd.DataFrame(payload["recommendations"])
     if table.empty:
         return "no items left to recommend"
-    table["predicted_rating"] = table["predicted_rating"].map("{:.2f}".format)
+    # A top-N model predicts no rating (null in the JSON): shown as "-".
+    table["predicted_rating"] = table["predicted_rating"].map(
+        lambda rating: "-" if rating is None or rating != rating else f"{rating:.2f}")
     table["year"] = table["year"].map(lambda year: str(year) if year else "")
     for column in ("title", "genres", "year"):
         if not table[column].astype(bool).any():

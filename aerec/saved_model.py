@@ -196,14 +196,19 @@ class TrainedModel:
         """Columns rank, item, predicted_rating, title, year, genres: the `k` best-scored
         items outside `rated`; equal scores rank the lower item index first, like the
         ranking evaluation. For the popularity model the order is by rating count and
-        predicted_rating is the item's damped mean rating."""
+        predicted_rating is the item's damped mean rating; a top-N model (its family's
+        `predicts_ratings` false) predicts no rating: NaN."""
         if k < 1:
             raise DataError(f"k={k} must be at least 1")
         candidates = np.ones(scores.size, bool)
         candidates[rated] = False
         order = np.flatnonzero(candidates)[np.argsort(-scores[candidates], kind="stable")][:k]
-        predicted = (scores[order] if self.ranker.scores_are_ratings
-                     else np.asarray(self.params["mean"])[order])
+        if self.ranker.scores_are_ratings:
+            predicted = scores[order]
+        elif getattr(family_of(self.config), "predicts_ratings", True):
+            predicted = np.asarray(self.params["mean"])[order]
+        else:
+            predicted = np.full(order.size, np.nan)
         unknown = getattr(self.ranker, "unknown", None)  # learned nothing of: ranked last
         if unknown is not None:  # and shown at the training mean, as predict has them
             predicted = np.where(unknown[order], self.description["fallback"], predicted)
