@@ -47,6 +47,12 @@ def number(key: str, value: Any) -> None:
         raise ConfigError(f"{key}={value!r} must be a number")
 
 
+def boolean(key: str, value: Any) -> None:
+    """true or false."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r} must be true or false")
+
+
 def count(key: str, value: Any) -> None:
     """An integer >= 0."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:

@@ -4,13 +4,14 @@ typed `aerec.run_config.RunConfig` that everything below the command line reads.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Sequence
 from typing import Any
 
 from omegaconf import OmegaConf
 
-from aerec.checks import count, fraction, number, one_of, positive, positive_int
-from aerec.data.dataset import DATASET_NAMES
+from aerec.checks import boolean, count, fraction, number, one_of, positive, positive_int
+from aerec.data.dataset import DATASET_NAMES, FEEDBACKS
 from aerec.data.device_rows import DENSE_DTYPES, ORIENTATIONS
 from aerec.data.prepare import DUPLICATE_POLICIES
 from aerec.data.split import SPLIT_KINDS
@@ -114,6 +115,7 @@ def validate(cfg: Any) -> None:
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31:
         raise ConfigError(f"seed={seed!r} must be an integer in [0, 2**31)")
     one_of("dataset.name", cfg.dataset.name, DATASET_NAMES)
+    _validate_feedback(cfg.dataset)
     _validate_scale(cfg.dataset)
     if cfg.dataset.name == "synthetic":
         _validate_synthetic(cfg.dataset)
@@ -129,6 +131,7 @@ def validate(cfg: Any) -> None:
     _validate_stopping(cfg)
     for key in ("min_item_ratings", "min_user_ratings"):
         count(f"prepare.{key}", cfg.prepare[key])
+    boolean("prepare.repeat_filters", cfg.prepare.get("repeat_filters", False))
     family = get_family(cfg.model.name)
     family.check_config(cfg.model)
     if family.iterative:  # trained by the epoch loop, with the optimizer
@@ -137,18 +140,45 @@ def validate(cfg: Any) -> None:
 
 
 def _validate_split(cfg: Any) -> None:
+    split = cfg.split
     for key in ("test_fraction", "valid_fraction", "fold_in_fraction"):
-        fraction(f"split.{key}", cfg.split[key])
-    if cfg.split.test_fraction == 0.0:
+        fraction(f"split.{key}", split[key])
+    if split.test_fraction == 0.0:
         raise ConfigError("split.test_fraction=0 leaves nothing to evaluate")
-    if cfg.split.kind == "users" and cfg.model.orientation == "item":
+    if split.kind == "recbole" and split.valid_fraction + split.test_fraction >= 1.0:
+        raise ConfigError(f"split.kind=recbole: split.valid_fraction={split.valid_fraction} "
+                          f"plus split.test_fraction={split.test_fraction} must be below 1 "
+                          "(both are fractions of each user's interactions)")
+    heldout = split.get("heldout_users")
+    if heldout is not None:
+        positive_int("split.heldout_users", heldout)
+    if split.kind in ("users", "heldout_users") and cfg.model.orientation == "item":
         # Held-out users would be output columns that training never reached: an
         # autoencoder's are random (test RMSE 1.12 on ML-1M), an SVD's are empty, and the
         # evaluation gives every cell of such a column the training mean (popularity's too,
         # whose predictions do not depend on the user).
-        raise ConfigError("split.kind=users holds users out whole, which an item-oriented "
-                          "model cannot score (their output columns are never trained): set "
-                          "model.orientation=user, or split.kind=ratings / per_user")
+        raise ConfigError(f"split.kind={split.kind} holds users out whole, which an "
+                          "item-oriented model cannot score (their output columns are never "
+                          "trained): set model.orientation=user, or split.kind=ratings / "
+                          "per_user / recbole")
+
+
+def _validate_feedback(dataset: Any) -> None:
+    """dataset.feedback and dataset.implicit_min_rating; implicit columns name no rating
+    only without a threshold."""
+    feedback = dataset.get("feedback", "explicit")
+    one_of("dataset.feedback", feedback, FEEDBACKS)
+    threshold = dataset.get("implicit_min_rating")
+    if threshold is not None:
+        number("dataset.implicit_min_rating", threshold)
+        if not math.isfinite(threshold):
+            raise ConfigError(f"dataset.implicit_min_rating={threshold!r} must be finite")
+    columns = dataset.get("columns")
+    if (feedback == "implicit" and threshold is not None and columns is not None
+            and "rating" not in columns):
+        raise ConfigError(f"dataset.implicit_min_rating={threshold:g} needs a rating field, "
+                          f"but dataset.columns={list(columns)} names none: leave the "
+                          "threshold null (every line an interaction), or name the rating")
 
 
 def _validate_train(train: Any) -> None:

@@ -23,7 +23,8 @@ NOT_IDENTITY = {"task", "train.progress", "train.resume", "train.data_path",
 # Keys added after checkpoints were first written, at the value that trains as before: left
 # out of the identity then, so that older checkpoints still resume (and keep their directory).
 NEUTRAL_DEFAULTS = {"train.wide_shards": 1, "train.monitor": "auto",
-                    "dataset.feedback": "explicit", "dataset.implicit_min_rating": None}
+                    "dataset.feedback": "explicit", "dataset.implicit_min_rating": None,
+                    "prepare.repeat_filters": False, "split.heldout_users": None}
 # Keys that do not change what is trained but were in the identity of checkpoints already
 # written: recorded at one value whatever they are set to, so that a run resumes whichever
 # it is (turning downloads off once the archive is local). Older checkpoints written at that

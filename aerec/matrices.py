@@ -29,6 +29,7 @@ class Matrices:
     eval_input: DeviceRows  # what a model may read at test time: train + fold-in ratings
     test: DeviceRows
     paper_input: DeviceRows  # the paper metric's input: held-out users' whole rows on `users`
+    # and `heldout_users`
     everything: DeviceRows  # every rating: the paper metric's targets
 
 
@@ -81,8 +82,11 @@ def build_matrices(dataset: Dataset, train_cfg: TrainConfig, orientation: str,
     dtype = dense_dtype(train_cfg.dense_dtype, dataset.rating)
     resident = choose_resident(train_cfg, train, dtype)
     eval_input = matrix(TRAIN, FOLD_IN)
-    held_out_whole = split_kind == "users"
-    paper_input = matrix(TRAIN, FOLD_IN, TEST) if held_out_whole else train
+    # Held-out users' whole rows: fold-in and targets (validation users' too on heldout_users,
+    # where their rows hold no training rating).
+    paper_input = (matrix(TRAIN, FOLD_IN, TEST) if split_kind == "users" else
+                   matrix(TRAIN, FOLD_IN, VALID, TEST) if split_kind == "heldout_users" else
+                   train)
     train_rows = DeviceRows(train, resident, dtype)
     return Matrices(
         train=train_rows,

@@ -29,8 +29,8 @@ class DatasetConfig:
     encoding: str = "utf-8"
     rating_min: float | None = None  # custom and synthetic: the rating scale
     rating_max: float | None = None
-    feedback: str = "explicit"  # explicit | implicit
-    implicit_min_rating: float | None = None
+    feedback: str = "explicit"  # explicit (ratings) | implicit (interactions)
+    implicit_min_rating: float | None = None  # ratings >= it are interactions (None: all)
     n_users: int = 2000  # synthetic: the seeded low-rank matrix
     n_items: int = 1000
     n_ratings: int = 100000
@@ -49,6 +49,7 @@ class PrepareConfig:
     min_item_ratings: int = 1
     min_user_ratings: int = 1
     duplicates: str = "error"
+    repeat_filters: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class SplitConfig:
     valid_fraction: float = 0.05
     fold_in_fraction: float = 0.8
     seed: int = 42
+    heldout_users: int | None = None  # heldout_users: users held out for validation, as many
+    # for test (None: round(test_fraction x users) each)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 """Official and custom delimited formats -> a tidy ratings table (user, item, rating[, timestamp]).
 
+Implicit feedback (clicks, plays) may have no rating field: user, item[, timestamp].
+
 The fast path hands the whole file to pandas' C parser. Only when that fails, or the values do
 not validate, a slow line-by-line pass finds the first offending line so that the error names
 the file, the line and what was expected.
@@ -18,6 +20,7 @@ from aerec.errors import ConfigError, DataError
 
 FIELDS = ("user", "item", "rating", "timestamp")
 REQUIRED = ("user", "item", "rating")
+REQUIRED_IMPLICIT = ("user", "item")
 IGNORED = ("_", "skip")
 INTEGER_FIELDS = ("user", "item", "timestamp")
 INT64 = np.iinfo(np.int64)  # ids and timestamps are read as int64
@@ -35,19 +38,25 @@ def field_separator(sep: str) -> str:
 
 
 def read_ratings(path: Path, *, sep: str, header: bool, columns: Sequence[str] | None = None,
-                 encoding: str = "utf-8", rating_range: tuple[float, float] | None = None
-                 ) -> pd.DataFrame:
+                 encoding: str = "utf-8", rating_range: tuple[float, float] | None = None,
+                 implicit: bool = False, rated: bool = False) -> pd.DataFrame:
     """Parse a delimited ratings file into columns user, item (int64), rating (float32), ...
 
     `columns` names each field in file order (`user`, `item`, `rating`, `timestamp`, or `_` to
     ignore one); by default the fields are user, item, rating and an optional timestamp.
+    `implicit`: the rating field is optional, and by default 2 fields are user, item; 3 are
+    user, item, rating only when the file is known to be `rated` (a threshold on its ratings
+    is configured), else refused as ambiguous (user, item, timestamp is as likely).
     """
     path, sep = Path(path), field_separator(sep)
     if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
         encoding = "utf-8-sig"  # the same text, with a byte-order mark (if any) removed
     line = _first_line(path, header, encoding)
     n_fields = len(line.split(sep))
-    names = _column_names(path, columns, n_fields, line, sep)
+    if columns is None:
+        names = _default_names(path, n_fields, line, sep, implicit=implicit, rated=rated)
+    else:
+        names = _column_names(path, columns, n_fields, implicit=implicit)
     wanted = [(position, name) for position, name in enumerate(names) if name not in IGNORED]
     # "::" is not a single character, which would force pandas' slow Python engine. Splitting
     # on ":" instead keeps the C engine: field k then sits at position 2k, with empty tokens
@@ -79,18 +88,19 @@ def read_ratings(path: Path, *, sep: str, header: bool, columns: Sequence[str] |
         _diagnose(path, sep, header, names, encoding, rating_range)
         raise DataError(f"{path}: a field holds a single ':' (fields are separated by '::')")
     table = table[list(columns_wanted)].rename(columns=columns_wanted)
-    if not _values_valid(table, rating_range):
-        _diagnose(path, sep, header, names, encoding, rating_range)
-        raise DataError(f"{path}: ratings are not finite or outside {rating_range}")
-    table["rating"] = table["rating"].astype(np.float32)
+    if "rating" in table:
+        if not _values_valid(table, rating_range):
+            _diagnose(path, sep, header, names, encoding, rating_range)
+            raise DataError(f"{path}: ratings are not finite or outside {rating_range}")
+        table["rating"] = table["rating"].astype(np.float32)
     return table.reset_index(drop=True)
 
 
-def _separator_hint(line: str, sep: str) -> str | None:
-    """'set dataset.sep=...' when another common separator splits `line` into the 3 or 4
-    fields of a ratings file; None when none does."""
+def _separator_hint(line: str, sep: str, counts: tuple[int, ...] = (3, 4)) -> str | None:
+    """'set dataset.sep=...' when another common separator splits `line` into as many fields
+    as a ratings file has (`counts`); None when none does."""
     for candidate in SEPARATORS:
-        if candidate != sep and len(line.split(candidate)) in (3, 4):
+        if candidate != sep and len(line.split(candidate)) in counts:
             value = "tab" if candidate == "\t" else repr(candidate)
             return f"its first line splits on {candidate!r}: set dataset.sep={value}"
     return None
@@ -110,25 +120,47 @@ def _first_line(path: Path, header: bool, encoding: str) -> str:
     raise DataError(f"{path}: no ratings in the file (it is empty or holds only a header)")
 
 
-def _column_names(path: Path, columns: Sequence[str] | None, n_fields: int, line: str,
-                  sep: str) -> list[str]:
-    if columns is None:
-        if n_fields not in (3, 4):
-            raise DataError(
-                f"{path}: expected 3 fields (user, item, rating) or 4 (with timestamp) per line, "
-                f"found {n_fields} with dataset.sep={sep!r}; "
-                + (_separator_hint(line, sep) or "set dataset.columns to name each field")
-            )
+def _default_names(path: Path, n_fields: int, line: str, sep: str, *, implicit: bool,
+                   rated: bool) -> list[str]:
+    """The fields of a file without dataset.columns: user, item, rating[, timestamp]; for
+    implicit feedback also user, item (and user, item, rating when the file is `rated`)."""
+    if n_fields == 2 and implicit:
+        return ["user", "item"]
+    if n_fields == 3 and implicit and not rated:
+        raise DataError(
+            f"{path}: 3 fields per line with dataset.feedback=implicit: user, item and either "
+            "a rating or a timestamp; name them: dataset.columns=[user,item,rating] (every "
+            "rating an interaction, or those >= dataset.implicit_min_rating when it is set) "
+            "or dataset.columns=[user,item,timestamp]")
+    if n_fields in (3, 4):
         return list(FIELDS[:n_fields])
+    hint = _separator_hint(line, sep, (2, 3, 4) if implicit else (3, 4))
+    if n_fields == 2 and hint is None:  # only explicit feedback is left here
+        raise DataError(
+            f"{path} has 2 fields per line (user, item): it looks like implicit feedback: set "
+            "dataset.feedback=implicit")
+    expected = ("2 fields (user, item), 3 or 4 (with rating, timestamp)" if implicit else
+                "3 fields (user, item, rating) or 4 (with timestamp)")
+    raise DataError(f"{path}: expected {expected} per line, found {n_fields} with "
+                    f"dataset.sep={sep!r}; " + (hint or "set dataset.columns to name each field"))
+
+
+def _column_names(path: Path, columns: Sequence[str], n_fields: int, *, implicit: bool
+                  ) -> list[str]:
+    """dataset.columns, checked: each required field once (user, item and, for explicit
+    feedback, rating), the others at most once, one name per field of the file."""
     names = list(columns)
+    required = REQUIRED_IMPLICIT if implicit else REQUIRED
     unknown = [name for name in names if name not in FIELDS + IGNORED]
-    missing = [name for name in REQUIRED if name not in names]
-    if unknown or missing or len(set(n for n in names if n not in IGNORED)) != len(
-        [n for n in names if n not in IGNORED]
-    ):
+    missing = [name for name in required if name not in names]
+    used = [name for name in names if name not in IGNORED]
+    if unknown or missing or len(set(used)) != len(used):
+        optional = "'rating' and 'timestamp'" if implicit else "'timestamp'"
+        hint = ("; a file without ratings (clicks, plays): dataset.feedback=implicit"
+                if missing == ["rating"] else "")
         raise ConfigError(
-            f"dataset.columns={names}: each of {REQUIRED} exactly once, optionally 'timestamp', "
-            f"'_' for a field to skip (unknown: {unknown}, missing: {missing})"
+            f"dataset.columns={names}: each of {required} exactly once, optionally {optional}, "
+            f"'_' for a field to skip (unknown: {unknown}, missing: {missing}){hint}"
         )
     if len(names) != n_fields:
         raise DataError(f"{path}: dataset.columns names {len(names)} fields, file has {n_fields}")

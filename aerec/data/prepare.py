@@ -90,27 +90,43 @@ def _whole_number(value: object) -> int | None:
     return None
 
 
-def filter_min_counts(ratings: pd.DataFrame, min_item_ratings: int, min_user_ratings: int
-                      ) -> pd.DataFrame:
+def filter_min_counts(ratings: pd.DataFrame, min_item_ratings: int, min_user_ratings: int,
+                      repeat: bool = False) -> pd.DataFrame:
     """Drop items with fewer than `min_item_ratings` ratings, then users with too few left.
 
     One pass each, items first: on ML-1M with 20 and 20 this gives the paper's 3043 items and
     6022 users (a user dropped afterwards can leave an item under the threshold; the paper's
-    counts show it did not iterate).
+    counts show it did not iterate). `repeat`: both passes again until nothing changes (the
+    k-core filter of RecBole and others): every item and user left then has its minimum. The
+    fixed point is the largest subset where both minimums hold, whatever the order of passes.
     """
     kept = ratings
-    if min_item_ratings > 1:
-        counts = kept["item"].map(kept["item"].value_counts())
-        kept = kept[counts.to_numpy() >= min_item_ratings]
-    if min_user_ratings > 1:
-        counts = kept["user"].map(kept["user"].value_counts())
-        kept = kept[counts.to_numpy() >= min_user_ratings]
+    while True:
+        before = len(kept)
+        if min_item_ratings > 1:
+            counts = kept["item"].map(kept["item"].value_counts())
+            kept = kept[counts.to_numpy() >= min_item_ratings]
+        if min_user_ratings > 1:
+            counts = kept["user"].map(kept["user"].value_counts())
+            kept = kept[counts.to_numpy() >= min_user_ratings]
+        if not repeat or len(kept) in (before, 0):
+            break
     if kept.empty:
         raise DataError(
             f"no ratings left after removing items with < {min_item_ratings} ratings and users "
-            f"with < {min_user_ratings} (prepare.min_item_ratings / prepare.min_user_ratings)"
+            f"with < {min_user_ratings} (prepare.min_item_ratings / prepare.min_user_ratings"
+            + (", repeated until stable: prepare.repeat_filters=true)" if repeat else ")")
         )
     return kept.reset_index(drop=True)
+
+
+def keep_rows(ids: IdMap, index: np.ndarray, kept: np.ndarray) -> tuple[IdMap, np.ndarray]:
+    """The id map of the ids that `index[kept]` still uses, and those rows' new contiguous
+    indices (ascending ids keep their order)."""
+    used = np.zeros(len(ids), dtype=bool)
+    used[index[kept]] = True
+    position = np.cumsum(used, dtype=np.int64) - 1
+    return IdMap(ids.raw[used]), position[index[kept]].astype(np.int32)
 
 
 def build_id_maps(ratings: pd.DataFrame) -> tuple[IdMap, IdMap, np.ndarray, np.ndarray]:
@@ -134,6 +150,17 @@ def strictly_increasing_pairs(users: np.ndarray, items: np.ndarray) -> bool:
     later_user = users[1:] > users[:-1]  # comparisons, not differences: no unsigned wrap
     same_user = users[1:] == users[:-1]
     return bool(np.all(later_user | (same_user & (items[1:] > items[:-1]))))
+
+
+def merge_repeated_pairs(interactions: pd.DataFrame) -> pd.DataFrame:
+    """Implicit feedback: repeated (user, item) pairs are one interaction. With timestamps,
+    the earliest is kept (when the user first interacted with the item)."""
+    if strictly_increasing_pairs(interactions["user"].to_numpy(),
+                                 interactions["item"].to_numpy()):
+        return interactions
+    if "timestamp" in interactions:
+        interactions = interactions.sort_values("timestamp", kind="stable")
+    return interactions.drop_duplicates(["user", "item"], keep="first").reset_index(drop=True)
 
 
 def resolve_duplicates(ratings: pd.DataFrame, policy: str, source: str) -> pd.DataFrame:
