@@ -14,10 +14,11 @@ from aerec.errors import ConfigError
 from aerec.models.autoencoder import AUTOENCODER
 from aerec.models.base import ModelConfig, ModelFamily
 from aerec.models.popularity import POPULARITY
+from aerec.models.recvae import RECVAE
 from aerec.models.svd import SVD
 
 FAMILIES: dict[str, ModelFamily] = {family.name: family
-                                    for family in (AUTOENCODER, SVD, POPULARITY)}
+                                    for family in (AUTOENCODER, SVD, POPULARITY, RECVAE)}
 
 
 class UnknownModelError(ConfigError, ValueError):
