@@ -16,11 +16,12 @@ from aerec.models.base import ModelConfig, ModelFamily
 from aerec.models.ease import EASE
 from aerec.models.multvae import MULTDAE, MULTVAE
 from aerec.models.popularity import POPULARITY
+from aerec.models.recvae import RECVAE
 from aerec.models.svd import SVD
 
 FAMILIES: dict[str, ModelFamily] = {family.name: family
                                     for family in (AUTOENCODER, SVD, POPULARITY, EASE, MULTVAE,
-                                                   MULTDAE)}
+                                                   MULTDAE, RECVAE)}
 
 
 class UnknownModelError(ConfigError, ValueError):
