@@ -37,19 +37,22 @@ def click_run(compose_config, clicks: Path, *overrides: str):
 
 def test_a_click_file_trains_evaluates_and_recommends(compose_config, tmp_path: Path) -> None:
     clicks = write_clicks(tmp_path / "clicks.csv")
-    cfg = click_run(compose_config, clicks, "model=popularity", "ranking.k=[5]")
+    cfg = click_run(compose_config, clicks, "model=ease", "model.l2=10", "ranking.k=[5]")
     results = run_task(cfg, tmp_path / "run")
     assert results["feedback"] == "implicit" and results["monitor"] == "ndcg@10"
+    assert results["model"] == "ease" and np.isfinite(results["valid_ndcg@10"])
     assert results["n_duplicates_merged"] == 1
     assert results["test_rmse"] is None or np.isnan(results["test_rmse"])
     notes = json.loads((tmp_path / "run" / "results.json").read_text())["notes"]
-    assert "no ratings to predict" in notes["test_rmse"]
+    assert "predicts no ratings" in notes["test_rmse"]
     assert 0 < results["ndcg@5"] <= 1 and results["ranking_users"] > 0
     evaluated = run_task(compose_config("task=evaluate", f"checkpoint.path={tmp_path / 'run'}"
                                         "/model", "ranking.k=[5]", fast=False), tmp_path / "ev")
     assert evaluated["ndcg@5"] == pytest.approx(results["ndcg@5"])
     lists = aerec.load(tmp_path / "run" / "model").recommend(2, k=3)
-    assert len(lists) == 3
+    assert len(lists) == 3 and "predicted_rating" not in lists
+    # an even user clicks the lower half (items 1-20) mostly: so is its list
+    assert (lists["item"] <= 20).all()
 
 
 def test_the_papers_loss_learns_the_groups_from_clicks(compose_config, tmp_path: Path) -> None:
