@@ -23,8 +23,12 @@ from tests.conftest import FAST_DATA, cli_env
 PAIRS = {"users": [1, 5, 17, 42, 99], "items": [3, 3, 10, 7, 50]}
 
 
-@pytest.mark.parametrize("model", ["autoencoder", "svd"])
-@pytest.mark.parametrize("orientation", ["item", "user"])
+# One combination in the fast suite (a fresh process each: 10-25 s); all with pytest -m slow.
+@pytest.mark.parametrize(("orientation", "model"), [
+    ("user", "svd"),
+    pytest.param("item", "svd", marks=pytest.mark.slow),
+    pytest.param("item", "autoencoder", marks=pytest.mark.slow),
+    pytest.param("user", "autoencoder", marks=pytest.mark.slow)])
 def test_round_trip_in_a_fresh_process(compose_config, tmp_path: Path, model: str,
                                        orientation: str) -> None:
     overrides = ["model.rank=3"] if model == "svd" else ["model.hidden=16", "model.latent=8",

@@ -47,7 +47,10 @@ class InterruptError(Exception):
 
 
 @pytest.mark.parametrize(("every", "interrupted", "saved", "padded"),
-                         [(1, 3, 2, False), (3, 5, 3, False), (1, 3, 2, True)])
+                         [(1, 3, 2, False),
+                          # the same path again with other numbers, and padded: pytest -m slow
+                          pytest.param(3, 5, 3, False, marks=pytest.mark.slow),
+                          pytest.param(1, 3, 2, True, marks=pytest.mark.slow)])
 def test_resume_in_process_equals_an_uninterrupted_run(compose_config, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch,
                                                        every: int, interrupted: int,
@@ -259,6 +262,7 @@ def kill_when(process: subprocess.Popen, metrics: Path, epochs_logged: int,
     process.wait()
 
 
+@pytest.mark.slow  # a subprocess run killed and resumed: 30 s; in-process resume stays fast
 def test_sigkill_and_resume_gives_the_uninterrupted_result(tmp_path: Path) -> None:
     # A bigger synthetic matrix so that epochs and saves take long enough to be hit.
     args = [*FAST, "dataset.n_users=600", "dataset.n_items=400", "dataset.n_ratings=40000",

@@ -109,9 +109,9 @@ def test_bad_implicit_input_gets_a_clear_error(tmp_path: Path) -> None:
                                         r"dataset\.columns=\[user,item,rating\]"):
         load(custom(rated, feedback="implicit"))
     click_file = clicks(tmp_path / "clicks.csv")
-    with pytest.raises(DataError, match=rf"^{click_file} has 2 fields per line \(user, item\): "
-                                        "it looks like implicit feedback: set "
-                                        r"dataset\.feedback=implicit$"):
+    with pytest.raises(DataError, match=rf"^{click_file}: 2 fields \(user, item\) where ratings "
+                                        r"need 3 \(user, item, rating\): it looks like implicit "
+                                        r"feedback: set dataset\.feedback=implicit$"):
         load(custom(click_file))
     with pytest.raises(DataError, match=r"dataset\.implicit_min_rating=4 needs ratings, but "
                                         f"{click_file} has no rating field"):

@@ -137,8 +137,8 @@ def _default_names(path: Path, n_fields: int, line: str, sep: str, *, implicit: 
     hint = _separator_hint(line, sep, (2, 3, 4) if implicit else (3, 4))
     if n_fields == 2 and hint is None:  # only explicit feedback is left here
         raise DataError(
-            f"{path} has 2 fields per line (user, item): it looks like implicit feedback: set "
-            "dataset.feedback=implicit")
+            f"{path}: 2 fields (user, item) where ratings need 3 (user, item, rating): it "
+            "looks like implicit feedback: set dataset.feedback=implicit")
     expected = ("2 fields (user, item), 3 or 4 (with rating, timestamp)" if implicit else
                 "3 fields (user, item, rating) or 4 (with timestamp)")
     raise DataError(f"{path}: expected {expected} per line, found {n_fields} with "
