@@ -291,6 +291,7 @@ def test_sigkill_and_resume_gives_the_uninterrupted_result(tmp_path: Path) -> No
     assert_same_arrays(final_arrays(tmp_path / "full")[1], final_arrays(tmp_path / "cut")[1])
 
 
+@pytest.mark.slow  # a subprocess stopped and resumed (20 s): SIGTERM's, the same path, stays fast
 def test_ctrl_c_stops_after_the_epoch_saved_and_the_run_resumes(tmp_path: Path) -> None:
     args = [*FAST, "dataset.n_users=600", "dataset.n_items=400", "dataset.n_ratings=40000",
             "model.hidden=256", "model.latent=256", "train.epochs=12", "train.patience=100",

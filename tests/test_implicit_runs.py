@@ -55,6 +55,7 @@ def test_a_click_file_trains_evaluates_and_recommends(compose_config, tmp_path: 
     assert (lists["item"] <= 20).all()
 
 
+@pytest.mark.slow  # 15 epochs and a second run
 def test_the_papers_loss_learns_the_groups_from_clicks(compose_config, tmp_path: Path) -> None:
     clicks = write_clicks(tmp_path / "clicks.csv")
     trained = run_task(click_run(compose_config, clicks, "model.loss=all_cells",

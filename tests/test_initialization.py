@@ -38,7 +38,8 @@ def assert_bitwise_equal(stacked: dict, member: int, expected: dict) -> None:
 
 @pytest.mark.parametrize("changes", [
     {},
-    {"layers": 2, "hidden": [24, 12], "mirror_decoder": True},
+    pytest.param({"layers": 2, "hidden": [24, 12], "mirror_decoder": True},
+                 marks=pytest.mark.slow),
     pytest.param({"layers": 3, "hidden": 20, "latent": 5}, marks=pytest.mark.slow),
 ])
 def test_initialisation_is_flaxs_default_bit_for_bit(changes: dict) -> None:

@@ -90,6 +90,7 @@ def test_sigterm_stops_after_the_epoch_saved_and_the_run_resumes(compose_config,
     assert_same_arrays(final_arrays(tmp_path / "full")[1], final_arrays(ckpt)[1])
 
 
+@pytest.mark.slow  # a subprocess with a long epoch (12 s)
 def test_sigterm_in_a_long_epoch_ends_the_run_within_the_grace(tmp_path: Path) -> None:
     # Epochs of seconds (a wide matrix, one row a step), a grace of half a second: the epoch
     # in progress is given up, and the run ends from the last complete checkpoint, written
