@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from aerec.devices import on_accelerator
-from aerec.losses import Objective, cast, l2_penalty, loss_fn, masked_mse
+from aerec.losses import Objective, cast, loss_fn, reconstruction_loss
 from aerec.models.autoencoder import ACTIVATIONS, AutoEncoder, member_models
 
 ALIGNMENT = 128  # tensor-core tiles cover a multiple of 128 exactly
@@ -149,13 +149,4 @@ def step_loss(objective: Objective, params: Any, rows: jax.Array, counts: jax.Ar
     outputs = aligned_members(objective.graphdef,
                               cast(pad_layers(params, padded), objective.compute_dtype),
                               targets.astype(objective.compute_dtype), key)
-    valid = counts > 0
-    if objective.all_cells:
-        real = jnp.arange(width) < n_inputs
-        counted, n_counted = valid[:, None] & real, jnp.sum(valid, dtype=jnp.float32) * n_inputs
-    else:
-        counted, n_counted = valid[:, None] & (rows > 0), jnp.sum(counts)
-    loss = masked_mse(outputs, targets, counted, n_counted)
-    if objective.l2:
-        loss = loss + objective.l2 * l2_penalty(params) / outputs.shape[0]
-    return loss
+    return reconstruction_loss(objective, params, outputs, targets, rows, counts, n_inputs)

@@ -45,10 +45,24 @@ def loss_fn(objective: Objective, params: Any, rows: jax.Array, counts: jax.Arra
     targets = objective.scaling.encode(rows.astype(jnp.float32))
     outputs = apply_members(objective.graphdef, cast(params, objective.compute_dtype),
                             targets.astype(objective.compute_dtype), key)
+    return reconstruction_loss(objective, params, outputs, targets, rows, counts, rows.shape[1])
+
+
+def reconstruction_loss(objective: Objective, params: Any, outputs: jax.Array,
+                        targets: jax.Array, rows: jax.Array, counts: jax.Array, n_inputs: int
+                        ) -> jax.Array:
+    """The masked (or all-cells) MSE of `outputs` against `targets`, + L2 on `params`.
+
+    `rows` may be wider than the model's `n_inputs` (padding columns, `aerec.accelerate`):
+    those columns never count. `counts`: see `loss_fn`.
+    """
     valid = counts > 0
     if objective.all_cells:
+        counted = valid[:, None]
+        if rows.shape[1] != n_inputs:
+            counted = counted & (jnp.arange(rows.shape[1]) < n_inputs)
         # In float: batch x inputs may pass 2**31 (16,384 rows of ML-20M's 138,493 users).
-        counted, n_counted = valid[:, None], jnp.sum(valid, dtype=jnp.float32) * rows.shape[1]
+        n_counted = jnp.sum(valid, dtype=jnp.float32) * n_inputs
     else:
         counted, n_counted = valid[:, None] & (rows > 0), jnp.sum(counts)
     loss = masked_mse(outputs, targets, counted, n_counted)
