@@ -102,3 +102,9 @@ def widths_problem(value: Any) -> str | None:
     if listed and all(is_integer(width) and width >= 1 for width in listed):
         return None
     return "must be an integer >= 1 or a list of them"
+
+
+def user_rows_problem(orientation: Any, why: str) -> str | None:
+    """None when a model's rows are users (`model.orientation=user`), else what the value
+    must be and `why` (the top-N families encode a user's whole row)."""
+    return None if orientation == "user" else f"must be user: {why}"

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import cho_factor, cho_solve
 
-from aerec.checks import fraction, is_number, one_of
+from aerec.checks import fraction, is_number, one_of, user_rows_problem
 from aerec.data.device_rows import BLOCK_CELLS, DeviceRows, padded_chunks
 from aerec.errors import ConfigError
 from aerec.models.base import FieldCheck, Predictor, Trainer, config_from_mapping
@@ -164,6 +164,9 @@ def check_fits(n_items: int, available: int | None) -> None:
 
 # The family on the model interface (`aerec.models.base`).
 
+WHY_USER_ROWS = "EASE's rows are users"  # why model.orientation must be user
+
+
 @dataclass(frozen=True)
 class EaseConfig:
     """configs/model/ease.yaml, typed (its comments explain each key)."""
@@ -175,9 +178,6 @@ class EaseConfig:
     orientation: str = "user"
     scaling: str = "none"
 
-
-def _user_orientation_problem(value: Any) -> str | None:
-    return None if value == "user" else "must be user: EASE's rows are users"
 
 
 class EaseFamily:
@@ -200,7 +200,7 @@ class EaseFamily:
         if not isinstance(model["zero_diagonal"], bool):
             raise ConfigError(f"model.zero_diagonal={model['zero_diagonal']!r} must be true "
                               "or false")
-        problem = _user_orientation_problem(model["orientation"])
+        problem = user_rows_problem(model["orientation"], WHY_USER_ROWS)
         if problem is not None:
             raise ConfigError(f"model.orientation={model['orientation']!r} {problem} (its "
                               "weights are item to item): set model.orientation=user")
@@ -240,7 +240,7 @@ class EaseFamily:
 
     def saved_problem(self, model: dict[str, Any]) -> tuple[str, str] | None:
         """A saved EASE model's rows are users."""
-        problem = _user_orientation_problem(model["orientation"])
+        problem = user_rows_problem(model["orientation"], WHY_USER_ROWS)
         return None if problem is None else ("model.orientation", problem)
 
     def param_shapes(self, config: EaseConfig, n_inputs: int, rows: int, n_items: int

@@ -47,6 +47,7 @@ from aerec.checks import (
     one_of_problem,
     positive_int,
     positive_int_problem,
+    user_rows_problem,
 )
 from aerec.errors import ConfigError
 from aerec.losses import cast, l2_penalty
@@ -149,6 +150,9 @@ def kl_weight(step: jax.Array, beta_cap: float, anneal_steps: int) -> jax.Array:
     if anneal_steps == 0:
         return jnp.asarray(beta_cap, jnp.float32)
     return jnp.minimum(beta_cap, jnp.asarray(step, jnp.float32) / anneal_steps)
+
+
+WHY_USER_ROWS = "the model encodes a user's whole row"  # why model.orientation must be user
 
 
 @dataclass(frozen=True)
@@ -271,10 +275,6 @@ def widths_problem(value: Any) -> str | None:
     return "must be an integer >= 1 or a list of them, e.g. [600] ([] for no hidden layer)"
 
 
-def user_orientation_problem(value: Any) -> str | None:
-    """The rows must be users."""
-    return None if value == "user" else "must be user: the model encodes a user's whole row"
-
 
 def check_number(key: str, value: Any) -> None:
     """A finite number >= 0."""
@@ -307,7 +307,7 @@ class MultFamily:
             count("model.anneal_steps", model["anneal_steps"])
         check_number("model.l2", model["l2"])
         one_of("model.activation", model["activation"], tuple(ACTIVATIONS))
-        problem = user_orientation_problem(model["orientation"])
+        problem = user_rows_problem(model["orientation"], WHY_USER_ROWS)
         if problem:
             raise ConfigError(f"model.orientation={model['orientation']!r} {problem} (a "
                               "multinomial over every item): set model.orientation=user")
@@ -357,7 +357,7 @@ class MultFamily:
 
     def saved_problem(self, model: dict[str, Any]) -> tuple[str, str] | None:
         """A saved model's rows are users."""
-        problem = user_orientation_problem(model["orientation"])
+        problem = user_rows_problem(model["orientation"], WHY_USER_ROWS)
         return None if problem is None else ("model.orientation", problem)
 
     def param_shapes(self, config: Any, n_inputs: int, rows: int, n_items: int

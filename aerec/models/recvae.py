@@ -43,6 +43,7 @@ from aerec.checks import (
     one_of,
     positive_int,
     positive_int_problem,
+    user_rows_problem,
 )
 from aerec.errors import ConfigError
 from aerec.models.base import FieldCheck, Predictor, Trainer, config_from_mapping
@@ -239,6 +240,9 @@ def merge_part_state(opt_state: Any, updated: Any, part: str) -> Any:
     return jax.tree.map(put, opt_state, updated, is_leaf=_is_selected)
 
 
+WHY_USER_ROWS = "RecVAE's rows are users"  # why model.orientation must be user
+
+
 @dataclass(frozen=True)
 class RecVAEObjective:
     """RecVAE's training for the shared epoch loop (`aerec.train.TrainingObjective`): an epoch
@@ -379,9 +383,6 @@ class RecVAEConfig:
     scaling: str = "none"
 
 
-def _user_orientation_problem(value: Any) -> str | None:
-    return None if value == "user" else "must be user: RecVAE's rows are users"
-
 
 def _check_weights(weights: Any) -> None:
     """Three positive mixture weights that sum to 1."""
@@ -427,7 +428,7 @@ class RecVAEFamily:
         positive_int("model.enc_passes", model["enc_passes"])
         positive_int("model.dec_passes", model["dec_passes"])
         _check_weights(model["prior_weights"])
-        problem = _user_orientation_problem(model["orientation"])
+        problem = user_rows_problem(model["orientation"], WHY_USER_ROWS)
         if problem is not None:
             raise ConfigError(f"model.orientation={model['orientation']!r} {problem} (it "
                               "encodes a user's interactions): set model.orientation=user")
@@ -485,7 +486,7 @@ class RecVAEFamily:
 
     def saved_problem(self, model: dict[str, Any]) -> tuple[str, str] | None:
         """A saved RecVAE model's rows are users."""
-        problem = _user_orientation_problem(model["orientation"])
+        problem = user_rows_problem(model["orientation"], WHY_USER_ROWS)
         return None if problem is None else ("model.orientation", problem)
 
     def param_shapes(self, config: RecVAEConfig, n_inputs: int, rows: int, n_items: int
