@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from aerec.config import flat_keys, run_config
 from aerec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -52,9 +53,7 @@ def override_text(key: str, value: Any) -> str:
     writes them)."""
     if isinstance(value, tuple):
         value = list(value)
-    if isinstance(value, str):
-        return f"{key}={json.dumps(value)}"
-    if isinstance(value, np.generic):
+    elif isinstance(value, np.generic):
         value = value.item()
     return f"{key}={json.dumps(value)}"
 
@@ -135,8 +134,6 @@ class Recommender:
         chosen.setdefault("train.progress", progress)
         self.overrides = groups + [override_text(key, value) for key, value in chosen.items()]
         self.config = compose(self.overrides)
-        from aerec.config import run_config
-
         self.run = run_config(self.config)  # checked now: errors before any data is read
         self.model: Any = None
         self.results: dict[str, Any] | None = None
@@ -212,13 +209,6 @@ class Recommender:
         assert self._directory is not None  # set by fit
         shutil.copytree(self._directory / "model", target)
         return target
-
-
-def flat_keys(cfg: Any) -> list[str]:
-    """Every dotted key of a composed configuration."""
-    from aerec.config import flat_keys as keys_of
-
-    return keys_of(cfg)
 
 
 def catalog_of(items: pd.DataFrame) -> pd.DataFrame:

@@ -4,7 +4,6 @@ a real-Hydra run that resumes exactly, saves, loads and recommends."""
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from aerec.models.multvae import (
     row_scores,
 )
 from tests.conftest import CONFIGS, FAST_DATA
+from tests.test_checkpoint import stop_after
 
 N_ITEMS = 7
 # Four users (any stored value counts 1) and two batch padding rows (count 0) holding data, as
@@ -250,22 +250,6 @@ def test_a_run_trains_saves_loads_and_recommends(full_run: Path, tmp_path: Path)
     payload = run_task(compose_run("task=recommend", "user=5", "k=3",
                                    f"checkpoint.path={full_run / 'model'}"), tmp_path)
     assert [entry["item"] for entry in payload["recommendations"]] == list(table["item"][:3])
-
-
-def stop_after(epochs: int):
-    """An `interruptible` whose stop is requested after epoch `epochs`."""
-
-    @contextmanager
-    def interruptible():
-        seen = [0]
-
-        def stop_requested() -> bool:
-            seen[0] += 1
-            return seen[0] >= epochs
-
-        yield stop_requested
-
-    return interruptible
 
 
 @pytest.mark.slow
